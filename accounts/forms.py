@@ -1,0 +1,66 @@
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, StringField, SubmitField
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
+
+from accounts.passwords import MAX_LENGTH, MIN_LENGTH, password_problem
+
+
+class RegisterForm(FlaskForm):
+    email = EmailField(_l("Email address"), validators=[DataRequired(), Length(max=254)])
+    display_name = StringField(
+        _l("Display name"),
+        validators=[DataRequired(), Length(max=80)],
+        description=_l("Shown on campaigns you organise. A pseudonym is fine."),
+    )
+    password = PasswordField(
+        _l("Password"),
+        validators=[DataRequired()],
+        description=_l("At least %(n)d characters. A few unusual words make a good one.", n=MIN_LENGTH),
+    )
+    confirm = PasswordField(
+        _l("Repeat password"),
+        validators=[DataRequired(), EqualTo("password", message=_l("Passwords do not match."))],
+    )
+    submit = SubmitField(_l("Create account"))
+
+    def validate_password(self, field):
+        problem = password_problem(
+            field.data, email=self.email.data or "", display_name=self.display_name.data or ""
+        )
+        if problem:
+            raise ValidationError(problem)
+
+
+class LoginForm(FlaskForm):
+    email = EmailField(_l("Email address"), validators=[DataRequired(), Length(max=254)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=MAX_LENGTH)])
+    submit = SubmitField(_l("Log in"))
+
+
+class ProfileForm(FlaskForm):
+    display_name = StringField(_l("Display name"), validators=[DataRequired(), Length(max=80)])
+    submit = SubmitField(_l("Save"))
+
+
+class PasswordChangeForm(FlaskForm):
+    current_password = PasswordField(
+        _l("Current password"), validators=[DataRequired(), Length(max=MAX_LENGTH)]
+    )
+    new_password = PasswordField(
+        _l("New password"), validators=[DataRequired()]
+    )
+    confirm = PasswordField(
+        _l("Repeat new password"),
+        validators=[DataRequired(), EqualTo("new_password", message=_l("Passwords do not match."))],
+    )
+    submit = SubmitField(_l("Change password"))
+
+    def validate_new_password(self, field):
+        problem = password_problem(field.data)
+        if problem:
+            raise ValidationError(problem)
+
+
+class LogoutForm(FlaskForm):
+    submit = SubmitField(_l("Log out"))

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, login_user, logout_user
+
+from accounts import services
+from accounts.forms import LoginForm, LogoutForm, PasswordChangeForm, ProfileForm, RegisterForm
+from core.extensions import db, limiter
+from core.urls import safe_next
+
+bp = Blueprint("accounts", __name__)
+
+
+def _login_account_key() -> str:
+    # Counts failures per submitted address, whatever IP they come from.
+    return "login-account:" + (request.form.get("email") or "").strip().lower()
+
+
+def _start_session(user) -> None:
+    # A fresh session at login: nothing from before (CSRF token included) carries over.
+    session.clear()
+    login_user(user)
+    session.permanent = False
+
+
+@bp.route("/register", methods=["GET", "POST"])
+def register():
+    if current_user.is_authenticated:
+        return redirect(url_for("accounts.account"))
+    form = RegisterForm()
+    if form.validate_on_submit():
+        try:
+            user = services.register_user(
+                form.email.data, form.display_name.data, form.password.data
+            )
+        except services.AccountError as exc:
+            getattr(form, exc.field).errors.append(str(exc.message))
+        else:
+            db.session.commit()
+            _start_session(user)
+            flash(_("Welcome to Counterfund, %(name)s.", name=user.display_name), "success")
+            return redirect(safe_next(request.args.get("next"), url_for("campaigns.dashboard")))
+    return render_template("accounts/register.html", form=form), 422 if form.errors else 200
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT_IP"], methods=["POST"])
+@limiter.limit(
+    lambda: current_app.config["LOGIN_RATE_LIMIT_ACCOUNT"],
+    methods=["POST"],
+    key_func=_login_account_key,
+    deduct_when=lambda response: response.status_code != 302,
+)
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("accounts.account"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = services.authenticate(form.email.data, form.password.data)
+        if user is not None:
+            _start_session(user)
+            return redirect(safe_next(request.args.get("next"), url_for("campaigns.dashboard")))
+        form.password.errors.append(_("That email address and password do not match."))
+    status = 401 if form.errors else 200
+    return render_template("accounts/login.html", form=form), status
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    if LogoutForm().validate_on_submit():
+        services.end_all_sessions(current_user._get_current_object())
+        db.session.commit()
+        logout_user()
+        session.clear()
+        flash(_("You are logged out."), "info")
+    return redirect(url_for("core.home"))
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@login_required
+def account():
+    profile = ProfileForm(prefix="profile", obj=current_user)
+    password = PasswordChangeForm(prefix="password")
+    if profile.submit.data and profile.validate_on_submit():
+        current_user.display_name = profile.display_name.data.strip()
+        db.session.commit()
+        flash(_("Saved."), "success")
+        return redirect(url_for("accounts.account"))
+    if password.submit.data and password.validate_on_submit():
+        user = current_user._get_current_object()
+        try:
+            services.change_password(user, password.current_password.data, password.new_password.data)
+        except services.AccountError as exc:
+            getattr(password, exc.field).errors.append(str(exc.message))
+        else:
+            db.session.commit()
+            _start_session(user)
+            flash(_("Password changed. Other devices have been logged out."), "success")
+            return redirect(url_for("accounts.account"))
+    status = 422 if (profile.errors or password.errors) else 200
+    return render_template("accounts/account.html", profile=profile, password=password), status

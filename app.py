@@ -1,0 +1,105 @@
+"""Counterfund's application factory.
+
+`create_app()` builds an app from the environment (or from `overrides`, for tests);
+`app` is the module-level instance gunicorn and `flask --app app` use, built on first
+access so importing this module has no side effects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from core.config import config_from_environment
+from core.extensions import babel, csrf, db, limiter, login_manager, migrate
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("COUNTERFUND_INSTANCE") or os.path.join(HERE, "instance"),
+        template_folder=os.path.join(HERE, "templates"),
+        static_folder=os.path.join(HERE, "static"),
+    )
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(config_from_environment(app.instance_path))
+    app.config.update(overrides or {})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if app.config["PROXY_FIX_X_FOR"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"], x_proto=1)
+
+    _init_extensions(app)
+    _register_blueprints(app)
+    _init_templating(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from accounts.services import load_session_user
+    from core.i18n import select_locale
+    from core.security import init_security
+
+    db.init_app(app)
+    migrate.init_app(
+        app, db, directory=os.path.join(HERE, "migrations"), render_as_batch=True, compare_type=True
+    )
+    csrf.init_app(app)
+    limiter.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+
+    login_manager.init_app(app)
+    login_manager.login_view = "accounts.login"
+    login_manager.login_message = None
+    login_manager.user_loader(load_session_user)
+    init_security(app)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from accounts.cli import bp as users_cli
+    from accounts.views import bp as accounts_bp
+    from campaigns.api import bp as campaigns_api
+    from campaigns.cli import bp as demo_cli
+    from campaigns.moderation import bp as moderation_bp
+    from campaigns.views import bp as campaigns_bp
+    from core.views import bp as core_bp
+    from core.views import handle_http_error
+
+    for blueprint in (core_bp, accounts_bp, users_cli, campaigns_bp, campaigns_api,
+                      moderation_bp, demo_cli):
+        app.register_blueprint(blueprint)
+    app.register_error_handler(HTTPException, handle_http_error)
+
+
+def _init_templating(app: Flask) -> None:
+    from flask_babel import get_locale
+    from flask_login import current_user
+
+    from campaigns.forms import ConfirmForm
+    from core.i18n import datetime_filter, money_filter, time_left_filter
+
+    app.jinja_env.filters["money"] = money_filter
+    app.jinja_env.filters["datetime"] = datetime_filter
+    app.jinja_env.filters["time_left"] = time_left_filter
+
+    @app.context_processor
+    def globals_for_templates():
+        return {
+            "get_locale": get_locale,
+            "payment_backend": app.config["PAYMENT_BACKEND"],
+            "logout_form": ConfirmForm() if current_user.is_authenticated else None,
+        }
+
+
+def __getattr__(name: str):
+    if name == "app":
+        globals()["app"] = instance = create_app()
+        return instance
+    raise AttributeError(name)

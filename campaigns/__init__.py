@@ -1,0 +1,1 @@
+"""Campaigns: drafting, launching, committees, updates, listing, search, moderation."""

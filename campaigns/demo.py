@@ -1,0 +1,199 @@
+"""Demo data for `make run`: a handful of realistic campaigns of every kind."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from accounts.models import User
+from accounts.passwords import hash_password
+from campaigns.models import (
+    BudgetLine,
+    Campaign,
+    CampaignStatus,
+    CampaignUpdate,
+    Organizer,
+    OrganizerRole,
+    Source,
+)
+from core.clock import utcnow
+from core.extensions import db
+
+DEMO_PASSWORD = "solidarity-forever"  # noqa: S105 - printed in README for the demo only
+
+PEOPLE = [
+    ("organizer@example.org", "Riverside Pickers' Committee"),
+    ("treasurer@example.org", "M. Okafor"),
+    ("cleaners@example.org", "Cleaners United"),
+    ("tenants@example.org", "Northside Tenants"),
+]
+
+CAMPAIGNS = [
+    {
+        "slug": "riverside-warehouse-strike-fund",
+        "title": "Strike fund for the Riverside warehouse pickers",
+        "summary": "340 pickers walked out over 12-hour shifts. Help them hold the line.",
+        "kind": "strike_fund",
+        "currency": "EUR",
+        "goal": 4_000_000,
+        "min_backers": 200,
+        "funding_model": "all_or_nothing",
+        "days": 21,
+        "owner": 0,
+        "members": [(1, "treasurer")],
+        "story": (
+            "## Why we are striking\n\nSince March, management at the Riverside distribution "
+            "centre has scheduled **12-hour shifts** with a single 20-minute break. Three "
+            "colleagues were hospitalised for heat exhaustion in July.\n\nOn 3 November, 340 "
+            "pickers voted to strike until the company agrees to:\n\n1. 8-hour shifts with "
+            "paid breaks;\n2. a heat protocol negotiated with the union;\n3. no retaliation "
+            "against strikers.\n\n## What the fund pays\n\nStrike pay of 60 € a day for the "
+            "lowest-paid pickers, the picket's heating and food, and the union's legal "
+            "observer. Every payout is recorded on this campaign's public ledger."
+        ),
+        "budget": [("Strike pay: 60 € a day for 30 days for the 20 lowest-paid pickers",
+                    3_600_000, True),
+                   ("Picket heating, food and shelter", 250_000, True),
+                   ("Legal observer at the picket", 150_000, False)],
+        "sources": [("Strike vote result, union branch minutes",
+                     "https://example.org/riverside/strike-vote"),
+                    ("Regional labour inspectorate report on heat exposure",
+                     "https://example.org/inspectorate/riverside-2026")],
+        "updates": [("Day 5: the picket holds",
+                     "Deliveries are down by half. Thank you to everyone who brought soup.")],
+    },
+    {
+        "slug": "living-wage-for-university-cleaners",
+        "title": "A living wage for the City University cleaners",
+        "summary": "Outsourced cleaners earn 30% less than in-house staff for the same work.",
+        "kind": "wage_struggle",
+        "currency": "GBP",
+        "goal": 1_500_000,
+        "min_backers": None,
+        "funding_model": "flexible",
+        "days": 45,
+        "owner": 2,
+        "members": [],
+        "story": (
+            "The cleaners who keep City University running are employed by a contractor "
+            "that pays the legal minimum and no sick pay.\n\nWe are campaigning to be "
+            "brought in-house on the same terms as other university staff. The money pays "
+            "for materials, interpreters at our meetings (we speak eleven languages) and "
+            "a survey of pay across the sector."
+        ),
+        "budget": [("Interpreters for members' meetings", 600_000, True),
+                   ("Leaflets, banners and a sound system", 300_000, True),
+                   ("Pay survey across ten universities", 600_000, False)],
+        "sources": [("Contractor pay scales (published tender documents)",
+                     "https://example.org/city-university/tender")],
+        "updates": [],
+    },
+    {
+        "slug": "legal-defence-for-the-dismissed-reps",
+        "title": "Legal defence for the four dismissed union reps",
+        "summary": "Fired a week after asking for a recognition ballot. We take it to tribunal.",
+        "kind": "legal_defence",
+        "currency": "EUR",
+        "goal": 2_500_000,
+        "min_backers": 50,
+        "funding_model": "all_or_nothing",
+        "days": 30,
+        "owner": 0,
+        "members": [(1, "treasurer")],
+        "story": (
+            "Four elected workplace representatives were dismissed for 'gross misconduct' "
+            "eight days after they requested a union recognition ballot.\n\nOur lawyers "
+            "think the case for unfair dismissal is strong. Tribunal costs are not."
+        ),
+        "budget": [("Solicitor's fees, tribunal stage", 2_000_000, True),
+                   ("Barrister for the final hearing", 500_000, True)],
+        "sources": [("Dismissal letters (redacted)", "https://example.org/reps/letters"),
+                    ("Recognition request sent to management",
+                     "https://example.org/reps/recognition-request")],
+        "updates": [],
+    },
+    {
+        "slug": "northside-winter-heating-fund",
+        "title": "Northside winter heating fund",
+        "summary": "Neighbours pooling money so nobody on the estate goes cold this winter.",
+        "kind": "mutual_aid",
+        "currency": "EUR",
+        "goal": 800_000,
+        "min_backers": None,
+        "funding_model": "flexible",
+        "days": 60,
+        "owner": 3,
+        "members": [],
+        "story": (
+            "After the landlord's heating system failed for the third winter running, "
+            "tenants organised. Until it is fixed, this fund buys heaters and pays the "
+            "electricity top-ups of households who ask, no questions asked."
+        ),
+        "budget": [("Electric heaters for 40 flats", 300_000, True),
+                   ("Electricity top-ups, December to February", 500_000, True)],
+        "sources": [("Tenants' repair log", "https://example.org/northside/repairs")],
+        "updates": [("First heaters delivered", "Twelve heaters went out on Saturday."),
+                    ("Meeting with the landlord", "They promised a date. We will keep going.")],
+    },
+    {
+        "slug": "open-tenant-organising-toolkit",
+        "title": "An open-source toolkit for tenant unions",
+        "summary": "Free software to track repairs, run ballots and keep members' data safe.",
+        "kind": "public_good",
+        "currency": "USD",
+        "goal": 3_000_000,
+        "min_backers": 100,
+        "funding_model": "all_or_nothing",
+        "days": 40,
+        "owner": 3,
+        "members": [(0, "organizer")],
+        "story": (
+            "Tenant unions run on spreadsheets that leak. We will build a small, audited, "
+            "self-hostable tool for repair tracking, secret ballots and member lists, "
+            "released under the AGPL."
+        ),
+        "budget": [("Two developers for six months, part-time", 2_400_000, True),
+                   ("Independent security audit", 600_000, True)],
+        "sources": [("Survey of 30 tenant unions' tools", "https://example.org/toolkit/survey")],
+        "updates": [],
+    },
+]
+
+
+def load_demo(force: bool = False) -> int:
+    if not force and db.session.scalar(select(func.count(Campaign.id))):
+        return 0
+    users = []
+    for email, name in PEOPLE:
+        user = db.session.scalar(select(User).where(User.email == email))
+        if user is None:
+            user = User(email=email, display_name=name, password_hash=hash_password(DEMO_PASSWORD))
+            db.session.add(user)
+        users.append(user)
+    db.session.flush()
+    now = utcnow()
+    created = 0
+    for spec in CAMPAIGNS:
+        if db.session.scalar(select(Campaign.id).where(Campaign.slug == spec["slug"])):
+            continue
+        campaign = Campaign(
+            slug=spec["slug"], title=spec["title"], summary=spec["summary"], story=spec["story"],
+            kind=spec["kind"], language="en", currency=spec["currency"], goal_amount=spec["goal"],
+            min_backers=spec["min_backers"], funding_model=spec["funding_model"],
+            deadline=now + timedelta(days=spec["days"]), status=CampaignStatus.LIVE,
+            launched_at=now - timedelta(days=3), created_at=now - timedelta(days=5),
+        )
+        campaign.organizers = [Organizer(user_id=users[spec["owner"]].id, role=OrganizerRole.OWNER)]
+        campaign.organizers += [Organizer(user_id=users[i].id, role=role) for i, role in spec["members"]]
+        campaign.budget_lines = [BudgetLine(position=i, label=label, amount=amount, required=req)
+                                 for i, (label, amount, req) in enumerate(spec["budget"])]
+        campaign.sources = [Source(position=i, title=t, url=u) for i, (t, u) in enumerate(spec["sources"])]
+        for age, (title, body) in enumerate(spec["updates"]):
+            campaign.updates.append(CampaignUpdate(
+                title=title, body=body, author_id=users[spec["owner"]].id,
+                created_at=now - timedelta(hours=6 + 30 * age)))
+        db.session.add(campaign)
+        created += 1
+    db.session.flush()
+    return created

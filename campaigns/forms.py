@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+from babel import Locale
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import (
+    BooleanField,
+    DateTimeLocalField,
+    FieldList,
+    Form,
+    FormField,
+    IntegerField,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+    URLField,
+)
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
+
+from campaigns.models import KIND_LABELS, ROLE_LABELS, OrganizerRole
+from core.money import CURRENCIES, Money, MoneyError
+
+# Languages a campaign can be written in (BCP 47). Interface translations are separate.
+CAMPAIGN_LANGUAGES = (
+    "en", "es", "pt-BR", "pt", "de", "fr", "it", "nl", "pl", "tr", "el", "ar", "fa", "hi",
+    "bn", "ur", "zh", "ja", "ko", "vi", "id", "tl", "sw", "uk", "ru", "ro", "cs", "sv", "ca",
+    "eu", "gl",
+)
+
+BUDGET_ROWS = 8
+SOURCE_ROWS = 6
+
+
+def language_choices():
+    names = Locale("en")
+    return [(code, Locale.parse(code, sep="-").get_display_name(names) or code)
+            for code in CAMPAIGN_LANGUAGES]
+
+
+def currency_choices():
+    return [(code, code) for code in sorted(CURRENCIES)]
+
+
+class BudgetLineForm(Form):
+    label = StringField(_l("What it pays for"), validators=[Optional(), Length(max=160)])
+    amount = StringField(_l("Amount"), validators=[Optional(), Length(max=20)])
+    required = BooleanField(_l("Required"), default=True)
+
+
+class SourceForm(Form):
+    title = StringField(_l("Source title"), validators=[Optional(), Length(max=200)])
+    url = URLField(_l("Link (http or https)"), validators=[Optional(), Length(max=2000)])
+
+
+class CampaignForm(FlaskForm):
+    title = StringField(_l("Title"), validators=[DataRequired(), Length(max=120)])
+    slug = StringField(
+        _l("Web address"),
+        validators=[Optional(), Length(max=80)],
+        description=_l("Lower-case letters, digits and hyphens; leave empty to derive it from the title."),
+    )
+    summary = StringField(
+        _l("One-line summary"), validators=[DataRequired(), Length(max=200)]
+    )
+    story = TextAreaField(
+        _l("Story"),
+        validators=[Optional(), Length(max=50_000)],
+        description=_l("Markdown. Say who is organising, what the money is for, and why now."),
+    )
+    kind = SelectField(_l("Kind"), choices=[(k.value, v) for k, v in KIND_LABELS.items()])
+    language = SelectField(_l("Written in"), choices=language_choices)
+    currency = SelectField(_l("Currency"), choices=currency_choices, default="EUR")
+    goal = StringField(
+        _l("Goal"), validators=[DataRequired(), Length(max=20)],
+        description=_l("In the currency's units, for example 5000 or 5000.50."),
+    )
+    min_backers = IntegerField(
+        _l("Minimum number of backers (optional)"),
+        validators=[Optional(), NumberRange(min=1, max=10_000_000)],
+        description=_l("Funded only if at least this many people pledge."),
+    )
+    funding_model = SelectField(
+        _l("Funding model"),
+        choices=[
+            ("all_or_nothing", _l("All or nothing: nobody is charged unless the goal is met")),
+            ("flexible", _l("Flexible: keep what is raised")),
+        ],
+    )
+    deadline = DateTimeLocalField(
+        _l("Deadline (UTC)"), format="%Y-%m-%dT%H:%M", validators=[DataRequired()]
+    )
+    budget_lines = FieldList(FormField(BudgetLineForm), min_entries=BUDGET_ROWS, max_entries=40)
+    budget_note = TextAreaField(
+        _l("If the budget does not add up to the goal, explain why"),
+        validators=[Optional(), Length(max=2000)],
+    )
+    sources = FieldList(FormField(SourceForm), min_entries=SOURCE_ROWS, max_entries=40)
+    cover = FileField(
+        _l("Cover image (optional)"),
+        description=_l("JPEG, PNG or WebP. Location and camera data are removed."),
+    )
+    submit = SubmitField(_l("Save"))
+
+    def validate_goal(self, field):
+        try:
+            money = Money.parse(field.data, self.currency.data)
+        except MoneyError as exc:
+            raise ValidationError(str(exc)) from None
+        if money.amount <= 0:
+            raise ValidationError(_l("The goal must be more than zero."))
+        self.goal_money = money
+
+    def filled_budget_lines(self) -> list[tuple[str, Money, bool]]:
+        lines, errors = [], False
+        for row in self.budget_lines:
+            label, amount = (row.label.data or "").strip(), (row.amount.data or "").strip()
+            if not label and not amount:
+                continue
+            if not label:
+                row.label.errors.append(_l("Say what this amount pays for."))
+                errors = True
+                continue
+            try:
+                money = Money.parse(amount, self.currency.data)
+                if money.amount <= 0:
+                    raise MoneyError(str(_l("Amounts must be more than zero.")))
+            except MoneyError as exc:
+                row.amount.errors.append(str(exc))
+                errors = True
+                continue
+            lines.append((label, money, bool(row.required.data)))
+        if errors:
+            raise ValidationError("budget")
+        return lines
+
+    def filled_sources(self) -> list[tuple[str, str]]:
+        sources, errors = [], False
+        for row in self.sources:
+            title, url = (row.title.data or "").strip(), (row.url.data or "").strip()
+            if not title and not url:
+                continue
+            if not url.lower().startswith(("http://", "https://")) or " " in url or len(url) < 11:
+                row.url.errors.append(_l("Give a web address starting with http:// or https://."))
+                errors = True
+                continue
+            sources.append((title or url, url))
+        if errors:
+            raise ValidationError("sources")
+        return sources
+
+
+class UpdateForm(FlaskForm):
+    title = StringField(_l("Title"), validators=[DataRequired(), Length(max=160)])
+    body = TextAreaField(
+        _l("Message"), validators=[DataRequired(), Length(max=20_000)],
+        description=_l("Markdown. Supporters and anyone following the feed will see it."),
+    )
+    submit = SubmitField(_l("Post update"))
+
+
+class AddOrganizerForm(FlaskForm):
+    email = StringField(
+        _l("Email address of their Counterfund account"),
+        validators=[DataRequired(), Length(max=254)],
+    )
+    role = SelectField(
+        _l("Role"),
+        choices=[(r.value, ROLE_LABELS[r]) for r in (OrganizerRole.ORGANIZER, OrganizerRole.TREASURER)],
+    )
+    submit = SubmitField(_l("Add to the committee"))
+
+
+class ReportForm(FlaskForm):
+    reason = TextAreaField(
+        _l("What is wrong with this campaign?"),
+        validators=[DataRequired(), Length(min=10, max=2000)],
+    )
+    submit = SubmitField(_l("Send report"))
+
+
+class ConfirmForm(FlaskForm):
+    """A bare CSRF-protected POST: launch, cancel, remove, suspend, restore."""
+
+    reason = TextAreaField(_l("Reason"), validators=[Optional(), Length(max=2000)])
+    submit = SubmitField(_l("Confirm"))
+
+
+def load_campaign_into(form: CampaignForm, campaign) -> None:
+    """Fill an edit form from a stored campaign (GET, or the frozen fields of a live one)."""
+    form.slug.data = campaign.slug
+    form.kind.data = campaign.kind
+    form.currency.data = campaign.currency
+    form.goal.data = campaign.goal.input_value()
+    form.funding_model.data = campaign.funding_model
+    form.min_backers.data = campaign.min_backers
+    form.deadline.data = campaign.deadline.replace(tzinfo=None)
+    form.budget_note.data = campaign.budget_note
+
+
+def load_lists_into(form: CampaignForm, campaign) -> None:
+    _fill_rows(form.budget_lines, BUDGET_ROWS, [
+        {"label": b.label, "amount": b.money.input_value(), "required": b.required}
+        for b in campaign.budget_lines
+    ])
+    _fill_rows(form.sources, SOURCE_ROWS, [{"title": s.title, "url": s.url} for s in campaign.sources])
+
+
+def _fill_rows(field_list, minimum: int, rows: list[dict]) -> None:
+    while len(field_list):
+        field_list.pop_entry()
+    for row in rows:
+        field_list.append_entry(row)
+    # A few empty rows to add more without JavaScript.
+    for _ in range(max(minimum - len(rows), 2)):
+        field_list.append_entry()

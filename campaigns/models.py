@@ -1,0 +1,301 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from accounts.models import User
+from core.clock import utcnow
+from core.extensions import db
+from core.money import Money
+from core.types import UTCDateTime
+
+
+class CampaignKind(enum.StrEnum):
+    WAGE_STRUGGLE = "wage_struggle"
+    STRIKE_FUND = "strike_fund"
+    LEGAL_DEFENCE = "legal_defence"
+    MUTUAL_AID = "mutual_aid"
+    PUBLIC_GOOD = "public_good"
+
+    @property
+    def label(self) -> str:
+        return str(KIND_LABELS[self])
+
+
+KIND_LABELS = {
+    CampaignKind.WAGE_STRUGGLE: _l("Wage struggle"),
+    CampaignKind.STRIKE_FUND: _l("Strike fund"),
+    CampaignKind.LEGAL_DEFENCE: _l("Legal defence"),
+    CampaignKind.MUTUAL_AID: _l("Mutual aid"),
+    CampaignKind.PUBLIC_GOOD: _l("Public good"),
+}
+
+
+class FundingModel(enum.StrEnum):
+    ALL_OR_NOTHING = "all_or_nothing"
+    FLEXIBLE = "flexible"
+
+    @property
+    def label(self) -> str:
+        return str(FUNDING_LABELS[self])
+
+
+FUNDING_LABELS = {
+    FundingModel.ALL_OR_NOTHING: _l("All or nothing: nobody is charged unless the goal is met"),
+    FundingModel.FLEXIBLE: _l("Flexible: keep what is raised"),
+}
+
+
+class CampaignStatus(enum.StrEnum):
+    DRAFT = "draft"
+    LIVE = "live"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+    SUSPENDED = "suspended"
+
+
+STATUS_LABELS = {
+    CampaignStatus.DRAFT: _l("Draft"),
+    CampaignStatus.LIVE: _l("Live"),
+    CampaignStatus.ENDED: _l("Ended"),
+    CampaignStatus.CANCELLED: _l("Cancelled"),
+    CampaignStatus.SUSPENDED: _l("Suspended"),
+}
+
+
+class OrganizerRole(enum.StrEnum):
+    OWNER = "owner"
+    ORGANIZER = "organizer"
+    TREASURER = "treasurer"
+
+
+ROLE_LABELS = {
+    OrganizerRole.OWNER: _l("Owner"),
+    OrganizerRole.ORGANIZER: _l("Organizer"),
+    OrganizerRole.TREASURER: _l("Treasurer"),
+}
+
+
+def _enum_values(enum_class) -> str:
+    return ", ".join(f"'{member.value}'" for member in enum_class)
+
+
+class Campaign(db.Model):
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint("goal_amount > 0", name="goal_positive"),
+        CheckConstraint("pledged_amount >= 0", name="pledged_not_negative"),
+        CheckConstraint("backer_count >= 0", name="backers_not_negative"),
+        CheckConstraint("min_backers IS NULL OR min_backers > 0", name="min_backers_positive"),
+        CheckConstraint(f"kind IN ({_enum_values(CampaignKind)})", name="kind_known"),
+        CheckConstraint(f"status IN ({_enum_values(CampaignStatus)})", name="status_known"),
+        CheckConstraint(
+            f"funding_model IN ({_enum_values(FundingModel)})", name="funding_model_known"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    title: Mapped[str] = mapped_column(String(120))
+    summary: Mapped[str] = mapped_column(String(200))
+    story: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(16), default="en")
+    currency: Mapped[str] = mapped_column(String(3))
+    goal_amount: Mapped[int] = mapped_column(BigInteger)
+    min_backers: Mapped[int | None] = mapped_column(Integer)
+    funding_model: Mapped[str] = mapped_column(String(20), default=FundingModel.ALL_OR_NOTHING)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    budget_note: Mapped[str] = mapped_column(Text, default="")
+    cover_image: Mapped[str | None] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(20), default=CampaignStatus.DRAFT, index=True)
+    # Running totals of active pledges, kept in the same transaction as the pledges.
+    pledged_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    backer_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    launched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    suspension_reason: Mapped[str] = mapped_column(Text, default="")
+    # Where a restored campaign goes back to.
+    suspended_from: Mapped[str | None] = mapped_column(String(20))
+
+    organizers: Mapped[list[Organizer]] = relationship(
+        back_populates="campaign", cascade="all, delete-orphan", order_by="Organizer.id"
+    )
+    budget_lines: Mapped[list[BudgetLine]] = relationship(
+        back_populates="campaign", cascade="all, delete-orphan", order_by="BudgetLine.position"
+    )
+    sources: Mapped[list[Source]] = relationship(
+        back_populates="campaign", cascade="all, delete-orphan", order_by="Source.position"
+    )
+    updates: Mapped[list[CampaignUpdate]] = relationship(
+        back_populates="campaign",
+        cascade="all, delete-orphan",
+        order_by="CampaignUpdate.created_at.desc()",
+    )
+
+    @property
+    def goal(self) -> Money:
+        return Money(self.goal_amount, self.currency)
+
+    @property
+    def pledged(self) -> Money:
+        return Money(self.pledged_amount, self.currency)
+
+    @property
+    def budget_total(self) -> Money:
+        return Money(sum(line.amount for line in self.budget_lines), self.currency)
+
+    @property
+    def kind_label(self) -> str:
+        return CampaignKind(self.kind).label
+
+    @property
+    def funding_label(self) -> str:
+        return FundingModel(self.funding_model).label
+
+    @property
+    def public_status(self) -> CampaignStatus:
+        """What people see: a live campaign past its deadline has ended."""
+        if self.status == CampaignStatus.LIVE and self.deadline <= utcnow():
+            return CampaignStatus.ENDED
+        return CampaignStatus(self.status)
+
+    @property
+    def status_label(self) -> str:
+        return str(STATUS_LABELS[self.public_status])
+
+    @property
+    def is_draft(self) -> bool:
+        return self.status == CampaignStatus.DRAFT
+
+    @property
+    def is_live(self) -> bool:
+        return self.public_status == CampaignStatus.LIVE
+
+    @property
+    def percent_funded(self) -> int:
+        return self.pledged_amount * 100 // self.goal_amount if self.goal_amount else 0
+
+    @property
+    def seconds_left(self) -> int:
+        return max(0, int((self.deadline - utcnow()).total_seconds()))
+
+    def role_of(self, user) -> OrganizerRole | None:
+        if user is None or not getattr(user, "is_authenticated", False):
+            return None
+        for organizer in self.organizers:
+            if organizer.user_id == user.id:
+                return OrganizerRole(organizer.role)
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Campaign {self.slug}>"
+
+
+class Organizer(db.Model):
+    """A member of a campaign's committee."""
+
+    __tablename__ = "campaign_organizers"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "user_id", name="uq_campaign_organizers_member"),
+        CheckConstraint(f"role IN ({_enum_values(OrganizerRole)})", name="role_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="organizers")
+    user: Mapped[User] = relationship()
+
+    @property
+    def role_label(self) -> str:
+        return str(ROLE_LABELS[OrganizerRole(self.role)])
+
+
+class BudgetLine(db.Model):
+    __tablename__ = "campaign_budget_lines"
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(160))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    required: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="budget_lines")
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.campaign.currency)
+
+
+class Source(db.Model):
+    """A citation backing up the campaign's claims."""
+
+    __tablename__ = "campaign_sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(2000))
+
+    campaign: Mapped[Campaign] = relationship(back_populates="sources")
+
+
+class CampaignUpdate(db.Model):
+    """News the organizers post to their supporters."""
+
+    __tablename__ = "campaign_updates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    title: Mapped[str] = mapped_column(String(160))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="updates")
+    author: Mapped[User] = relationship()
+
+
+class Report(db.Model):
+    """Someone's report of an abusive campaign, for the moderators."""
+
+    __tablename__ = "campaign_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[str] = mapped_column(String(20), default="")
+
+    campaign: Mapped[Campaign] = relationship()

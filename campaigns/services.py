@@ -1,0 +1,411 @@
+"""Campaign operations. Services check the rules and flush; views commit once."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from slugify import slugify
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import selectinload
+
+from accounts.models import User
+from accounts.services import find_user_by_email
+from campaigns.models import (
+    BudgetLine,
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    CampaignUpdate,
+    FundingModel,
+    Organizer,
+    OrganizerRole,
+    Report,
+    Source,
+)
+from core.clock import utcnow
+from core.extensions import db
+from core.money import Money
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+RESERVED_SLUGS = {"new", "edit", "api", "admin", "static", "media", "feeds"}
+
+
+class CampaignError(ValueError):
+    """One or more rules broken; `errors` maps form field names to messages."""
+
+    def __init__(self, errors: dict[str, list]):
+        super().__init__("; ".join(str(m) for msgs in errors.values() for m in msgs))
+        self.errors = errors
+
+
+@dataclass
+class CampaignDraft:
+    """What an organizer submits for a campaign, already parsed."""
+
+    title: str
+    summary: str
+    story: str
+    kind: str
+    language: str
+    goal: Money
+    funding_model: str
+    deadline: datetime
+    min_backers: int | None = None
+    slug: str = ""
+    budget_lines: list[tuple[str, Money, bool]] = field(default_factory=list)
+    budget_note: str = ""
+    sources: list[tuple[str, str]] = field(default_factory=list)
+
+
+# Fields of a live campaign that supporters relied on when they pledged.
+FROZEN_AFTER_LAUNCH = (
+    "slug", "goal", "currency", "funding_model", "deadline", "min_backers", "budget_lines",
+    "budget_note", "kind",
+)
+
+
+def _duration_bounds() -> tuple[timedelta, timedelta]:
+    config = current_app.config
+    return (
+        timedelta(seconds=config["CAMPAIGN_MIN_DURATION"]),
+        timedelta(seconds=config["CAMPAIGN_MAX_DURATION"]),
+    )
+
+
+def _describe(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds % 86400 == 0:
+        days = seconds // 86400
+        return str(_l("%(n)d days", n=days)) if days != 1 else str(_l("1 day"))
+    if seconds % 3600 == 0:
+        return str(_l("%(n)d hours", n=seconds // 3600))
+    return str(_l("%(n)d seconds", n=seconds))
+
+
+def deadline_problem(deadline: datetime, launch_at: datetime) -> str | None:
+    shortest, longest = _duration_bounds()
+    if deadline < launch_at + shortest or deadline > launch_at + longest:
+        return str(
+            _l(
+                "The deadline must be between %(min)s and %(max)s after launch.",
+                min=_describe(shortest),
+                max=_describe(longest),
+            )
+        )
+    return None
+
+
+def suggest_slug(base: str) -> str:
+    base = (slugify(base, max_length=72, word_boundary=True) or "campaign")
+    taken = set(
+        db.session.scalars(
+            select(Campaign.slug).where(
+                or_(Campaign.slug == base, Campaign.slug.startswith(base + "-"))
+            )
+        )
+    )
+    if base not in taken and base not in RESERVED_SLUGS:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def _check(draft: CampaignDraft, campaign: Campaign | None) -> dict[str, list]:
+    errors: dict[str, list] = {}
+
+    def add(name: str, message) -> None:
+        errors.setdefault(name, []).append(message)
+
+    frozen = campaign is not None and not campaign.is_draft
+    if not frozen:
+        slug = draft.slug or slugify(draft.title, max_length=72, word_boundary=True)
+        if not SLUG_PATTERN.match(slug or "") or len(slug) > 80:
+            add("slug", _l("Use lower-case letters, digits and single hyphens."))
+        elif slug in RESERVED_SLUGS or db.session.scalar(
+            select(Campaign.id).where(Campaign.slug == slug, Campaign.id != (campaign.id if campaign else -1))
+        ):
+            add("slug", _l("This web address is taken. How about “%(s)s”?", s=suggest_slug(slug)))
+        draft.slug = slug
+
+        if draft.kind not in set(CampaignKind):
+            add("kind", _l("Choose a kind of campaign."))
+        if draft.funding_model not in set(FundingModel):
+            add("funding_model", _l("Choose a funding model."))
+        max_goal = Money.from_major(current_app.config["CAMPAIGN_MAX_GOAL"], draft.goal.currency)
+        if draft.goal.amount <= 0:
+            add("goal", _l("The goal must be more than zero."))
+        elif draft.goal > max_goal:
+            add("goal", _l("The goal can be at most %(max)s.", max=max_goal.format()))
+        if draft.deadline.tzinfo is None:
+            add("deadline", _l("The deadline needs a time zone."))
+        else:
+            problem = deadline_problem(draft.deadline, utcnow())
+            if problem:
+                add("deadline", problem)
+        total = sum(amount.amount for _, amount, _ in draft.budget_lines)
+        if draft.budget_lines and total != draft.goal.amount and not draft.budget_note.strip():
+            add(
+                "budget_note",
+                _l(
+                    "The budget adds up to %(total)s but the goal is %(goal)s: say why.",
+                    total=Money(total, draft.goal.currency).format(),
+                    goal=draft.goal.format(),
+                ),
+            )
+    return errors
+
+
+def _apply(campaign: Campaign, draft: CampaignDraft) -> None:
+    campaign.title = draft.title.strip()
+    campaign.summary = draft.summary.strip()
+    campaign.story = draft.story or ""
+    campaign.language = draft.language
+    campaign.sources = [
+        Source(position=i, title=title, url=url) for i, (title, url) in enumerate(draft.sources)
+    ]
+    if campaign.is_draft:
+        campaign.slug = draft.slug
+        campaign.kind = draft.kind
+        campaign.currency = draft.goal.currency
+        campaign.goal_amount = draft.goal.amount
+        campaign.funding_model = draft.funding_model
+        campaign.min_backers = draft.min_backers
+        campaign.deadline = draft.deadline
+        campaign.budget_note = draft.budget_note.strip()
+        campaign.budget_lines = [
+            BudgetLine(position=i, label=label, amount=money.amount, required=required)
+            for i, (label, money, required) in enumerate(draft.budget_lines)
+        ]
+
+
+def create_draft(owner: User, draft: CampaignDraft) -> Campaign:
+    errors = _check(draft, None)
+    if errors:
+        raise CampaignError(errors)
+    campaign = Campaign(status=CampaignStatus.DRAFT)
+    _apply(campaign, draft)
+    campaign.organizers = [Organizer(user_id=owner.id, role=OrganizerRole.OWNER)]
+    db.session.add(campaign)
+    db.session.flush()
+    return campaign
+
+
+def update_campaign(campaign: Campaign, draft: CampaignDraft) -> None:
+    """Drafts change freely; a live campaign keeps what its supporters pledged to."""
+    if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.LIVE) or (
+        campaign.status == CampaignStatus.LIVE and not campaign.is_live
+    ):
+        raise CampaignError({"title": [_l("This campaign can no longer be edited.")]})
+    errors = _check(draft, campaign)
+    if errors:
+        raise CampaignError(errors)
+    _apply(campaign, draft)
+    db.session.flush()
+
+
+def set_cover(campaign: Campaign, filename: str | None) -> str | None:
+    """Returns the previous cover's file name so the caller can delete it after commit."""
+    previous, campaign.cover_image = campaign.cover_image, filename
+    db.session.flush()
+    return previous
+
+
+def launch_problems(campaign: Campaign) -> list[str]:
+    problems = []
+    if not campaign.is_draft:
+        problems.append(str(_l("Only drafts can be launched.")))
+        return problems
+    if not campaign.story.strip():
+        problems.append(str(_l("Tell the story: supporters need to know why.")))
+    if not campaign.budget_lines:
+        problems.append(str(_l("Add at least one budget line saying what the money is for.")))
+    problem = deadline_problem(campaign.deadline, utcnow())
+    if problem:
+        problems.append(problem + " " + str(_l("Edit the draft to move it.")))
+    return problems
+
+
+def launch(campaign: Campaign) -> None:
+    problems = launch_problems(campaign)
+    if problems:
+        raise CampaignError({"launch": problems})
+    campaign.status = CampaignStatus.LIVE
+    campaign.launched_at = utcnow()
+    db.session.flush()
+
+
+def cancel(campaign: Campaign) -> None:
+    if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.LIVE) or (
+        campaign.status == CampaignStatus.LIVE and not campaign.is_live
+    ):
+        raise CampaignError({"cancel": [_l("Only drafts and live campaigns can be cancelled.")]})
+    campaign.status = CampaignStatus.CANCELLED
+    campaign.cancelled_at = utcnow()
+    db.session.flush()
+
+
+def post_update(campaign: Campaign, author: User, title: str, body: str) -> CampaignUpdate:
+    if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SUSPENDED):
+        raise CampaignError({"title": [_l("Updates can be posted once the campaign is launched.")]})
+    update = CampaignUpdate(campaign=campaign, author_id=author.id, title=title.strip(), body=body)
+    db.session.add(update)
+    db.session.flush()
+    return update
+
+
+def add_organizer(campaign: Campaign, email: str, role: str) -> Organizer:
+    if role not in (OrganizerRole.ORGANIZER, OrganizerRole.TREASURER):
+        raise CampaignError({"role": [_l("Choose organizer or treasurer.")]})
+    user = find_user_by_email(email)
+    if user is None:
+        raise CampaignError(
+            {"email": [_l("No Counterfund account has that address. Ask them to register first.")]}
+        )
+    if campaign.role_of(user) is not None:
+        raise CampaignError({"email": [_l("They are already on this campaign's committee.")]})
+    organizer = Organizer(campaign=campaign, user_id=user.id, role=role)
+    db.session.add(organizer)
+    db.session.flush()
+    return organizer
+
+
+def remove_organizer(campaign: Campaign, organizer_id: int) -> None:
+    organizer = next((o for o in campaign.organizers if o.id == organizer_id), None)
+    if organizer is None:
+        raise CampaignError({"organizer": [_l("That person is not on this committee.")]})
+    if organizer.role == OrganizerRole.OWNER:
+        raise CampaignError({"organizer": [_l("The owner cannot be removed.")]})
+    campaign.organizers.remove(organizer)
+    db.session.flush()
+
+
+def report_campaign(campaign: Campaign, reason: str) -> Report:
+    report = Report(campaign=campaign, reason=reason.strip())
+    db.session.add(report)
+    db.session.flush()
+    return report
+
+
+def suspend(campaign: Campaign, reason: str) -> None:
+    if campaign.status == CampaignStatus.SUSPENDED:
+        return
+    if campaign.status == CampaignStatus.DRAFT:
+        raise CampaignError({"reason": [_l("Drafts are not public; there is nothing to suspend.")]})
+    campaign.suspended_from = campaign.status
+    campaign.status = CampaignStatus.SUSPENDED
+    campaign.suspended_at = utcnow()
+    campaign.suspension_reason = reason.strip()
+    _resolve_reports(campaign, "suspended")
+    db.session.flush()
+
+
+def restore(campaign: Campaign) -> None:
+    if campaign.status != CampaignStatus.SUSPENDED:
+        raise CampaignError({"reason": [_l("This campaign is not suspended.")]})
+    campaign.status = campaign.suspended_from or CampaignStatus.LIVE
+    campaign.suspended_at = None
+    campaign.suspension_reason = ""
+    db.session.flush()
+
+
+def dismiss_reports(campaign: Campaign) -> None:
+    _resolve_reports(campaign, "dismissed")
+    db.session.flush()
+
+
+def _resolve_reports(campaign: Campaign, resolution: str) -> None:
+    for report in db.session.scalars(
+        select(Report).where(Report.campaign_id == campaign.id, Report.resolved_at.is_(None))
+    ):
+        report.resolved_at = utcnow()
+        report.resolution = resolution
+
+
+# ---- Finding campaigns -------------------------------------------------------------
+
+PUBLIC_STATUSES = ("live", "ended", "cancelled", "all")
+SORTS = ("ending", "newest", "backers", "funded")
+
+
+def public_campaigns() -> Select:
+    return select(Campaign).where(
+        Campaign.status.in_([CampaignStatus.LIVE, CampaignStatus.ENDED, CampaignStatus.CANCELLED])
+    )
+
+
+def search_campaigns(
+    *, kind: str | None = None, status: str = "live", text: str = "", sort: str = "ending"
+) -> Select:
+    now = utcnow()
+    query = public_campaigns()
+    if kind:
+        query = query.where(Campaign.kind == kind)
+    if status == "live":
+        query = query.where(Campaign.status == CampaignStatus.LIVE, Campaign.deadline > now)
+    elif status == "ended":
+        query = query.where(
+            or_(
+                and_(Campaign.status == CampaignStatus.LIVE, Campaign.deadline <= now),
+                Campaign.status == CampaignStatus.ENDED,
+            )
+        )
+    elif status == "cancelled":
+        query = query.where(Campaign.status == CampaignStatus.CANCELLED)
+    text = text.strip()
+    if text:
+        query = query.where(
+            or_(
+                Campaign.title.icontains(text, autoescape=True),
+                Campaign.summary.icontains(text, autoescape=True),
+            )
+        )
+    order = {
+        "ending": (Campaign.deadline.asc(),),
+        "newest": (Campaign.launched_at.desc(),),
+        "backers": (Campaign.backer_count.desc(),),
+        # Integer arithmetic keeps the ratio exact enough to order by, on every backend.
+        "funded": ((Campaign.pledged_amount * 10000 / Campaign.goal_amount).desc(),),
+    }[sort if sort in SORTS else "ending"]
+    return query.order_by(*order, Campaign.id.desc())
+
+
+def campaign_for_page(slug: str) -> Campaign | None:
+    """One campaign with everything its page shows, in a fixed number of queries."""
+    return db.session.scalar(
+        select(Campaign)
+        .where(Campaign.slug == slug)
+        .options(
+            selectinload(Campaign.organizers).joinedload(Organizer.user),
+            selectinload(Campaign.budget_lines),
+            selectinload(Campaign.sources),
+            selectinload(Campaign.updates).joinedload(CampaignUpdate.author),
+        )
+    )
+
+
+def campaigns_of(user: User) -> list[Campaign]:
+    return list(
+        db.session.scalars(
+            select(Campaign)
+            .join(Organizer)
+            .where(Organizer.user_id == user.id)
+            .order_by(Campaign.created_at.desc())
+        )
+    )
+
+
+def open_reports() -> list[Report]:
+    return list(
+        db.session.scalars(
+            select(Report)
+            .where(Report.resolved_at.is_(None))
+            .options(selectinload(Report.campaign))
+            .order_by(Report.created_at)
+        )
+    )

@@ -1,0 +1,364 @@
+from __future__ import annotations
+
+from datetime import UTC
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from wtforms.validators import ValidationError
+
+from campaigns import services
+from campaigns.forms import (
+    AddOrganizerForm,
+    CampaignForm,
+    ConfirmForm,
+    ReportForm,
+    UpdateForm,
+    load_campaign_into,
+    load_lists_into,
+)
+from campaigns.media import ImageError, covers_folder, delete_cover, process_cover
+from campaigns.models import KIND_LABELS, Campaign, CampaignStatus, OrganizerRole
+from core.extensions import db
+from core.markdown import render_markdown
+from core.money import Money
+
+bp = Blueprint("campaigns", __name__)
+
+
+# ---- Public pages ------------------------------------------------------------------
+
+
+@bp.get("/campaigns")
+def listing():
+    kind = request.args.get("kind") or None
+    if kind and kind not in {k.value for k in KIND_LABELS}:
+        kind = None
+    status = request.args.get("status", "live")
+    if status not in services.PUBLIC_STATUSES:
+        status = "live"
+    sort = request.args.get("sort", "ending")
+    if sort not in services.SORTS:
+        sort = "ending"
+    text = (request.args.get("q") or "")[:200]
+    page = db.paginate(
+        services.search_campaigns(kind=kind, status=status, text=text, sort=sort),
+        per_page=current_app.config["PAGE_SIZE"],
+        max_per_page=current_app.config["PAGE_SIZE"],
+        error_out=False,
+    )
+    return render_template(
+        "campaigns/listing.html",
+        page=page,
+        kind=kind,
+        status=status,
+        sort=sort,
+        q=text,
+        kinds=KIND_LABELS,
+    )
+
+
+@bp.get("/c/<slug>")
+def detail(slug: str):
+    campaign = services.campaign_for_page(slug)
+    if campaign is None:
+        abort(404)
+    role = campaign.role_of(current_user)
+    if campaign.is_draft and role is None:
+        abort(404)  # drafts are private: not even their existence leaks
+    if campaign.status == CampaignStatus.SUSPENDED and role is None and not _is_moderator():
+        return render_template("campaigns/suspended.html", campaign=campaign), 451
+    return render_template(
+        "campaigns/detail.html",
+        campaign=campaign,
+        role=role,
+        story=render_markdown(campaign.story),
+        updates=[(u, render_markdown(u.body)) for u in campaign.updates],
+        confirm=ConfirmForm(),
+    )
+
+
+@bp.get("/c/<slug>/updates.atom")
+def updates_feed(slug: str):
+    campaign = services.campaign_for_page(slug)
+    if campaign is None or campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SUSPENDED):
+        abort(404)
+    body = render_template(
+        "campaigns/updates.atom.xml",
+        campaign=campaign,
+        updates=[(u, render_markdown(u.body)) for u in campaign.updates[:50]],
+    )
+    response = make_response(body)
+    response.mimetype = "application/atom+xml"
+    return response
+
+
+@bp.get("/media/covers/<name>")
+def cover(name: str):
+    response = send_from_directory(covers_folder(), name, max_age=86400)
+    response.headers["Content-Disposition"] = "inline"
+    return response
+
+
+@bp.route("/c/<slug>/report", methods=["GET", "POST"])
+def report(slug: str):
+    campaign = _public_campaign(slug)
+    form = ReportForm()
+    if form.validate_on_submit():
+        services.report_campaign(campaign, form.reason.data)
+        db.session.commit()
+        flash(_("Thank you. Moderators will look at your report."), "success")
+        return redirect(url_for("campaigns.detail", slug=campaign.slug))
+    return render_template("campaigns/report.html", campaign=campaign, form=form), (
+        422 if form.errors else 200
+    )
+
+
+# ---- Organizers --------------------------------------------------------------------
+
+
+@bp.get("/dashboard")
+@login_required
+def dashboard():
+    return render_template(
+        "campaigns/dashboard.html",
+        campaigns=services.campaigns_of(current_user),
+        roles=OrganizerRole,
+    )
+
+
+@bp.route("/campaigns/new", methods=["GET", "POST"])
+@login_required
+def new():
+    form = CampaignForm()
+    if request.method == "GET":
+        load_lists_into(form, Campaign(budget_lines=[], sources=[]))
+    if form.validate_on_submit():
+        draft = _draft_from(form)
+        if draft is not None:
+            cover_name = _store_cover(form)
+            if cover_name is not False:
+                try:
+                    campaign = services.create_draft(current_user, draft)
+                except services.CampaignError as exc:
+                    delete_cover(cover_name)
+                    _attach_errors(form, exc)
+                else:
+                    campaign.cover_image = cover_name
+                    db.session.commit()
+                    flash(_("Draft saved. Check it over, then launch it."), "success")
+                    return redirect(url_for("campaigns.detail", slug=campaign.slug))
+    return render_template("campaigns/edit.html", form=form, campaign=None), (
+        422 if request.method == "POST" else 200
+    )
+
+
+@bp.route("/c/<slug>/edit", methods=["GET", "POST"])
+@login_required
+def edit(slug: str):
+    campaign, _role = _organizer_campaign(slug)
+    if not (campaign.is_draft or campaign.is_live):
+        flash(_("This campaign can no longer be edited."), "error")
+        return redirect(url_for("campaigns.detail", slug=slug))
+    form = CampaignForm(obj=campaign)
+    if request.method == "GET":
+        load_campaign_into(form, campaign)
+        load_lists_into(form, campaign)
+    elif not campaign.is_draft:
+        load_campaign_into(form, campaign)  # supporters pledged to these: ignore what was sent
+    if form.validate_on_submit():
+        draft = _draft_from(form, frozen=not campaign.is_draft, campaign=campaign)
+        if draft is not None:
+            cover_name = _store_cover(form)
+            if cover_name is not False:
+                try:
+                    services.update_campaign(campaign, draft)
+                except services.CampaignError as exc:
+                    delete_cover(cover_name)
+                    _attach_errors(form, exc)
+                else:
+                    old_cover = services.set_cover(campaign, cover_name) if cover_name else None
+                    db.session.commit()
+                    delete_cover(old_cover)
+                    flash(_("Saved."), "success")
+                    return redirect(url_for("campaigns.detail", slug=campaign.slug))
+    return render_template("campaigns/edit.html", form=form, campaign=campaign), (
+        422 if request.method == "POST" else 200
+    )
+
+
+@bp.post("/c/<slug>/launch")
+@login_required
+def launch(slug: str):
+    campaign, _role = _organizer_campaign(slug)
+    if ConfirmForm().validate_on_submit():
+        try:
+            services.launch(campaign)
+        except services.CampaignError as exc:
+            for message in exc.errors["launch"]:
+                flash(message, "error")
+        else:
+            db.session.commit()
+            flash(_("Your campaign is live."), "success")
+    return redirect(url_for("campaigns.detail", slug=slug))
+
+
+@bp.post("/c/<slug>/cancel")
+@login_required
+def cancel(slug: str):
+    campaign, role = _organizer_campaign(slug)
+    if role != OrganizerRole.OWNER:
+        abort(403)
+    if ConfirmForm().validate_on_submit():
+        try:
+            services.cancel(campaign)
+        except services.CampaignError as exc:
+            for message in exc.errors["cancel"]:
+                flash(message, "error")
+        else:
+            db.session.commit()
+            flash(_("The campaign is cancelled. Nobody will be charged."), "info")
+    return redirect(url_for("campaigns.detail", slug=slug))
+
+
+@bp.route("/c/<slug>/updates/new", methods=["GET", "POST"])
+@login_required
+def new_update(slug: str):
+    campaign, _role = _organizer_campaign(slug)
+    form = UpdateForm()
+    if form.validate_on_submit():
+        try:
+            services.post_update(campaign, current_user, form.title.data, form.body.data)
+        except services.CampaignError as exc:
+            _attach_errors(form, exc)
+        else:
+            db.session.commit()
+            flash(_("Update posted."), "success")
+            return redirect(url_for("campaigns.detail", slug=slug) + "#updates")
+    return render_template("campaigns/update_form.html", campaign=campaign, form=form), (
+        422 if form.errors else 200
+    )
+
+
+@bp.route("/c/<slug>/team", methods=["GET", "POST"])
+@login_required
+def team(slug: str):
+    campaign, role = _organizer_campaign(slug)
+    form = AddOrganizerForm()
+    if request.method == "POST":
+        if role != OrganizerRole.OWNER:
+            abort(403)
+        if form.validate_on_submit():
+            try:
+                services.add_organizer(campaign, form.email.data, form.role.data)
+            except services.CampaignError as exc:
+                _attach_errors(form, exc)
+            else:
+                db.session.commit()
+                flash(_("Added to the committee."), "success")
+                return redirect(url_for("campaigns.team", slug=slug))
+    return render_template(
+        "campaigns/team.html", campaign=campaign, form=form, role=role, confirm=ConfirmForm()
+    ), (422 if form.errors else 200)
+
+
+@bp.post("/c/<slug>/team/<int:organizer_id>/remove")
+@login_required
+def remove_organizer(slug: str, organizer_id: int):
+    campaign, role = _organizer_campaign(slug)
+    if role != OrganizerRole.OWNER:
+        abort(403)
+    if ConfirmForm().validate_on_submit():
+        try:
+            services.remove_organizer(campaign, organizer_id)
+        except services.CampaignError as exc:
+            for message in exc.errors["organizer"]:
+                flash(str(message), "error")
+        else:
+            db.session.commit()
+            flash(_("Removed from the committee."), "info")
+    return redirect(url_for("campaigns.team", slug=slug))
+
+
+# ---- Helpers -----------------------------------------------------------------------
+
+
+def _is_moderator() -> bool:
+    return bool(current_user.is_authenticated and current_user.is_moderator)
+
+
+def _public_campaign(slug: str) -> Campaign:
+    campaign = db.session.scalar(db.select(Campaign).where(Campaign.slug == slug))
+    if campaign is None or campaign.is_draft:
+        abort(404)
+    return campaign
+
+
+def _organizer_campaign(slug: str) -> tuple[Campaign, OrganizerRole]:
+    """The campaign if the current user organizes it; 404 hides drafts, 403 otherwise."""
+    campaign = services.campaign_for_page(slug)
+    if campaign is None:
+        abort(404)
+    role = campaign.role_of(current_user)
+    if role is None:
+        abort(404 if campaign.is_draft else 403)
+    return campaign, role
+
+
+def _draft_from(form: CampaignForm, *, frozen: bool = False, campaign: Campaign | None = None):
+    """The form's contents as a CampaignDraft, or None after marking row errors."""
+    try:
+        budget = [] if frozen else form.filled_budget_lines()
+        sources = form.filled_sources()
+    except ValidationError:
+        return None
+    deadline = form.deadline.data.replace(tzinfo=UTC)
+    goal = form.goal_money if not frozen else Money(campaign.goal_amount, campaign.currency)
+    return services.CampaignDraft(
+        title=form.title.data,
+        slug=(form.slug.data or "").strip().lower(),
+        summary=form.summary.data,
+        story=form.story.data or "",
+        kind=form.kind.data,
+        language=form.language.data,
+        goal=goal,
+        funding_model=form.funding_model.data,
+        deadline=deadline,
+        min_backers=form.min_backers.data,
+        budget_lines=budget,
+        budget_note=form.budget_note.data or "",
+        sources=sources,
+    )
+
+
+def _store_cover(form: CampaignForm):
+    """The stored file name, None when no file was sent, False after a field error."""
+    upload = form.cover.data
+    if not upload or not getattr(upload, "filename", ""):
+        return None
+    try:
+        return process_cover(upload.stream)
+    except ImageError as exc:
+        form.cover.errors = [*form.cover.errors, str(exc)]
+        return False
+
+
+def _attach_errors(form, exc: services.CampaignError) -> None:
+    for name, messages in exc.errors.items():
+        field = getattr(form, name, None)
+        target = field.errors if field is not None else form.form_errors
+        if isinstance(target, tuple):
+            target = list(target)
+            field.errors = target
+        target.extend(str(m) for m in messages)

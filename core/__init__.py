@@ -1,0 +1,1 @@
+"""Shared plumbing: configuration, extensions, money, time, Markdown, security headers."""

@@ -1,0 +1,128 @@
+"""Configuration: defaults in code, overrides from the environment, fail fast when malformed.
+
+Every setting is documented in README.md ("Configuration"). `load_config` never reads
+anything but the mapping it is given, so tests pass their own environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEV_SECRET_KEY = "counterfund-dev-secret-key-not-for-production"  # noqa: S105
+ENVIRONMENTS = ("development", "production", "testing")
+PAYMENT_BACKENDS = ("simulated", "stripe")
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the app refuses to start."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def normalise_database_url(url: str) -> str:
+    """Point plain PostgreSQL URLs at psycopg 3, the driver we ship."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
+    environment = env.get("COUNTERFUND_ENV", "development")
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(f"COUNTERFUND_ENV must be one of {', '.join(ENVIRONMENTS)}")
+    production = environment == "production"
+
+    secret_key = env.get("SECRET_KEY", "")
+    if not secret_key:
+        if production:
+            raise ConfigError("SECRET_KEY must be set in production")
+        secret_key = DEV_SECRET_KEY
+    elif production and len(secret_key) < 32:
+        raise ConfigError("SECRET_KEY must be at least 32 characters in production")
+
+    database_url = env.get("DATABASE_URL") or (
+        "sqlite:///" + str(Path(instance_path) / "counterfund.db")
+    )
+    if "://" not in database_url:
+        raise ConfigError(f"DATABASE_URL is not a URL: {database_url!r}")
+
+    redis_url = env.get("REDIS_URL") or None
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+
+    payment_backend = env.get("PAYMENT_BACKEND", "simulated")
+    if payment_backend not in PAYMENT_BACKENDS:
+        raise ConfigError(f"PAYMENT_BACKEND must be one of {', '.join(PAYMENT_BACKENDS)}")
+
+    min_duration = _int(env, "CAMPAIGN_MIN_DURATION", 24 * 3600, minimum=60)
+    max_duration = _int(env, "CAMPAIGN_MAX_DURATION", 90 * 24 * 3600, minimum=60)
+    if max_duration < min_duration:
+        raise ConfigError("CAMPAIGN_MAX_DURATION must not be below CAMPAIGN_MIN_DURATION")
+
+    return {
+        "ENV_NAME": environment,
+        "PRODUCTION": production,
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": redis_url,
+        "PAYMENT_BACKEND": payment_backend,
+        "CAMPAIGN_MIN_DURATION": min_duration,
+        "CAMPAIGN_MAX_DURATION": max_duration,
+        # Whole units of the campaign's currency; converted with the currency's exponent.
+        "CAMPAIGN_MAX_GOAL": _int(env, "CAMPAIGN_MAX_GOAL", 10_000_000, minimum=1),
+        "COVER_IMAGE_MAX_BYTES": _int(env, "COVER_IMAGE_MAX_BYTES", 2 * 1024 * 1024, minimum=1),
+        "COVER_IMAGE_MAX_PIXELS": _int(env, "COVER_IMAGE_MAX_PIXELS", 25_000_000, minimum=1),
+        # Whole request bodies: a cover image plus the form around it.
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_REQUEST_BYTES", 8 * 1024 * 1024, minimum=1024),
+        "UPLOAD_FOLDER": env.get("UPLOAD_FOLDER") or str(Path(instance_path) / "uploads"),
+        "LOGIN_RATE_LIMIT_IP": env.get("LOGIN_RATE_LIMIT_IP", "30 per minute;300 per day"),
+        "LOGIN_RATE_LIMIT_ACCOUNT": env.get("LOGIN_RATE_LIMIT_ACCOUNT", "5 per minute;30 per day"),
+        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "PROXY_FIX_X_FOR": _int(env, "PROXY_FIX_X_FOR", 0),
+        "SESSION_COOKIE_SECURE": production,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "PREFERRED_URL_SCHEME": "https" if production else "http",
+        "SERVER_NAME": env.get("SERVER_NAME") or None,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "BABEL_DEFAULT_LOCALE": "en",
+        "BABEL_DEFAULT_TIMEZONE": "UTC",
+        "PAGE_SIZE": _int(env, "PAGE_SIZE", 12, minimum=1),
+    }
+
+
+def config_from_environment(instance_path: str) -> dict[str, Any]:
+    return load_config(os.environ, instance_path)

@@ -1,0 +1,33 @@
+"""Interface language and locale-aware formatting."""
+
+from __future__ import annotations
+
+from babel.dates import format_datetime, format_timedelta
+from flask import has_request_context, request, session
+from flask_babel import get_locale
+
+# Interface translations shipped (the campaign's own language is separate).
+INTERFACE_LOCALES = ("en",)
+
+
+def select_locale() -> str:
+    if not has_request_context():  # CLI commands and jobs speak the default language
+        return "en"
+    chosen = session.get("locale")
+    if chosen in INTERFACE_LOCALES:
+        return chosen
+    return request.accept_languages.best_match(INTERFACE_LOCALES) or "en"
+
+
+def money_filter(money) -> str:
+    return money.format(locale=str(get_locale()))
+
+
+def datetime_filter(moment) -> str:
+    return format_datetime(moment, "medium", tzinfo="UTC", locale=str(get_locale())) + " UTC"
+
+
+def time_left_filter(seconds: int) -> str:
+    from datetime import timedelta
+
+    return format_timedelta(timedelta(seconds=seconds), threshold=1.1, locale=str(get_locale()))

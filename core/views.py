@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, render_template, request
+from flask_babel import gettext as _
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+
+from core.extensions import db
+
+bp = Blueprint("core", __name__)
+
+
+@bp.get("/")
+def home():
+    # Imported here so core does not depend on a feature package at import time.
+    from campaigns.services import search_campaigns
+
+    ending = db.session.scalars(search_campaigns(sort="ending").limit(6)).all()
+    return render_template("core/home.html", ending=ending)
+
+
+@bp.get("/healthz")
+def healthz():
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception:  # any failure to reach the database means unhealthy
+        db.session.rollback()
+        return jsonify(status="unavailable", database="unreachable"), 503
+    return jsonify(status="ok", database="ok")
+
+
+@bp.get("/privacy")
+def privacy():
+    return render_template("core/privacy.html")
+
+
+def handle_http_error(error: HTTPException):
+    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+        return jsonify(error=error.description, status=error.code), error.code
+    titles = {
+        400: _("That request was not understood"),
+        403: _("You are not allowed to do that"),
+        404: _("Page not found"),
+        413: _("That upload is too large"),
+        429: _("Too many attempts"),
+    }
+    return (
+        render_template(
+            "core/error.html",
+            code=error.code,
+            title=titles.get(error.code, error.name),
+            description=error.description if error.code in (400, 429) else None,
+        ),
+        error.code,
+    )

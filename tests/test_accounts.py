@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+import pytest
+from argon2 import extract_parameters
+from sqlalchemy import select
+
+from accounts.models import User
+from core.extensions import db
+from tests.conftest import DEFAULT_PASSWORD, csrf_token, login, logout, register, submit
+
+
+def _user(app, email="ada@example.org") -> User:
+    with app.app_context():
+        return db.session.scalar(select(User).where(User.email == email))
+
+
+def test_register_hashes_with_argon2id_and_logs_in(app, client):
+    register(client, email="Ada@Example.org")
+    user = _user(app)
+    assert user is not None, "email is stored lower-cased"
+    params = extract_parameters(user.password_hash)
+    assert user.password_hash.startswith("$argon2id$")
+    assert (params.memory_cost, params.time_cost, params.parallelism) == (19 * 1024, 2, 1)
+    assert DEFAULT_PASSWORD not in user.password_hash
+    page = client.get("/account")
+    assert page.status_code == 200
+    assert "ada@example.org" in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("short", "at least 8"),
+        ("password1", "most common passwords"),
+        ("iloveyou", "most common passwords"),
+        ("x" * 129, "at most 128"),
+    ],
+)
+def test_weak_or_malformed_passwords_are_refused(app, client, password, message):
+    response = submit(client, "/register", {
+        "email": "bob@example.org", "display_name": "Bob", "password": password,
+        "confirm": password,
+    })
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True)
+    assert _user(app, "bob@example.org") is None
+
+
+def test_long_passphrases_are_accepted(app, client):
+    passphrase = "a long passphrase that nobody else would ever type, really, truly: 128!"
+    assert len(passphrase) >= 64
+    register(client, email="long@example.org", password=passphrase)
+    assert _user(app, "long@example.org") is not None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"email": "not-an-email", "display_name": "X"},
+        {"email": "", "display_name": "X"},
+        {"email": "x@example.org", "display_name": ""},
+        {"email": "x@example.org", "display_name": "n" * 81},
+    ],
+)
+def test_bad_registration_input_saves_nothing(app, client, data):
+    response = submit(client, "/register", {**data, "password": DEFAULT_PASSWORD,
+                                            "confirm": DEFAULT_PASSWORD})
+    assert response.status_code == 422
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count(User.id))) == 0
+
+
+def test_duplicate_email_is_refused(app, client):
+    register(client)
+    logout(client)
+    response = submit(client, "/register", {
+        "email": "ADA@example.org", "display_name": "Other", "password": DEFAULT_PASSWORD,
+        "confirm": DEFAULT_PASSWORD,
+    })
+    assert response.status_code == 422
+    assert "already exists" in response.get_data(as_text=True)
+
+
+def test_wrong_password_is_refused(app, client):
+    register(client)
+    logout(client)
+    response = login(client, password="not the password at all")
+    assert response.status_code == 401
+    assert client.get("/account").status_code == 302
+
+
+def test_login_rotates_the_session(app, client):
+    register(client)
+    logout(client)
+    before = csrf_token(client, "/login")
+    response = submit(client, "/login", {"email": "ada@example.org", "password": DEFAULT_PASSWORD})
+    assert response.status_code == 302
+    after = csrf_token(client, "/account")
+    assert before != after, "a pre-login CSRF token must not survive login"
+
+
+def test_logout_invalidates_replayed_cookie(app, client):
+    register(client)
+    assert client.get("/account").status_code == 200
+    stolen = client.get_cookie("session").value
+    logout(client)
+    assert client.get("/account").status_code == 302
+    attacker = app.test_client()
+    attacker.set_cookie("session", stolen)
+    response = attacker.get("/account")
+    assert response.status_code == 302, "a cookie from before logout must be refused"
+    assert "/login" in response.headers["Location"]
+
+
+def test_password_change_ends_other_sessions(app, client):
+    register(client)
+    other_device = app.test_client()
+    login(other_device)
+    assert other_device.get("/account").status_code == 200
+    response = submit(client, "/account", {
+        "password-current_password": DEFAULT_PASSWORD,
+        "password-new_password": "an entirely new passphrase",
+        "password-confirm": "an entirely new passphrase",
+        "password-submit": "Change password",
+    })
+    assert response.status_code == 302
+    assert other_device.get("/account").status_code == 302
+    assert client.get("/account").status_code == 200
+
+
+def test_login_is_rate_limited_per_account(make_app):
+    app = make_app(LOGIN_RATE_LIMIT_ACCOUNT="3 per minute", LOGIN_RATE_LIMIT_IP="100 per minute")
+    client = app.test_client()
+    register(client)
+    logout(client)
+    for _ in range(3):
+        assert login(client, password="wrong password here").status_code == 401
+    # Even the right password is refused now, and from another IP too.
+    assert login(client).status_code == 429
+    other_ip = app.test_client()
+    response = submit(other_ip, "/login", {"email": "ada@example.org", "password": DEFAULT_PASSWORD},
+                      environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    assert response.status_code == 429
+    # Another account from the first IP is unaffected.
+    register(app.test_client(), email="bea@example.org", name="Bea")
+    assert login(client, email="bea@example.org").status_code == 302
+
+
+def test_login_is_rate_limited_per_ip(make_app):
+    app = make_app(LOGIN_RATE_LIMIT_ACCOUNT="100 per minute", LOGIN_RATE_LIMIT_IP="4 per minute")
+    client = app.test_client()
+    for n in range(4):
+        assert login(client, email=f"nobody{n}@example.org").status_code == 401
+    assert login(client, email="someone@example.org").status_code == 429
+
+
+def test_open_redirect_after_login_is_refused(app, client):
+    register(client)
+    logout(client)
+    response = submit(client, "/login?next=https://evil.example/", {
+        "email": "ada@example.org", "password": DEFAULT_PASSWORD,
+    }, form_page="/login")
+    assert response.status_code == 302
+    assert "evil.example" not in response.headers["Location"]
+
+
+def test_missing_csrf_token_is_rejected(app, client):
+    response = client.post("/register", data={
+        "email": "c@example.org", "display_name": "C", "password": DEFAULT_PASSWORD,
+        "confirm": DEFAULT_PASSWORD,
+    })
+    assert response.status_code == 400
+    assert _user(app, "c@example.org") is None
+
+
+def test_set_moderator_cli(app, client):
+    register(client)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["users", "set-moderator", "ada@example.org"])
+    assert result.exit_code == 0, result.output
+    assert _user(app).is_moderator
+    result = runner.invoke(args=["users", "set-moderator", "nobody@example.org"])
+    assert result.exit_code != 0
+    assert "No account" in result.output
