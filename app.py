@@ -31,7 +31,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(config_from_environment(app.instance_path))
     app.config.update(overrides or {})
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     if app.config["PROXY_FIX_X_FOR"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"], x_proto=1)
@@ -72,8 +74,15 @@ def _register_blueprints(app: Flask) -> None:
     from core.views import bp as core_bp
     from core.views import handle_http_error
 
-    for blueprint in (core_bp, accounts_bp, users_cli, campaigns_bp, campaigns_api,
-                      moderation_bp, demo_cli):
+    for blueprint in (
+        core_bp,
+        accounts_bp,
+        users_cli,
+        campaigns_bp,
+        campaigns_api,
+        moderation_bp,
+        demo_cli,
+    ):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, handle_http_error)
 

@@ -16,7 +16,9 @@ class RegisterForm(FlaskForm):
     password = PasswordField(
         _l("Password"),
         validators=[DataRequired()],
-        description=_l("At least %(n)d characters. A few unusual words make a good one.", n=MIN_LENGTH),
+        description=_l(
+            "At least %(n)d characters. A few unusual words make a good one.", n=MIN_LENGTH
+        ),
     )
     confirm = PasswordField(
         _l("Repeat password"),
@@ -47,9 +49,7 @@ class PasswordChangeForm(FlaskForm):
     current_password = PasswordField(
         _l("Current password"), validators=[DataRequired(), Length(max=MAX_LENGTH)]
     )
-    new_password = PasswordField(
-        _l("New password"), validators=[DataRequired()]
-    )
+    new_password = PasswordField(_l("New password"), validators=[DataRequired()])
     confirm = PasswordField(
         _l("Repeat new password"),
         validators=[DataRequired(), EqualTo("new_password", message=_l("Passwords do not match."))],

@@ -25,7 +25,7 @@ def normalise_email(raw: str) -> str:
     """
     try:
         result = validate_email((raw or "").strip(), check_deliverability=False)
-    except EmailNotValidError as exc:
+    except EmailNotValidError:
         raise AccountError(_l("Enter a valid email address."), "email") from None
     return result.normalized.lower()
 

@@ -1,6 +1,15 @@
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
@@ -91,7 +100,9 @@ def account():
     if password.submit.data and password.validate_on_submit():
         user = current_user._get_current_object()
         try:
-            services.change_password(user, password.current_password.data, password.new_password.data)
+            services.change_password(
+                user, password.current_password.data, password.new_password.data
+            )
         except services.AccountError as exc:
             getattr(password, exc.field).errors.append(str(exc.message))
         else:

@@ -83,9 +83,7 @@ def list_campaigns():
 
 @bp.get("/campaigns/<slug>")
 def get_campaign(slug: str):
-    campaign = db.session.scalar(
-        services.public_campaigns().where(Campaign.slug == slug)
-    )
+    campaign = db.session.scalar(services.public_campaigns().where(Campaign.slug == slug))
     if campaign is None or campaign.status == CampaignStatus.SUSPENDED:
         abort(404, description="no public campaign has that slug")
     return jsonify(campaign_json(campaign))

@@ -14,7 +14,9 @@ def load(force: bool) -> None:
     created = load_demo(force=force)
     db.session.commit()
     if created:
-        click.echo(f"Loaded {created} demo campaigns. Demo organizer: organizer@example.org / "
-                   "solidarity-forever")
+        click.echo(
+            f"Loaded {created} demo campaigns. Demo organizer: organizer@example.org / "
+            "solidarity-forever"
+        )
     else:
         click.echo("Campaigns already exist; demo data not loaded (use --force to add it).")

@@ -52,16 +52,27 @@ CAMPAIGNS = [
             "lowest-paid pickers, the picket's heating and food, and the union's legal "
             "observer. Every payout is recorded on this campaign's public ledger."
         ),
-        "budget": [("Strike pay: 60 € a day for 30 days for the 20 lowest-paid pickers",
-                    3_600_000, True),
-                   ("Picket heating, food and shelter", 250_000, True),
-                   ("Legal observer at the picket", 150_000, False)],
-        "sources": [("Strike vote result, union branch minutes",
-                     "https://example.org/riverside/strike-vote"),
-                    ("Regional labour inspectorate report on heat exposure",
-                     "https://example.org/inspectorate/riverside-2026")],
-        "updates": [("Day 5: the picket holds",
-                     "Deliveries are down by half. Thank you to everyone who brought soup.")],
+        "budget": [
+            ("Strike pay: 60 € a day for 30 days for the 20 lowest-paid pickers", 3_600_000, True),
+            ("Picket heating, food and shelter", 250_000, True),
+            ("Legal observer at the picket", 150_000, False),
+        ],
+        "sources": [
+            (
+                "Strike vote result, union branch minutes",
+                "https://example.org/riverside/strike-vote",
+            ),
+            (
+                "Regional labour inspectorate report on heat exposure",
+                "https://example.org/inspectorate/riverside-2026",
+            ),
+        ],
+        "updates": [
+            (
+                "Day 5: the picket holds",
+                "Deliveries are down by half. Thank you to everyone who brought soup.",
+            )
+        ],
     },
     {
         "slug": "living-wage-for-university-cleaners",
@@ -82,11 +93,17 @@ CAMPAIGNS = [
             "for materials, interpreters at our meetings (we speak eleven languages) and "
             "a survey of pay across the sector."
         ),
-        "budget": [("Interpreters for members' meetings", 600_000, True),
-                   ("Leaflets, banners and a sound system", 300_000, True),
-                   ("Pay survey across ten universities", 600_000, False)],
-        "sources": [("Contractor pay scales (published tender documents)",
-                     "https://example.org/city-university/tender")],
+        "budget": [
+            ("Interpreters for members' meetings", 600_000, True),
+            ("Leaflets, banners and a sound system", 300_000, True),
+            ("Pay survey across ten universities", 600_000, False),
+        ],
+        "sources": [
+            (
+                "Contractor pay scales (published tender documents)",
+                "https://example.org/city-university/tender",
+            )
+        ],
         "updates": [],
     },
     {
@@ -106,11 +123,17 @@ CAMPAIGNS = [
             "eight days after they requested a union recognition ballot.\n\nOur lawyers "
             "think the case for unfair dismissal is strong. Tribunal costs are not."
         ),
-        "budget": [("Solicitor's fees, tribunal stage", 2_000_000, True),
-                   ("Barrister for the final hearing", 500_000, True)],
-        "sources": [("Dismissal letters (redacted)", "https://example.org/reps/letters"),
-                    ("Recognition request sent to management",
-                     "https://example.org/reps/recognition-request")],
+        "budget": [
+            ("Solicitor's fees, tribunal stage", 2_000_000, True),
+            ("Barrister for the final hearing", 500_000, True),
+        ],
+        "sources": [
+            ("Dismissal letters (redacted)", "https://example.org/reps/letters"),
+            (
+                "Recognition request sent to management",
+                "https://example.org/reps/recognition-request",
+            ),
+        ],
         "updates": [],
     },
     {
@@ -130,11 +153,15 @@ CAMPAIGNS = [
             "tenants organised. Until it is fixed, this fund buys heaters and pays the "
             "electricity top-ups of households who ask, no questions asked."
         ),
-        "budget": [("Electric heaters for 40 flats", 300_000, True),
-                   ("Electricity top-ups, December to February", 500_000, True)],
+        "budget": [
+            ("Electric heaters for 40 flats", 300_000, True),
+            ("Electricity top-ups, December to February", 500_000, True),
+        ],
         "sources": [("Tenants' repair log", "https://example.org/northside/repairs")],
-        "updates": [("First heaters delivered", "Twelve heaters went out on Saturday."),
-                    ("Meeting with the landlord", "They promised a date. We will keep going.")],
+        "updates": [
+            ("First heaters delivered", "Twelve heaters went out on Saturday."),
+            ("Meeting with the landlord", "They promised a date. We will keep going."),
+        ],
     },
     {
         "slug": "open-tenant-organising-toolkit",
@@ -153,8 +180,10 @@ CAMPAIGNS = [
             "self-hostable tool for repair tracking, secret ballots and member lists, "
             "released under the AGPL."
         ),
-        "budget": [("Two developers for six months, part-time", 2_400_000, True),
-                   ("Independent security audit", 600_000, True)],
+        "budget": [
+            ("Two developers for six months, part-time", 2_400_000, True),
+            ("Independent security audit", 600_000, True),
+        ],
         "sources": [("Survey of 30 tenant unions' tools", "https://example.org/toolkit/survey")],
         "updates": [],
     },
@@ -178,21 +207,41 @@ def load_demo(force: bool = False) -> int:
         if db.session.scalar(select(Campaign.id).where(Campaign.slug == spec["slug"])):
             continue
         campaign = Campaign(
-            slug=spec["slug"], title=spec["title"], summary=spec["summary"], story=spec["story"],
-            kind=spec["kind"], language="en", currency=spec["currency"], goal_amount=spec["goal"],
-            min_backers=spec["min_backers"], funding_model=spec["funding_model"],
-            deadline=now + timedelta(days=spec["days"]), status=CampaignStatus.LIVE,
-            launched_at=now - timedelta(days=3), created_at=now - timedelta(days=5),
+            slug=spec["slug"],
+            title=spec["title"],
+            summary=spec["summary"],
+            story=spec["story"],
+            kind=spec["kind"],
+            language="en",
+            currency=spec["currency"],
+            goal_amount=spec["goal"],
+            min_backers=spec["min_backers"],
+            funding_model=spec["funding_model"],
+            deadline=now + timedelta(days=spec["days"]),
+            status=CampaignStatus.LIVE,
+            launched_at=now - timedelta(days=3),
+            created_at=now - timedelta(days=5),
         )
         campaign.organizers = [Organizer(user_id=users[spec["owner"]].id, role=OrganizerRole.OWNER)]
-        campaign.organizers += [Organizer(user_id=users[i].id, role=role) for i, role in spec["members"]]
-        campaign.budget_lines = [BudgetLine(position=i, label=label, amount=amount, required=req)
-                                 for i, (label, amount, req) in enumerate(spec["budget"])]
-        campaign.sources = [Source(position=i, title=t, url=u) for i, (t, u) in enumerate(spec["sources"])]
+        campaign.organizers += [
+            Organizer(user_id=users[i].id, role=role) for i, role in spec["members"]
+        ]
+        campaign.budget_lines = [
+            BudgetLine(position=i, label=label, amount=amount, required=req)
+            for i, (label, amount, req) in enumerate(spec["budget"])
+        ]
+        campaign.sources = [
+            Source(position=i, title=t, url=u) for i, (t, u) in enumerate(spec["sources"])
+        ]
         for age, (title, body) in enumerate(spec["updates"]):
-            campaign.updates.append(CampaignUpdate(
-                title=title, body=body, author_id=users[spec["owner"]].id,
-                created_at=now - timedelta(hours=6 + 30 * age)))
+            campaign.updates.append(
+                CampaignUpdate(
+                    title=title,
+                    body=body,
+                    author_id=users[spec["owner"]].id,
+                    created_at=now - timedelta(hours=6 + 30 * age),
+                )
+            )
         db.session.add(campaign)
         created += 1
     db.session.flush()

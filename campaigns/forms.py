@@ -11,22 +11,58 @@ from wtforms import (
     Form,
     FormField,
     IntegerField,
+    SelectChoice,
     SelectField,
     StringField,
     SubmitField,
     TextAreaField,
     URLField,
 )
-from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
 
-from campaigns.models import KIND_LABELS, ROLE_LABELS, OrganizerRole
+from campaigns.models import FUNDING_LABELS, KIND_LABELS, ROLE_LABELS, OrganizerRole
 from core.money import CURRENCIES, Money, MoneyError
 
 # Languages a campaign can be written in (BCP 47). Interface translations are separate.
 CAMPAIGN_LANGUAGES = (
-    "en", "es", "pt-BR", "pt", "de", "fr", "it", "nl", "pl", "tr", "el", "ar", "fa", "hi",
-    "bn", "ur", "zh", "ja", "ko", "vi", "id", "tl", "sw", "uk", "ru", "ro", "cs", "sv", "ca",
-    "eu", "gl",
+    "en",
+    "es",
+    "pt-BR",
+    "pt",
+    "de",
+    "fr",
+    "it",
+    "nl",
+    "pl",
+    "tr",
+    "el",
+    "ar",
+    "fa",
+    "hi",
+    "bn",
+    "ur",
+    "zh",
+    "ja",
+    "ko",
+    "vi",
+    "id",
+    "tl",
+    "sw",
+    "uk",
+    "ru",
+    "ro",
+    "cs",
+    "sv",
+    "ca",
+    "eu",
+    "gl",
 )
 
 BUDGET_ROWS = 8
@@ -35,16 +71,18 @@ SOURCE_ROWS = 6
 
 def language_choices():
     names = Locale("en")
-    return [(code, Locale.parse(code, sep="-").get_display_name(names) or code)
-            for code in CAMPAIGN_LANGUAGES]
+    return [
+        SelectChoice(code, Locale.parse(code, sep="-").get_display_name(names) or code)
+        for code in CAMPAIGN_LANGUAGES
+    ]
 
 
 def currency_choices():
-    return [(code, code) for code in sorted(CURRENCIES)]
+    return [SelectChoice(code) for code in sorted(CURRENCIES)]
 
 
 class BudgetLineForm(Form):
-    label = StringField(_l("What it pays for"), validators=[Optional(), Length(max=160)])
+    item = StringField(_l("What it pays for"), validators=[Optional(), Length(max=160)])
     amount = StringField(_l("Amount"), validators=[Optional(), Length(max=20)])
     required = BooleanField(_l("Required"), default=True)
 
@@ -59,21 +97,24 @@ class CampaignForm(FlaskForm):
     slug = StringField(
         _l("Web address"),
         validators=[Optional(), Length(max=80)],
-        description=_l("Lower-case letters, digits and hyphens; leave empty to derive it from the title."),
+        description=_l(
+            "Lower-case letters, digits and hyphens; leave empty to derive it from the title."
+        ),
     )
-    summary = StringField(
-        _l("One-line summary"), validators=[DataRequired(), Length(max=200)]
-    )
+    summary = StringField(_l("One-line summary"), validators=[DataRequired(), Length(max=200)])
     story = TextAreaField(
         _l("Story"),
         validators=[Optional(), Length(max=50_000)],
         description=_l("Markdown. Say who is organising, what the money is for, and why now."),
     )
-    kind = SelectField(_l("Kind"), choices=[(k.value, v) for k, v in KIND_LABELS.items()])
+    kind = SelectField(
+        _l("Kind"), choices=[SelectChoice(k.value, v) for k, v in KIND_LABELS.items()]
+    )
     language = SelectField(_l("Written in"), choices=language_choices)
     currency = SelectField(_l("Currency"), choices=currency_choices, default="EUR")
     goal = StringField(
-        _l("Goal"), validators=[DataRequired(), Length(max=20)],
+        _l("Goal"),
+        validators=[DataRequired(), Length(max=20)],
         description=_l("In the currency's units, for example 5000 or 5000.50."),
     )
     min_backers = IntegerField(
@@ -83,13 +124,10 @@ class CampaignForm(FlaskForm):
     )
     funding_model = SelectField(
         _l("Funding model"),
-        choices=[
-            ("all_or_nothing", _l("All or nothing: nobody is charged unless the goal is met")),
-            ("flexible", _l("Flexible: keep what is raised")),
-        ],
+        choices=[SelectChoice(model.value, label) for model, label in FUNDING_LABELS.items()],
     )
     deadline = DateTimeLocalField(
-        _l("Deadline (UTC)"), format="%Y-%m-%dT%H:%M", validators=[DataRequired()]
+        _l("Deadline (UTC)"), format="%Y-%m-%dT%H:%M", validators=[InputRequired()]
     )
     budget_lines = FieldList(FormField(BudgetLineForm), min_entries=BUDGET_ROWS, max_entries=40)
     budget_note = TextAreaField(
@@ -114,12 +152,12 @@ class CampaignForm(FlaskForm):
 
     def filled_budget_lines(self) -> list[tuple[str, Money, bool]]:
         lines, errors = [], False
-        for row in self.budget_lines:
-            label, amount = (row.label.data or "").strip(), (row.amount.data or "").strip()
+        for row in (entry.form for entry in self.budget_lines):
+            label, amount = (row.item.data or "").strip(), (row.amount.data or "").strip()
             if not label and not amount:
                 continue
             if not label:
-                row.label.errors.append(_l("Say what this amount pays for."))
+                row.item.errors.append(_l("Say what this amount pays for."))
                 errors = True
                 continue
             try:
@@ -137,7 +175,7 @@ class CampaignForm(FlaskForm):
 
     def filled_sources(self) -> list[tuple[str, str]]:
         sources, errors = [], False
-        for row in self.sources:
+        for row in (entry.form for entry in self.sources):
             title, url = (row.title.data or "").strip(), (row.url.data or "").strip()
             if not title and not url:
                 continue
@@ -154,7 +192,8 @@ class CampaignForm(FlaskForm):
 class UpdateForm(FlaskForm):
     title = StringField(_l("Title"), validators=[DataRequired(), Length(max=160)])
     body = TextAreaField(
-        _l("Message"), validators=[DataRequired(), Length(max=20_000)],
+        _l("Message"),
+        validators=[DataRequired(), Length(max=20_000)],
         description=_l("Markdown. Supporters and anyone following the feed will see it."),
     )
     submit = SubmitField(_l("Post update"))
@@ -167,7 +206,10 @@ class AddOrganizerForm(FlaskForm):
     )
     role = SelectField(
         _l("Role"),
-        choices=[(r.value, ROLE_LABELS[r]) for r in (OrganizerRole.ORGANIZER, OrganizerRole.TREASURER)],
+        choices=[
+            SelectChoice(r.value, ROLE_LABELS[r])
+            for r in (OrganizerRole.ORGANIZER, OrganizerRole.TREASURER)
+        ],
     )
     submit = SubmitField(_l("Add to the committee"))
 
@@ -200,11 +242,17 @@ def load_campaign_into(form: CampaignForm, campaign) -> None:
 
 
 def load_lists_into(form: CampaignForm, campaign) -> None:
-    _fill_rows(form.budget_lines, BUDGET_ROWS, [
-        {"label": b.label, "amount": b.money.input_value(), "required": b.required}
-        for b in campaign.budget_lines
-    ])
-    _fill_rows(form.sources, SOURCE_ROWS, [{"title": s.title, "url": s.url} for s in campaign.sources])
+    _fill_rows(
+        form.budget_lines,
+        BUDGET_ROWS,
+        [
+            {"item": b.label, "amount": b.money.input_value(), "required": b.required}
+            for b in campaign.budget_lines
+        ],
+    )
+    _fill_rows(
+        form.sources, SOURCE_ROWS, [{"title": s.title, "url": s.url} for s in campaign.sources]
+    )
 
 
 def _fill_rows(field_list, minimum: int, rows: list[dict]) -> None:

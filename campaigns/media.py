@@ -14,8 +14,11 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from PIL import Image, UnidentifiedImageError
 
-ALLOWED_FORMATS = {"JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png"),
-                   "WEBP": ("webp", "image/webp")}
+ALLOWED_FORMATS = {
+    "JPEG": ("jpg", "image/jpeg"),
+    "PNG": ("png", "image/png"),
+    "WEBP": ("webp", "image/webp"),
+}
 MAX_SIDE = 2400
 
 
@@ -53,7 +56,9 @@ def process_cover(stream) -> str:
     except ImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise ImageError(_l("This file is not an image we can read. Use JPEG, PNG or WebP.")) from None
+        raise ImageError(
+            _l("This file is not an image we can read. Use JPEG, PNG or WebP.")
+        ) from None
     extension = "png" if clean.mode == "RGBA" else "jpg"
     name = f"{secrets.token_urlsafe(16)}.{extension}"
     out = covers_folder() / name

@@ -63,8 +63,15 @@ class CampaignDraft:
 
 # Fields of a live campaign that supporters relied on when they pledged.
 FROZEN_AFTER_LAUNCH = (
-    "slug", "goal", "currency", "funding_model", "deadline", "min_backers", "budget_lines",
-    "budget_note", "kind",
+    "slug",
+    "goal",
+    "currency",
+    "funding_model",
+    "deadline",
+    "min_backers",
+    "budget_lines",
+    "budget_note",
+    "kind",
 )
 
 
@@ -100,7 +107,7 @@ def deadline_problem(deadline: datetime, launch_at: datetime) -> str | None:
 
 
 def suggest_slug(base: str) -> str:
-    base = (slugify(base, max_length=72, word_boundary=True) or "campaign")
+    base = slugify(base, max_length=72, word_boundary=True) or "campaign"
     taken = set(
         db.session.scalars(
             select(Campaign.slug).where(
@@ -124,11 +131,13 @@ def _check(draft: CampaignDraft, campaign: Campaign | None) -> dict[str, list]:
 
     frozen = campaign is not None and not campaign.is_draft
     if not frozen:
-        slug = draft.slug or slugify(draft.title, max_length=72, word_boundary=True)
+        slug = draft.slug or suggest_slug(draft.title)
         if not SLUG_PATTERN.match(slug or "") or len(slug) > 80:
             add("slug", _l("Use lower-case letters, digits and single hyphens."))
         elif slug in RESERVED_SLUGS or db.session.scalar(
-            select(Campaign.id).where(Campaign.slug == slug, Campaign.id != (campaign.id if campaign else -1))
+            select(Campaign.id).where(
+                Campaign.slug == slug, Campaign.id != (campaign.id if campaign else -1)
+            )
         ):
             add("slug", _l("This web address is taken. How about “%(s)s”?", s=suggest_slug(slug)))
         draft.slug = slug

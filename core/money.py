@@ -8,9 +8,30 @@ from decimal import Decimal, InvalidOperation
 from babel.numbers import format_currency, get_currency_precision, list_currencies
 
 # Currencies that are ISO codes but not money anyone pledges in (funds, metals, testing).
-_NOT_FOR_PLEDGES = {"XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU",
-                    "XTS", "XUA", "XXX", "BOV", "CHE", "CHW", "CLF", "COU", "MXV", "USN",
-                    "UYI", "UYW"}
+_NOT_FOR_PLEDGES = {
+    "XAG",
+    "XAU",
+    "XBA",
+    "XBB",
+    "XBC",
+    "XBD",
+    "XDR",
+    "XPD",
+    "XPT",
+    "XSU",
+    "XTS",
+    "XUA",
+    "XXX",
+    "BOV",
+    "CHE",
+    "CHW",
+    "CLF",
+    "COU",
+    "MXV",
+    "USN",
+    "UYI",
+    "UYW",
+}
 CURRENCIES = frozenset(c for c in list_currencies() if c not in _NOT_FOR_PLEDGES)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Flask, Response, current_app
 
 
-def content_security_policy(extra_script: str = "", extra_frame: str = "", extra_connect: str = "") -> str:
+def content_security_policy(
+    extra_script: str = "", extra_frame: str = "", extra_connect: str = ""
+) -> str:
     return "; ".join(
         [
             "default-src 'self'",
@@ -29,7 +31,9 @@ def add_security_headers(response: Response) -> Response:
     headers.setdefault("Referrer-Policy", "no-referrer")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()")
+    headers.setdefault(
+        "Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()"
+    )
     if current_app.config.get("PRODUCTION"):
         headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
     return response

@@ -69,7 +69,7 @@ def _empty_tables(app) -> None:
                 conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
             else:
                 for table in tables:
-                    conn.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 - our own names
+                    conn.execute(sa.text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +98,8 @@ def make_app(backend, tmp_root, tmp_path, monkeypatch):
         config = {
             "TESTING": True,
             "SQLALCHEMY_DATABASE_URI": url.replace("postgresql://", "postgresql+psycopg://", 1)
-            if url.startswith("postgresql://") else url,
+            if url.startswith("postgresql://")
+            else url,
             "UPLOAD_FOLDER": str(tmp_path / "uploads"),
         }
         config.update(overrides)
@@ -146,17 +147,25 @@ def csrf_token(client, url: str) -> str:
 
 def submit(client, url: str, data: dict, *, form_page: str | None = None, **kwargs):
     """POST a form the way a browser does: with the CSRF token of the page showing it."""
-    return client.post(url, data={"csrf_token": csrf_token(client, form_page or url), **data},
-                       **kwargs)
+    return client.post(
+        url, data={"csrf_token": csrf_token(client, form_page or url), **data}, **kwargs
+    )
 
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 
 
 def register(client, email="ada@example.org", name="Ada", password=DEFAULT_PASSWORD):
-    response = submit(client, "/register", {
-        "email": email, "display_name": name, "password": password, "confirm": password,
-    })
+    response = submit(
+        client,
+        "/register",
+        {
+            "email": email,
+            "display_name": name,
+            "password": password,
+            "confirm": password,
+        },
+    )
     assert response.status_code == 302, response.get_data(as_text=True)[:2000]
     return response
 

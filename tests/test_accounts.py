@@ -37,10 +37,16 @@ def test_register_hashes_with_argon2id_and_logs_in(app, client):
     ],
 )
 def test_weak_or_malformed_passwords_are_refused(app, client, password, message):
-    response = submit(client, "/register", {
-        "email": "bob@example.org", "display_name": "Bob", "password": password,
-        "confirm": password,
-    })
+    response = submit(
+        client,
+        "/register",
+        {
+            "email": "bob@example.org",
+            "display_name": "Bob",
+            "password": password,
+            "confirm": password,
+        },
+    )
     assert response.status_code == 422
     assert message in response.get_data(as_text=True)
     assert _user(app, "bob@example.org") is None
@@ -63,8 +69,9 @@ def test_long_passphrases_are_accepted(app, client):
     ],
 )
 def test_bad_registration_input_saves_nothing(app, client, data):
-    response = submit(client, "/register", {**data, "password": DEFAULT_PASSWORD,
-                                            "confirm": DEFAULT_PASSWORD})
+    response = submit(
+        client, "/register", {**data, "password": DEFAULT_PASSWORD, "confirm": DEFAULT_PASSWORD}
+    )
     assert response.status_code == 422
     with app.app_context():
         assert db.session.scalar(select(db.func.count(User.id))) == 0
@@ -73,10 +80,16 @@ def test_bad_registration_input_saves_nothing(app, client, data):
 def test_duplicate_email_is_refused(app, client):
     register(client)
     logout(client)
-    response = submit(client, "/register", {
-        "email": "ADA@example.org", "display_name": "Other", "password": DEFAULT_PASSWORD,
-        "confirm": DEFAULT_PASSWORD,
-    })
+    response = submit(
+        client,
+        "/register",
+        {
+            "email": "ADA@example.org",
+            "display_name": "Other",
+            "password": DEFAULT_PASSWORD,
+            "confirm": DEFAULT_PASSWORD,
+        },
+    )
     assert response.status_code == 422
     assert "already exists" in response.get_data(as_text=True)
 
@@ -117,12 +130,16 @@ def test_password_change_ends_other_sessions(app, client):
     other_device = app.test_client()
     login(other_device)
     assert other_device.get("/account").status_code == 200
-    response = submit(client, "/account", {
-        "password-current_password": DEFAULT_PASSWORD,
-        "password-new_password": "an entirely new passphrase",
-        "password-confirm": "an entirely new passphrase",
-        "password-submit": "Change password",
-    })
+    response = submit(
+        client,
+        "/account",
+        {
+            "password-current_password": DEFAULT_PASSWORD,
+            "password-new_password": "an entirely new passphrase",
+            "password-confirm": "an entirely new passphrase",
+            "password-submit": "Change password",
+        },
+    )
     assert response.status_code == 302
     assert other_device.get("/account").status_code == 302
     assert client.get("/account").status_code == 200
@@ -138,8 +155,12 @@ def test_login_is_rate_limited_per_account(make_app):
     # Even the right password is refused now, and from another IP too.
     assert login(client).status_code == 429
     other_ip = app.test_client()
-    response = submit(other_ip, "/login", {"email": "ada@example.org", "password": DEFAULT_PASSWORD},
-                      environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    response = submit(
+        other_ip,
+        "/login",
+        {"email": "ada@example.org", "password": DEFAULT_PASSWORD},
+        environ_base={"REMOTE_ADDR": "203.0.113.9"},
+    )
     assert response.status_code == 429
     # Another account from the first IP is unaffected.
     register(app.test_client(), email="bea@example.org", name="Bea")
@@ -157,18 +178,29 @@ def test_login_is_rate_limited_per_ip(make_app):
 def test_open_redirect_after_login_is_refused(app, client):
     register(client)
     logout(client)
-    response = submit(client, "/login?next=https://evil.example/", {
-        "email": "ada@example.org", "password": DEFAULT_PASSWORD,
-    }, form_page="/login")
+    response = submit(
+        client,
+        "/login?next=https://evil.example/",
+        {
+            "email": "ada@example.org",
+            "password": DEFAULT_PASSWORD,
+        },
+        form_page="/login",
+    )
     assert response.status_code == 302
     assert "evil.example" not in response.headers["Location"]
 
 
 def test_missing_csrf_token_is_rejected(app, client):
-    response = client.post("/register", data={
-        "email": "c@example.org", "display_name": "C", "password": DEFAULT_PASSWORD,
-        "confirm": DEFAULT_PASSWORD,
-    })
+    response = client.post(
+        "/register",
+        data={
+            "email": "c@example.org",
+            "display_name": "C",
+            "password": DEFAULT_PASSWORD,
+            "confirm": DEFAULT_PASSWORD,
+        },
+    )
     assert response.status_code == 400
     assert _user(app, "c@example.org") is None
 

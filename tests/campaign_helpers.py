@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from core.clock import utcnow
+from tests.conftest import submit
+
+
+def deadline_in(days: float = 30) -> str:
+    return (utcnow() + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M")
+
+
+def campaign_form(**overrides) -> dict:
+    data = {
+        "title": "Strike fund for the bakery workers",
+        "slug": "",
+        "summary": "Sixty bakers on strike for a union contract.",
+        "story": "## Why\n\nThe night shift has had **no raise** in six years.",
+        "kind": "strike_fund",
+        "language": "en",
+        "currency": "EUR",
+        "goal": "5000.50",
+        "min_backers": "",
+        "funding_model": "all_or_nothing",
+        "deadline": deadline_in(30),
+        "budget_lines-0-item": "Strike pay",
+        "budget_lines-0-amount": "4000",
+        "budget_lines-0-required": "y",
+        "budget_lines-1-item": "Legal observer",
+        "budget_lines-1-amount": "1000.50",
+        "budget_note": "",
+        "sources-0-title": "Strike ballot result",
+        "sources-0-url": "https://example.org/ballot",
+    }
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def create_draft(client, **overrides):
+    form = campaign_form(**overrides)
+    return submit(client, "/campaigns/new", form)
+
+
+def launch(client, slug: str):
+    return submit(client, f"/c/{slug}/launch", {}, form_page=f"/c/{slug}")
