@@ -1,0 +1,58 @@
+import pytest
+
+from core.config import DEV_SECRET_KEY, ConfigError, load_config
+
+
+def test_defaults_work_for_development(tmp_path):
+    config = load_config({}, str(tmp_path))
+    assert config["SECRET_KEY"] == DEV_SECRET_KEY
+    assert config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path}/counterfund.db"
+    assert config["PAYMENT_BACKEND"] == "simulated"
+    assert config["REDIS_URL"] is None
+    assert config["RATELIMIT_STORAGE_URI"] == "memory://"
+    assert (config["CAMPAIGN_MIN_DURATION"], config["CAMPAIGN_MAX_DURATION"]) == (86400, 7776000)
+    assert config["SESSION_COOKIE_HTTPONLY"] and config["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        load_config({"COUNTERFUND_ENV": "production"}, str(tmp_path))
+    with pytest.raises(ConfigError, match="32 characters"):
+        load_config({"COUNTERFUND_ENV": "production", "SECRET_KEY": "short"}, str(tmp_path))
+    config = load_config(
+        {"COUNTERFUND_ENV": "production", "SECRET_KEY": "k" * 40}, str(tmp_path)
+    )
+    assert config["SESSION_COOKIE_SECURE"] is True
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"COUNTERFUND_ENV": "staging"}, "COUNTERFUND_ENV"),
+        ({"PAYMENT_BACKEND": "paypal"}, "PAYMENT_BACKEND"),
+        ({"CAMPAIGN_MIN_DURATION": "a day"}, "whole number"),
+        ({"CAMPAIGN_MIN_DURATION": "7200", "CAMPAIGN_MAX_DURATION": "3600"}, "must not be below"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"DATABASE_URL": "counterfund.db"}, "DATABASE_URL"),
+        ({"RATELIMIT_ENABLED": "maybe"}, "true or false"),
+    ],
+)
+def test_malformed_settings_fail_fast(tmp_path, env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(env, str(tmp_path))
+
+
+def test_postgres_urls_use_psycopg3(tmp_path):
+    for url in ("postgres://u@h/db", "postgresql://u@h/db"):
+        config = load_config({"DATABASE_URL": url}, str(tmp_path))
+        assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@h/db"
+
+
+def test_create_app_fails_fast_in_production(monkeypatch, tmp_path):
+    from app import create_app
+
+    monkeypatch.setenv("COUNTERFUND_ENV", "production")
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.setenv("COUNTERFUND_INSTANCE", str(tmp_path))
+    with pytest.raises(ConfigError):
+        create_app()
