@@ -47,7 +47,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 def _init_extensions(app: Flask) -> None:
     from accounts.services import load_session_user
     from core.i18n import select_locale
+    from core.outbox import deliver_after_request
     from core.security import init_security
+    from payments.backends import init_backend
 
     db.init_app(app)
     migrate.init_app(
@@ -62,6 +64,8 @@ def _init_extensions(app: Flask) -> None:
     login_manager.login_message = None
     login_manager.user_loader(load_session_user)
     init_security(app)
+    app.after_request(deliver_after_request)
+    init_backend(app)
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -73,6 +77,8 @@ def _register_blueprints(app: Flask) -> None:
     from campaigns.views import bp as campaigns_bp
     from core.views import bp as core_bp
     from core.views import handle_http_error
+    from payments.views import bp as payments_bp
+    from payments.webhooks import bp as webhooks_bp
 
     for blueprint in (
         core_bp,
@@ -82,6 +88,8 @@ def _register_blueprints(app: Flask) -> None:
         campaigns_api,
         moderation_bp,
         demo_cli,
+        payments_bp,
+        webhooks_bp,
     ):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, handle_http_error)
@@ -93,10 +101,12 @@ def _init_templating(app: Flask) -> None:
 
     from campaigns.forms import ConfirmForm
     from core.i18n import datetime_filter, money_filter, time_left_filter
+    from payments.services import recent_supporters
 
     app.jinja_env.filters["money"] = money_filter
     app.jinja_env.filters["datetime"] = datetime_filter
     app.jinja_env.filters["time_left"] = time_left_filter
+    app.jinja_env.globals["recent_supporters"] = recent_supporters
 
     @app.context_processor
     def globals_for_templates():

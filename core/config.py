@@ -86,6 +86,18 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
     if max_duration < min_duration:
         raise ConfigError("CAMPAIGN_MAX_DURATION must not be below CAMPAIGN_MIN_DURATION")
 
+    stripe_keys = {
+        name: env.get(name, "")
+        for name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET")
+    }
+    if payment_backend == "stripe":
+        missing = [name for name, value in stripe_keys.items() if not value]
+        if missing:
+            raise ConfigError(f"PAYMENT_BACKEND=stripe needs {', '.join(missing)}")
+        if not stripe_keys["STRIPE_SECRET_KEY"].startswith(("sk_test_", "sk_live_", "rk_")):
+            raise ConfigError("STRIPE_SECRET_KEY does not look like a Stripe secret key")
+    smtp_host = env.get("SMTP_HOST", "")
+
     return {
         "ENV_NAME": environment,
         "PRODUCTION": production,
@@ -121,6 +133,24 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "BABEL_DEFAULT_LOCALE": "en",
         "BABEL_DEFAULT_TIMEZONE": "UTC",
         "PAGE_SIZE": _int(env, "PAGE_SIZE", 12, minimum=1),
+        # Pledges
+        "PLEDGE_MAX_AMOUNT": _int(env, "PLEDGE_MAX_AMOUNT", 100_000, minimum=1),
+        "PLEDGE_LINK_MAX_AGE": _int(env, "PLEDGE_LINK_MAX_AGE", 180 * 24 * 3600, minimum=60),
+        "PLEDGE_FREEZE_WINDOW": _int(env, "PLEDGE_FREEZE_WINDOW", 24 * 3600, minimum=0),
+        "SIMULATED_PROVIDER_DB": env.get("SIMULATED_PROVIDER_DB")
+        or str(Path(instance_path) / "simulated_provider.db"),
+        "STRIPE_API_BASE": env.get("STRIPE_API_BASE", ""),
+        "STRIPE_JS_URL": env.get("STRIPE_JS_URL", "https://js.stripe.com/v3/"),
+        **stripe_keys,
+        # Email
+        "MAIL_FROM": env.get("MAIL_FROM", "Counterfund <no-reply@counterfund.invalid>"),
+        "OUTBOX_FOLDER": env.get("OUTBOX_FOLDER") or str(Path(instance_path) / "outbox"),
+        "SMTP_HOST": smtp_host,
+        "SMTP_PORT": _int(env, "SMTP_PORT", 587, minimum=1),
+        "SMTP_USERNAME": env.get("SMTP_USERNAME", ""),
+        "SMTP_PASSWORD": env.get("SMTP_PASSWORD", ""),
+        "SMTP_STARTTLS": _bool(env, "SMTP_STARTTLS", True),
+        "SMTP_SSL": _bool(env, "SMTP_SSL", False),
     }
 
 

@@ -10,8 +10,21 @@ from core.extensions import db
 from tests.campaign_helpers import create_draft
 from tests.conftest import register
 
-FIELDS = {"slug", "title", "summary", "kind", "status", "language", "funding_model", "goal",
-          "pledged", "backers", "min_backers", "deadline", "url"}
+FIELDS = {
+    "slug",
+    "title",
+    "summary",
+    "kind",
+    "status",
+    "language",
+    "funding_model",
+    "goal",
+    "pledged",
+    "backers",
+    "min_backers",
+    "deadline",
+    "url",
+}
 
 
 @pytest.fixture
@@ -54,8 +67,9 @@ def test_drafts_never_appear_in_the_api(app, client):
     assert visitor.get("/api/v1/campaigns").get_json()["total"] == 0
 
 
-@pytest.mark.parametrize("query", ["page=0", "page=x", "per_page=101", "per_page=-1",
-                                   "status=secret", "sort=random"])
+@pytest.mark.parametrize(
+    "query", ["page=0", "page=x", "per_page=101", "per_page=-1", "status=secret", "sort=random"]
+)
 def test_bad_api_parameters_get_a_clear_400(app, client, query):
     response = client.get(f"/api/v1/campaigns?{query}")
     assert response.status_code == 400
@@ -76,8 +90,15 @@ def test_demo_has_every_kind_and_loads_once(app, demo):
 
 
 def test_demo_pages_render(app, client, demo):
-    for url in ["/", "/campaigns", "/c/northside-winter-heating-fund", "/privacy",
-                "/c/northside-winter-heating-fund/updates.atom", "/login", "/register"]:
+    for url in [
+        "/",
+        "/campaigns",
+        "/c/northside-winter-heating-fund",
+        "/privacy",
+        "/c/northside-winter-heating-fund/updates.atom",
+        "/login",
+        "/register",
+    ]:
         assert client.get(url).status_code == 200, url
     page = client.get("/c/northside-winter-heating-fund").get_data(as_text=True)
     assert "First heaters delivered" in page and "Electric heaters for 40 flats" in page
@@ -103,8 +124,12 @@ def test_healthz_reports_an_unreachable_database(tmp_path, monkeypatch):
 def test_security_headers(app, client):
     response = client.get("/campaigns")
     csp = response.headers["Content-Security-Policy"]
-    for directive in ("script-src 'self'", "object-src 'none'", "base-uri 'none'",
-                      "frame-ancestors 'none'"):
+    for directive in (
+        "script-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ):
         assert directive in csp
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] == "no-referrer"

@@ -19,9 +19,7 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
         load_config({"COUNTERFUND_ENV": "production"}, str(tmp_path))
     with pytest.raises(ConfigError, match="32 characters"):
         load_config({"COUNTERFUND_ENV": "production", "SECRET_KEY": "short"}, str(tmp_path))
-    config = load_config(
-        {"COUNTERFUND_ENV": "production", "SECRET_KEY": "k" * 40}, str(tmp_path)
-    )
+    config = load_config({"COUNTERFUND_ENV": "production", "SECRET_KEY": "k" * 40}, str(tmp_path))
     assert config["SESSION_COOKIE_SECURE"] is True
 
 

@@ -1,0 +1,1 @@
+"""Payments: pledges, payment backends (simulated, Stripe), webhooks, settlement."""

@@ -1,0 +1,90 @@
+"""The payment backend interface: what pledges and settlement need from a provider.
+
+Both implementations speak in our own ids: every object they create carries our
+pledge's public id in its metadata, and every call that moves money carries an
+idempotency key built from our own row ids, stored before the call is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.money import Money
+
+
+class BackendError(RuntimeError):
+    """The provider could not be reached or answered unexpectedly; safe to retry."""
+
+
+class CardError(ValueError):
+    """The provider refused the card; `code` is Stripe's decline code."""
+
+    def __init__(self, message: str, code: str = "card_declined"):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class SetupSession:
+    """What the card page needs to collect and save a card."""
+
+    setup_id: str
+    client_secret: str
+
+
+@dataclass(frozen=True)
+class SavedCard:
+    """Outcome of saving a card: status is 'succeeded', 'requires_action' or 'failed'."""
+
+    status: str
+    payment_method_id: str | None = None
+    brand: str = ""
+    last4: str = ""
+    decline_code: str = ""
+    pledge_ref: str = ""
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    """status: 'succeeded', 'requires_action' (authentication), or 'failed'."""
+
+    status: str
+    charge_id: str | None
+    amount: int
+    currency: str
+    fee: int = 0
+    decline_code: str = ""
+
+
+class PaymentBackend(Protocol):
+    name: str
+
+    def create_customer(self, pledge_ref: str) -> str:
+        """A customer object for this pledge (no personal data); returns its id."""
+
+    def start_setup(self, pledge_ref: str, customer_id: str) -> SetupSession:
+        """An off-session SetupIntent on the customer, for the browser to confirm."""
+
+    def saved_card(self, setup_id: str) -> SavedCard:
+        """Look up how saving the card went (after the browser confirmed it)."""
+
+    def charge(
+        self,
+        *,
+        pledge_ref: str,
+        amount: Money,
+        customer_id: str,
+        payment_method_id: str,
+        idempotency_key: str,
+    ) -> ChargeResult:
+        """Charge a saved card off-session; the same key never charges twice."""
+
+    def find_charge(self, pledge_ref: str, customer_id: str) -> ChargeResult | None:
+        """The successful charge for this pledge, if the provider made one."""
+
+    def refund(self, charge_id: str, amount: Money, idempotency_key: str) -> str:
+        """Refund (part of) a charge; returns the refund id."""
+
+    def release(self, customer_id: str, payment_method_id: str | None) -> None:
+        """Detach a saved card (or, with None, every card of the customer)."""

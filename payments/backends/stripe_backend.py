@@ -1,0 +1,156 @@
+"""Stripe, through the official library's StripeClient.
+
+Every customer, SetupIntent and PaymentIntent carries our pledge's public id in its
+metadata. Nothing personal is sent: no email, no name (Stripe gets the card itself
+from Stripe.js in the supporter's browser, never from us).
+"""
+
+from __future__ import annotations
+
+import stripe
+
+from core.money import Money
+from payments.backends.base import BackendError, ChargeResult, SavedCard, SetupSession
+
+
+class StripeBackend:
+    name = "stripe"
+
+    def __init__(self, secret_key: str, api_base: str = ""):
+        base = {"api": api_base} if api_base else None
+        self.client = stripe.StripeClient(secret_key, base_addresses=base, max_network_retries=2)
+        self.livemode = secret_key.startswith("sk_live_")
+
+    def create_customer(self, pledge_ref: str) -> str:
+        try:
+            customer = self.client.v1.customers.create(params={"metadata": {"pledge": pledge_ref}})
+        except stripe.StripeError as exc:
+            raise BackendError(f"Stripe: {type(exc).__name__}") from exc
+        return customer.id
+
+    def start_setup(self, pledge_ref: str, customer_id: str) -> SetupSession:
+        try:
+            intent = self.client.v1.setup_intents.create(
+                params={
+                    "customer": customer_id,
+                    "usage": "off_session",
+                    "payment_method_types": ["card"],
+                    "metadata": {"pledge": pledge_ref},
+                }
+            )
+        except stripe.StripeError as exc:
+            raise BackendError(f"Stripe: {type(exc).__name__}") from exc
+        return SetupSession(setup_id=intent.id, client_secret=intent.client_secret)
+
+    def saved_card(self, setup_id: str) -> SavedCard:
+        try:
+            intent = self.client.v1.setup_intents.retrieve(setup_id)
+        except stripe.StripeError as exc:
+            raise BackendError(f"Stripe: {type(exc).__name__}") from exc
+        pledge_ref = (intent.metadata or {}).get("pledge", "")
+        if intent.status != "succeeded":
+            status = "requires_action" if intent.status == "requires_action" else "failed"
+            if intent.status == "requires_payment_method" and not intent.payment_method:
+                status = "requires_payment_method"
+            return SavedCard(status=status, pledge_ref=pledge_ref)
+        method_id = intent.payment_method
+        if not isinstance(method_id, str):
+            method_id = method_id.id
+        brand = last4 = ""
+        try:
+            method = self.client.v1.payment_methods.retrieve(method_id)
+            card = getattr(method, "card", None)
+            if card is not None:
+                brand, last4 = card.brand or "", card.last4 or ""
+        except stripe.StripeError:
+            pass  # the card's brand and last digits are a courtesy, not required
+        return SavedCard(
+            status="succeeded",
+            payment_method_id=method_id,
+            brand=brand,
+            last4=last4,
+            pledge_ref=pledge_ref,
+        )
+
+    def charge(
+        self, *, pledge_ref, amount: Money, customer_id, payment_method_id, idempotency_key
+    ) -> ChargeResult:
+        try:
+            intent = self.client.v1.payment_intents.create(
+                params={
+                    "amount": amount.amount,
+                    "currency": amount.currency.lower(),
+                    "customer": customer_id,
+                    "payment_method": payment_method_id,
+                    "off_session": True,
+                    "confirm": True,
+                    "metadata": {"pledge": pledge_ref},
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.CardError as exc:
+            code = exc.code or "card_declined"
+            intent = getattr(exc.error, "payment_intent", None) if exc.error else None
+            if code == "authentication_required":
+                return ChargeResult(
+                    "requires_action",
+                    intent.id if intent else None,
+                    amount.amount,
+                    amount.currency,
+                    decline_code=code,
+                )
+            decline = (exc.error.decline_code if exc.error else None) or code
+            return ChargeResult(
+                "failed",
+                intent.id if intent else None,
+                amount.amount,
+                amount.currency,
+                decline_code=decline,
+            )
+        except stripe.StripeError as exc:
+            raise BackendError(f"Stripe: {type(exc).__name__}") from exc
+        return self._result(intent)
+
+    @staticmethod
+    def _result(intent) -> ChargeResult:
+        status = {"succeeded": "succeeded", "requires_action": "requires_action"}.get(
+            intent.status, "failed"
+        )
+        return ChargeResult(status, intent.id, intent.amount, intent.currency.upper())
+
+    def find_charge(self, pledge_ref: str, customer_id: str) -> ChargeResult | None:
+        try:
+            intents = self.client.v1.payment_intents.list(params={"customer": customer_id})
+        except stripe.StripeError as exc:
+            raise BackendError(f"Stripe: {type(exc).__name__}") from exc
+        for intent in intents.auto_paging_iter():
+            if (intent.metadata or {}).get("pledge") == pledge_ref and intent.status == "succeeded":
+                return self._result(intent)
+        return None
+
+    def refund(self, charge_id: str, amount: Money, idempotency_key: str) -> str:
+        try:
+            refund = self.client.v1.refunds.create(
+                params={"payment_intent": charge_id, "amount": amount.amount},
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise BackendError(f"Stripe: {type(exc).__name__}") from exc
+        return refund.id
+
+    def release(self, customer_id: str, payment_method_id: str | None) -> None:
+        try:
+            if payment_method_id:
+                methods = [payment_method_id]
+            else:
+                listed = self.client.v1.payment_methods.list(
+                    params={"customer": customer_id, "type": "card"}
+                )
+                methods = [m.id for m in listed.auto_paging_iter()]
+            for method_id in methods:
+                try:
+                    self.client.v1.payment_methods.detach(method_id)
+                except stripe.InvalidRequestError:
+                    pass  # already detached: releasing twice is fine
+        except stripe.StripeError as exc:
+            raise BackendError(f"Stripe: {type(exc).__name__}") from exc

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (
+    EmailField,
+    HiddenField,
+    RadioField,
+    SelectChoice,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
+
+from accounts.services import AccountError, normalise_email
+from core.money import Money, MoneyError
+
+
+class AmountMixin:
+    currency: str = "EUR"
+
+    def validate_amount(self, field):
+        try:
+            self.amount_money = Money.parse(field.data, self.currency)
+        except MoneyError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class PledgeForm(AmountMixin, FlaskForm):
+    submission_key = HiddenField(validators=[DataRequired(), Length(min=16, max=64)])
+    amount = StringField(_l("Amount"), validators=[DataRequired(), Length(max=20)])
+    visibility = RadioField(
+        _l("How you appear on the campaign page"),
+        choices=[
+            SelectChoice("anonymous", _l("Anonymous")),
+            SelectChoice("pseudonym", _l("A pseudonym of my choice")),
+            SelectChoice("name", _l("My name")),
+        ],
+        default="anonymous",
+    )
+    public_name = StringField(
+        _l("Name or pseudonym to show"),
+        validators=[Optional(), Length(max=80)],
+        description=_l("Leave empty if you chose anonymous."),
+    )
+    public_message = TextAreaField(
+        _l("Public message (optional)"), validators=[Optional(), Length(max=500)]
+    )
+    private_message = TextAreaField(
+        _l("Private message to the organizers (optional)"),
+        validators=[Optional(), Length(max=2000)],
+    )
+    email = EmailField(
+        _l("Email address"),
+        validators=[Optional(), Length(max=254)],
+        description=_l("For your receipt and a private link to manage your pledge. Never shown."),
+    )
+    card_number = StringField(
+        _l("Card number (demo)"),
+        validators=[Optional(), Length(max=30)],
+        description=_l("Demo only: try 4242 4242 4242 4242, or 4000 0000 0000 0002 for a decline."),
+    )
+    submit = SubmitField(_l("Pledge"))
+
+    def validate_email(self, field):
+        if field.data:
+            try:
+                field.data = normalise_email(field.data)
+            except AccountError as exc:
+                raise ValidationError(str(exc.message)) from None
+
+
+class AmountForm(AmountMixin, FlaskForm):
+    amount = StringField(_l("New amount"), validators=[DataRequired(), Length(max=20)])
+    submit = SubmitField(_l("Change amount"))
+
+
+class CardForm(FlaskForm):
+    card_number = StringField(
+        _l("Card number (demo)"),
+        validators=[DataRequired(), Length(max=30)],
+        description=_l("Demo only: try 4242 4242 4242 4242."),
+    )
+    submit = SubmitField(_l("Save card"))
+
+
+class CancelForm(FlaskForm):
+    submit = SubmitField(_l("Cancel my pledge"))
+
+
+class LinkRequestForm(FlaskForm):
+    email = EmailField(
+        _l("Email address you pledged with"), validators=[DataRequired(), Length(max=254)]
+    )
+    submit = SubmitField(_l("Send me my links"))

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from accounts.models import User
+from campaigns.models import Campaign
+from core.clock import utcnow
+from core.extensions import db
+from core.money import Money
+from core.types import UTCDateTime
+
+
+class PledgeStatus(enum.StrEnum):
+    PENDING = "pending"  # card not saved yet
+    ACTIVE = "active"  # card saved; counts towards the campaign
+    CANCELLED = "cancelled"  # by the supporter (or an abandoned card form)
+
+
+PLEDGE_STATUS_LABELS = {
+    PledgeStatus.PENDING: _l("Waiting for card"),
+    PledgeStatus.ACTIVE: _l("Active"),
+    PledgeStatus.CANCELLED: _l("Cancelled"),
+}
+
+# Which transitions are allowed; anything else is refused (and replays are no-ops).
+TRANSITIONS = {
+    PledgeStatus.PENDING: {PledgeStatus.ACTIVE, PledgeStatus.CANCELLED},
+    PledgeStatus.ACTIVE: {PledgeStatus.CANCELLED},
+    PledgeStatus.CANCELLED: set(),
+}
+
+
+class Visibility(enum.StrEnum):
+    NAME = "name"
+    PSEUDONYM = "pseudonym"
+    ANONYMOUS = "anonymous"
+
+
+class Pledge(db.Model):
+    __tablename__ = "pledges"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("status IN ('pending', 'active', 'cancelled')", name="status_known"),
+        CheckConstraint(
+            "visibility IN ('name', 'pseudonym', 'anonymous')", name="visibility_known"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # What URLs and Stripe metadata carry: not guessable, not a count of our pledges.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    # The hidden token of the form that created it: a double submit finds this pledge.
+    submission_key: Mapped[str] = mapped_column(String(64), unique=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    guest_email: Mapped[str | None] = mapped_column(String(254))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20), default=PledgeStatus.PENDING, index=True)
+    visibility: Mapped[str] = mapped_column(String(20), default=Visibility.ANONYMOUS)
+    public_name: Mapped[str] = mapped_column(String(80), default="")
+    public_message: Mapped[str] = mapped_column(Text, default="")
+    private_message: Mapped[str] = mapped_column(Text, default="")
+    backend: Mapped[str] = mapped_column(String(20))
+    provider_customer_id: Mapped[str | None] = mapped_column(String(255))
+    provider_setup_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    provider_payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    card_brand: Mapped[str] = mapped_column(String(20), default="")
+    card_last4: Mapped[str] = mapped_column(String(4), default="")
+    # Bumped to revoke every manage link sent so far.
+    link_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    campaign: Mapped[Campaign] = relationship()
+    user: Mapped[User | None] = relationship()
+    events: Mapped[list[PledgeEvent]] = relationship(
+        back_populates="pledge", order_by="PledgeEvent.id", viewonly=True
+    )
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+    @property
+    def email(self) -> str:
+        return self.user.email if self.user_id else (self.guest_email or "")
+
+    @property
+    def status_label(self) -> str:
+        return str(PLEDGE_STATUS_LABELS[PledgeStatus(self.status)])
+
+    @property
+    def shown_as(self) -> str:
+        """How the supporter appears in public: never their email."""
+        if self.visibility == Visibility.ANONYMOUS or not self.public_name:
+            return str(_l("Anonymous"))
+        return self.public_name
+
+    def __repr__(self) -> str:
+        return f"<Pledge {self.id} {self.status}>"
+
+
+class PledgeEvent(db.Model):
+    """Append-only history of a pledge's state (UPDATE/DELETE refused on PostgreSQL)."""
+
+    __tablename__ = "pledge_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pledge_id: Mapped[int] = mapped_column(ForeignKey("pledges.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str | None] = mapped_column(String(20))
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    pledge: Mapped[Pledge] = relationship(back_populates="events")
+
+
+class ProcessedWebhookEvent(db.Model):
+    """Each provider event id is handled once; the unique id is the guard."""
+
+    __tablename__ = "processed_webhook_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    event_type: Mapped[str] = mapped_column(String(80))
+    outcome: Mapped[str] = mapped_column(String(40))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,332 @@
+"""Pledge operations. Services check rules and flush; views and jobs commit once.
+
+Campaign totals move in the same transaction as the pledge, with a single guarded
+UPDATE (`pledged_amount = pledged_amount + :delta ... WHERE <rules>`), so parallel
+pledges never lose an update and a rule (campaign still live, the last-24-hours
+freeze) cannot be raced past between a read and a write.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from flask import current_app, url_for
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import and_, not_, or_, select, update
+
+from accounts.models import User
+from campaigns.models import Campaign, CampaignStatus, FundingModel
+from core import outbox
+from core.clock import utcnow
+from core.extensions import db
+from core.money import Money
+from payments.backends import get_backend
+from payments.backends.base import SavedCard
+from payments.models import Pledge, PledgeEvent, PledgeStatus, Visibility
+from payments.tokens import make_manage_token
+
+
+class PledgeError(ValueError):
+    def __init__(self, message, field: str | None = None):
+        super().__init__(str(message))
+        self.message = message
+        self.field = field
+
+
+class StaleState(RuntimeError):
+    """The pledge was no longer in the state the transition expected (a replay)."""
+
+
+def accepting_pledges(campaign: Campaign) -> bool:
+    return campaign.status == CampaignStatus.LIVE and campaign.deadline > utcnow()
+
+
+def pledge_limits(currency: str) -> tuple[Money, Money]:
+    return Money.from_major(1, currency), Money.from_major(
+        current_app.config["PLEDGE_MAX_AMOUNT"], currency
+    )
+
+
+def check_amount(campaign: Campaign, amount: Money) -> None:
+    if amount.currency != campaign.currency:
+        raise PledgeError(_l("This campaign collects %(c)s.", c=campaign.currency), "amount")
+    low, high = pledge_limits(campaign.currency)
+    if amount < low:
+        raise PledgeError(_l("The smallest pledge is %(m)s.", m=low.format()), "amount")
+    if amount > high:
+        raise PledgeError(_l("The largest pledge is %(m)s.", m=high.format()), "amount")
+
+
+def record_event(
+    pledge: Pledge,
+    kind: str,
+    *,
+    from_status=None,
+    to_status=None,
+    amount: int | None = None,
+    detail: str = "",
+) -> None:
+    db.session.add(
+        PledgeEvent(
+            pledge_id=pledge.id,
+            kind=kind,
+            from_status=from_status,
+            to_status=to_status,
+            amount=amount,
+            detail=detail,
+        )
+    )
+
+
+def transition(pledge: Pledge, to: PledgeStatus, kind: str, detail: str = "") -> None:
+    """Move a pledge between states with a guarded UPDATE; a replay raises StaleState."""
+    current = pledge.status
+    result = db.session.execute(
+        update(Pledge)
+        .where(Pledge.id == pledge.id, Pledge.status == current)
+        .values(status=to)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise StaleState(f"pledge {pledge.id} is no longer {current}")
+    pledge.status = to
+    db.session.flush()
+    record_event(
+        pledge, kind, from_status=current, to_status=to, amount=pledge.amount, detail=detail
+    )
+
+
+def _funded(pledged, backers):
+    return and_(
+        pledged >= Campaign.goal_amount,
+        or_(Campaign.min_backers.is_(None), backers >= Campaign.min_backers),
+    )
+
+
+def adjust_totals(campaign: Campaign, delta_amount: int, delta_backers: int) -> None:
+    """Apply a change to the campaign's totals atomically, or refuse it."""
+    now = utcnow()
+    window = timedelta(seconds=current_app.config["PLEDGE_FREEZE_WINDOW"])
+    freeze = and_(
+        Campaign.funding_model == FundingModel.ALL_OR_NOTHING,
+        Campaign.deadline <= now + window,
+        _funded(Campaign.pledged_amount, Campaign.backer_count),
+        not_(
+            _funded(Campaign.pledged_amount + delta_amount, Campaign.backer_count + delta_backers)
+        ),
+    )
+    conditions = [
+        Campaign.id == campaign.id,
+        Campaign.status == CampaignStatus.LIVE,
+        Campaign.deadline > now,
+    ]
+    if delta_amount < 0 or delta_backers < 0:
+        conditions.append(not_(freeze))
+    result = db.session.execute(
+        update(Campaign)
+        .where(*conditions)
+        .values(
+            pledged_amount=Campaign.pledged_amount + delta_amount,
+            backer_count=Campaign.backer_count + delta_backers,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 1:
+        db.session.expire(campaign, ["pledged_amount", "backer_count"])
+        return
+    db.session.refresh(campaign)
+    if not accepting_pledges(campaign):
+        raise PledgeError(_l("This campaign is not taking pledges any more."))
+    raise PledgeError(
+        _l(
+            "In the last day before the deadline, a change that would take this campaign "
+            "below its goal is not possible: the campaign is funded, and other supporters "
+            "are counting on it."
+        )
+    )
+
+
+def start_pledge(
+    campaign: Campaign,
+    *,
+    amount: Money,
+    submission_key: str,
+    user: User | None = None,
+    guest_email: str | None = None,
+    visibility: str = Visibility.ANONYMOUS,
+    public_name: str = "",
+    public_message: str = "",
+    private_message: str = "",
+) -> tuple[Pledge, bool]:
+    """Create a pending pledge and its provider setup. Returns (pledge, created).
+
+    A repeated submission of the same form returns the pledge it already made.
+    """
+    existing = db.session.scalar(select(Pledge).where(Pledge.submission_key == submission_key))
+    if existing is not None:
+        return existing, False
+    if not accepting_pledges(campaign):
+        raise PledgeError(_l("This campaign is not taking pledges."))
+    check_amount(campaign, amount)
+    if visibility not in set(Visibility):
+        raise PledgeError(_l("Choose how you appear."), "visibility")
+    if visibility != Visibility.ANONYMOUS and not public_name.strip():
+        raise PledgeError(
+            _l("Give the name or pseudonym to show, or choose anonymous."), "public_name"
+        )
+    if user is None and not guest_email:
+        raise PledgeError(_l("Give an email address so we can send your receipt."), "email")
+    if user is not None and db.session.scalar(
+        select(Pledge.id).where(
+            Pledge.user_id == user.id,
+            Pledge.campaign_id == campaign.id,
+            Pledge.status == PledgeStatus.ACTIVE,
+        )
+    ):
+        raise PledgeError(
+            _l("You already back this campaign: change the amount of your pledge instead.")
+        )
+    pledge = Pledge(
+        public_id=secrets.token_urlsafe(16),
+        submission_key=submission_key,
+        campaign_id=campaign.id,
+        user_id=user.id if user else None,
+        guest_email=None if user else guest_email,
+        amount=amount.amount,
+        currency=amount.currency,
+        status=PledgeStatus.PENDING,
+        visibility=visibility,
+        public_name="" if visibility == Visibility.ANONYMOUS else public_name.strip(),
+        public_message=public_message.strip(),
+        private_message=private_message.strip(),
+        backend=get_backend().name,
+    )
+    db.session.add(pledge)
+    db.session.flush()
+    record_event(pledge, "created", to_status=PledgeStatus.PENDING, amount=pledge.amount)
+    pledge.provider_customer_id = get_backend().create_customer(pledge.public_id)
+    db.session.flush()
+    return pledge, True
+
+
+def start_card_setup(pledge: Pledge):
+    """A fresh SetupIntent for saving (or replacing) the pledge's card."""
+    if pledge.status not in (PledgeStatus.PENDING, PledgeStatus.ACTIVE):
+        raise PledgeError(_l("This pledge no longer needs a card."))
+    session = get_backend().start_setup(pledge.public_id, pledge.provider_customer_id)
+    pledge.provider_setup_id = session.setup_id
+    db.session.flush()
+    return session
+
+
+def card_saved(pledge: Pledge, saved: SavedCard) -> bool:
+    """Record how saving the card went; activates a pending pledge. Safe to replay."""
+    if saved.status != "succeeded":
+        if pledge.status == PledgeStatus.PENDING:
+            record_event(
+                pledge,
+                "card_not_saved",
+                amount=pledge.amount,
+                detail=saved.decline_code or saved.status,
+            )
+            db.session.flush()
+        return False
+    if pledge.status != PledgeStatus.PENDING:
+        return pledge.status == PledgeStatus.ACTIVE  # a replay: nothing to do
+    adjust_totals(pledge.campaign, pledge.amount, 1)
+    pledge.provider_payment_method_id = saved.payment_method_id
+    pledge.card_brand, pledge.card_last4 = saved.brand[:20], saved.last4[:4]
+    pledge.activated_at = utcnow()
+    transition(pledge, PledgeStatus.ACTIVE, "activated")
+    _queue_confirmation(pledge)
+    return True
+
+
+def card_replaced(pledge: Pledge, saved: SavedCard) -> str | None:
+    """An active pledge got a new card. Returns the old card's id, for the caller to
+    release after commit (a rollback must not leave the pledge without a card)."""
+    if saved.status != "succeeded":
+        raise PledgeError(_l("That card could not be saved."), "card")
+    if saved.payment_method_id == pledge.provider_payment_method_id:
+        return None  # a replay
+    old = pledge.provider_payment_method_id
+    pledge.provider_payment_method_id = saved.payment_method_id
+    pledge.card_brand, pledge.card_last4 = saved.brand[:20], saved.last4[:4]
+    record_event(pledge, "card_replaced", amount=pledge.amount)
+    db.session.flush()
+    return old
+
+
+def change_amount(pledge: Pledge, amount: Money) -> None:
+    if pledge.status != PledgeStatus.ACTIVE:
+        raise PledgeError(_l("Only active pledges can be changed."))
+    check_amount(pledge.campaign, amount)
+    if amount.amount == pledge.amount:
+        return
+    adjust_totals(pledge.campaign, amount.amount - pledge.amount, 0)
+    record_event(
+        pledge, "amount_changed", amount=amount.amount, detail=f"{pledge.amount}->{amount.amount}"
+    )
+    pledge.amount = amount.amount
+    db.session.flush()
+
+
+def cancel(pledge: Pledge) -> None:
+    if pledge.status == PledgeStatus.CANCELLED:
+        return
+    if pledge.status == PledgeStatus.ACTIVE:
+        adjust_totals(pledge.campaign, -pledge.amount, -1)
+    pledge.cancelled_at = utcnow()
+    transition(pledge, PledgeStatus.CANCELLED, "cancelled")
+
+
+def manage_url(pledge: Pledge, external: bool = False) -> str:
+    if pledge.user_id:
+        return url_for("payments.manage", key=pledge.public_id, _external=external)
+    token = make_manage_token(pledge.public_id, pledge.link_version)
+    return url_for("payments.manage", key=token, _external=external)
+
+
+def _queue_confirmation(pledge: Pledge) -> None:
+    campaign = pledge.campaign
+    body = str(
+        _l(
+            "Thank you for backing “%(title)s”.\n\n"
+            "Your pledge: %(amount)s. Nothing has been charged yet: your card is charged only "
+            "if the campaign is funded at its deadline (%(deadline)s UTC).\n\n"
+            "See, change or cancel your pledge here:\n%(link)s\n\n"
+            "Keep this link private: anyone who has it can manage your pledge.",
+            title=campaign.title,
+            amount=pledge.money.format(),
+            deadline=campaign.deadline.strftime("%Y-%m-%d %H:%M"),
+            link=manage_url(pledge, external=True),
+        )
+    )
+    outbox.queue(
+        pledge.email,
+        str(_l("Your pledge to %(t)s", t=campaign.title)),
+        body,
+        topic="pledge-confirmation",
+    )
+
+
+def recent_supporters(campaign_id: int, limit: int = 30) -> list[Pledge]:
+    return list(
+        db.session.scalars(
+            select(Pledge)
+            .where(Pledge.campaign_id == campaign_id, Pledge.status == PledgeStatus.ACTIVE)
+            .order_by(Pledge.activated_at.desc(), Pledge.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def pledges_of(user: User) -> list[Pledge]:
+    return list(
+        db.session.scalars(
+            select(Pledge)
+            .where(Pledge.user_id == user.id, Pledge.status != PledgeStatus.PENDING)
+            .order_by(Pledge.created_at.desc())
+        )
+    )

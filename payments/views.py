@@ -1,0 +1,385 @@
+from __future__ import annotations
+
+import secrets
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from campaigns.models import Campaign
+from core import outbox
+from core.extensions import db, limiter
+from core.security import content_security_policy
+from payments import services
+from payments.backends import get_backend
+from payments.backends.base import BackendError, CardError
+from payments.forms import AmountForm, CancelForm, CardForm, LinkRequestForm, PledgeForm
+from payments.models import Pledge, PledgeStatus
+from payments.tokens import LinkError, read_manage_token
+
+bp = Blueprint("payments", __name__)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+def payment_page(view):
+    """Payment pages may load Stripe.js (and only they may), when Stripe is the backend."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        response = current_app.make_response(view(*args, **kwargs))
+        if current_app.config["PAYMENT_BACKEND"] == "stripe":
+            js = _origin(current_app.config["STRIPE_JS_URL"])
+            api = _origin(current_app.config["STRIPE_API_BASE"]) or "https://api.stripe.com"
+            frames = f" {js} https://hooks.stripe.com" if js else ""
+            response.headers["Content-Security-Policy"] = content_security_policy(
+                extra_script=f" {js}", extra_frame=frames, extra_connect=f" {api} {js}"
+            )
+        return response
+
+    return wrapper
+
+
+def _simulated() -> bool:
+    return get_backend().name == "simulated"
+
+
+# ---- Pledging ----------------------------------------------------------------------
+
+
+@bp.route("/c/<slug>/pledge", methods=["GET", "POST"])
+@payment_page
+def pledge(slug: str):
+    campaign = db.session.scalar(select(Campaign).where(Campaign.slug == slug))
+    if campaign is None or campaign.is_draft:
+        abort(404)
+    if not services.accepting_pledges(campaign):
+        return render_template("payments/closed.html", campaign=campaign), 409
+    form = PledgeForm()
+    form.currency = campaign.currency
+    if request.method == "GET":
+        form.submission_key.data = secrets.token_urlsafe(24)
+    if form.validate_on_submit():
+        outcome = _create_pledge(campaign, form)
+        if outcome is not None:
+            return outcome
+    low, high = services.pledge_limits(campaign.currency)
+    return render_template(
+        "payments/pledge.html",
+        campaign=campaign,
+        form=form,
+        low=low,
+        high=high,
+        simulated=_simulated(),
+    ), (422 if request.method == "POST" else 200)
+
+
+def _create_pledge(campaign: Campaign, form: PledgeForm):
+    """Returns a redirect when done, None to re-render the form with its errors."""
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    if user is None and not form.email.data:
+        form.email.errors.append(_("Give an email address so we can send your receipt."))
+        return None
+    if _simulated() and not (form.card_number.data or "").strip():
+        form.card_number.errors.append(_("Enter a card number."))
+        return None
+    try:
+        pledge, created = services.start_pledge(
+            campaign,
+            amount=form.amount_money,
+            submission_key=form.submission_key.data,
+            user=user,
+            guest_email=form.email.data or None,
+            visibility=form.visibility.data,
+            public_name=form.public_name.data or "",
+            public_message=form.public_message.data or "",
+            private_message=form.private_message.data or "",
+        )
+        if not created:  # the same form sent twice: show the pledge it already made
+            return redirect(_next_step(pledge))
+        if _simulated():
+            # The demo's stand-in for Stripe.js: the card goes to the provider directly.
+            session = services.start_card_setup(pledge)
+            saved = get_backend().provider.confirm_setup(session.setup_id, form.card_number.data)
+            services.card_saved(pledge, saved)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # a parallel double submit won the race: show its pledge
+        pledge = db.session.scalar(
+            select(Pledge).where(Pledge.submission_key == form.submission_key.data)
+        )
+        if pledge is None:
+            raise
+        return redirect(_next_step(pledge))
+    except CardError as exc:
+        db.session.rollback()
+        form.card_number.errors.append(
+            _(
+                "Your card was declined (%(code)s). Nothing was saved; try another card.",
+                code=exc.code,
+            )
+        )
+        return None
+    except services.PledgeError as exc:
+        db.session.rollback()
+        field = getattr(form, exc.field or "", None)
+        (field.errors if field is not None else form.form_errors).append(str(exc.message))
+        return None
+    except BackendError:
+        db.session.rollback()
+        form.form_errors.append(_("The payment provider did not answer. Please try again."))
+        return None
+    if pledge.status == PledgeStatus.ACTIVE:
+        flash(
+            _("Thank you! Your pledge is active. Nothing is charged until the deadline."), "success"
+        )
+    return redirect(_next_step(pledge))
+
+
+def _next_step(pledge: Pledge) -> str:
+    key = _key_for(pledge)
+    if pledge.status == PledgeStatus.PENDING:
+        return url_for("payments.card", key=key)
+    return url_for("payments.manage", key=key)
+
+
+def _key_for(pledge: Pledge) -> str:
+    return services.manage_url(pledge).rsplit("/", 1)[-1]
+
+
+# ---- Managing a pledge -------------------------------------------------------------
+
+
+def _resolve(key: str) -> Pledge:
+    """A pledge from a signed manage link (guests) or its id (its account's owner)."""
+    if "." in key:
+        try:
+            public_id, version = read_manage_token(key)
+        except LinkError as exc:
+            abort(
+                410 if exc.expired else 404,
+                description=(
+                    _("This link has expired. Ask for a new one below.")
+                    if exc.expired
+                    else _("This link is not valid. Ask for a new one below.")
+                ),
+            )
+        pledge = db.session.scalar(select(Pledge).where(Pledge.public_id == public_id))
+        if pledge is None or pledge.link_version != version:
+            abort(404, description=_("This link is not valid. Ask for a new one below."))
+        return pledge
+    if not current_user.is_authenticated:
+        return current_app.login_manager.unauthorized()
+    pledge = db.session.scalar(select(Pledge).where(Pledge.public_id == key))
+    if pledge is None or pledge.user_id != current_user.id:
+        abort(404)  # someone else's pledge looks exactly like no pledge
+    return pledge
+
+
+def with_pledge(view):
+    @wraps(view)
+    def wrapper(key: str, **kwargs):
+        pledge = _resolve(key)
+        if not isinstance(pledge, Pledge):
+            return pledge  # the login redirect
+        return view(pledge, key, **kwargs)
+
+    return wrapper
+
+
+@bp.get("/pledge/<key>")
+@with_pledge
+def manage(pledge: Pledge, key: str):
+    amount_form = AmountForm(amount=pledge.money.input_value())
+    return render_template(
+        "payments/manage.html",
+        pledge=pledge,
+        key=key,
+        amount_form=amount_form,
+        cancel_form=CancelForm(),
+        can_change=pledge.status == PledgeStatus.ACTIVE
+        and services.accepting_pledges(pledge.campaign),
+    )
+
+
+@bp.post("/pledge/<key>/amount")
+@with_pledge
+def change_amount(pledge: Pledge, key: str):
+    form = AmountForm()
+    form.currency = pledge.currency
+    if form.validate_on_submit():
+        try:
+            services.change_amount(pledge, form.amount_money)
+        except services.PledgeError as exc:
+            db.session.rollback()
+            form.amount.errors.append(str(exc.message))
+        else:
+            db.session.commit()
+            flash(_("Your pledge is now %(m)s.", m=pledge.money.format()), "success")
+            return redirect(url_for("payments.manage", key=key))
+    return render_template(
+        "payments/manage.html",
+        pledge=pledge,
+        key=key,
+        amount_form=form,
+        cancel_form=CancelForm(),
+        can_change=True,
+    ), 422
+
+
+@bp.post("/pledge/<key>/cancel")
+@with_pledge
+def cancel(pledge: Pledge, key: str):
+    if CancelForm().validate_on_submit():
+        try:
+            services.cancel(pledge)
+        except services.PledgeError as exc:
+            db.session.rollback()
+            flash(str(exc.message), "error")
+        except services.StaleState:
+            db.session.rollback()
+        else:
+            db.session.commit()
+            _release_quietly(pledge.provider_customer_id, None)
+            flash(_("Your pledge is cancelled. Your card will not be charged."), "info")
+    return redirect(url_for("payments.manage", key=key))
+
+
+@bp.route("/pledge/<key>/card", methods=["GET", "POST"])
+@with_pledge
+@payment_page
+def card(pledge: Pledge, key: str):
+    if pledge.status not in (PledgeStatus.PENDING, PledgeStatus.ACTIVE) or not (
+        services.accepting_pledges(pledge.campaign)
+    ):
+        flash(_("This pledge no longer needs a card."), "info")
+        return redirect(url_for("payments.manage", key=key))
+    form = CardForm()
+    if _simulated() and form.validate_on_submit():
+        try:
+            saved = get_backend().provider.confirm_setup(
+                pledge.provider_setup_id or "", form.card_number.data
+            )
+            return _after_card(pledge, key, saved)
+        except CardError as exc:
+            db.session.rollback()
+            form.card_number.errors.append(
+                _("Your card was declined (%(code)s). Try another card.", code=exc.code)
+            )
+        except BackendError:
+            db.session.rollback()
+            form.card_number.errors.append(_("Please reload the page and try again."))
+    elif request.method == "POST":
+        return render_template(
+            "payments/card.html", pledge=pledge, key=key, form=form, session=None, simulated=True
+        ), 422
+    session = services.start_card_setup(pledge)
+    db.session.commit()
+    return render_template(
+        "payments/card.html",
+        pledge=pledge,
+        key=key,
+        form=form,
+        session=session,
+        simulated=_simulated(),
+        return_url=url_for("payments.card_return", key=key, _external=True),
+    ), (422 if form.errors else 200)
+
+
+@bp.get("/pledge/<key>/card/return")
+@with_pledge
+def card_return(pledge: Pledge, key: str):
+    """Where Stripe.js sends the browser after confirming the SetupIntent."""
+    try:
+        saved = get_backend().saved_card(pledge.provider_setup_id or "")
+    except BackendError:
+        flash(_("We could not check your card with the payment provider. Try again."), "error")
+        return redirect(url_for("payments.card", key=key))
+    if saved.status != "succeeded":
+        flash(_("Your card could not be saved. Please try another card."), "error")
+        return redirect(url_for("payments.card", key=key))
+    return _after_card(pledge, key, saved)
+
+
+def _after_card(pledge: Pledge, key: str, saved):
+    old_method = None
+    try:
+        if pledge.status == PledgeStatus.PENDING:
+            services.card_saved(pledge, saved)
+            message = _("Thank you! Your pledge is active. Nothing is charged until the deadline.")
+        else:
+            old_method = services.card_replaced(pledge, saved)
+            message = _("Your new card is saved.")
+        db.session.commit()
+    except services.PledgeError as exc:
+        db.session.rollback()
+        flash(str(exc.message), "error")
+        return redirect(url_for("payments.manage", key=key))
+    except services.StaleState:
+        db.session.rollback()  # the webhook got there first
+        message = _("Your pledge is active.")
+    if old_method:
+        _release_quietly(pledge.provider_customer_id, old_method)
+    flash(message, "success")
+    return redirect(url_for("payments.manage", key=key))
+
+
+def _release_quietly(customer_id: str | None, method_id: str | None) -> None:
+    if not customer_id:
+        return
+    try:
+        get_backend().release(customer_id, method_id)
+    except BackendError:
+        current_app.logger.warning("payments: releasing a card failed; settlement retries it")
+
+
+@bp.get("/pledges")
+@login_required
+def mine():
+    return render_template("payments/mine.html", pledges=services.pledges_of(current_user))
+
+
+@bp.route("/pledges/links", methods=["GET", "POST"])
+@limiter.limit("5 per hour", methods=["POST"])
+def request_links():
+    """A guest who lost their manage link gets new ones by email (never shown here)."""
+    form = LinkRequestForm()
+    if form.validate_on_submit():
+        pledges = db.session.scalars(
+            select(Pledge).where(
+                Pledge.guest_email == form.email.data.strip().lower(),
+                Pledge.status != PledgeStatus.PENDING,
+            )
+        ).all()
+        if pledges:
+            lines = [
+                f"- {p.campaign.title} ({p.money.format()}): "
+                f"{services.manage_url(p, external=True)}"
+                for p in pledges
+            ]
+            outbox.queue(
+                pledges[0].guest_email,
+                _("Your Counterfund pledge links"),
+                _("Here are the links to manage your pledges:") + "\n\n" + "\n".join(lines),
+                topic="pledge-links",
+            )
+            db.session.commit()
+        flash(_("If we have pledges for that address, we have emailed links to them."), "info")
+        return redirect(url_for("payments.request_links"))
+    return render_template("payments/links.html", form=form), (422 if form.errors else 200)

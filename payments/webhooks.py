@@ -1,0 +1,104 @@
+"""Stripe webhooks: verified, deduplicated by event id, tolerant of any order.
+
+Handlers never trust the event's copy of an object: they fetch its current state
+from Stripe and apply guarded transitions, so a late or repeated event can only
+confirm what already happened, never undo it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import stripe
+from flask import Blueprint, abort, current_app, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from core.extensions import csrf, db
+from payments import services
+from payments.backends import get_backend
+from payments.backends.base import BackendError
+from payments.models import Pledge, PledgeStatus, ProcessedWebhookEvent
+
+bp = Blueprint("payment_webhooks", __name__, url_prefix="/payments")
+log = logging.getLogger(__name__)
+
+
+@bp.post("/stripe/webhook")
+@csrf.exempt
+def stripe_webhook():
+    if current_app.config["PAYMENT_BACKEND"] != "stripe":
+        abort(404)
+    try:
+        event = stripe.Webhook.construct_event(
+            request.get_data(),
+            request.headers.get("Stripe-Signature"),
+            current_app.config["STRIPE_WEBHOOK_SECRET"],
+            tolerance=300,
+        )
+    except (ValueError, stripe.SignatureVerificationError):
+        abort(400, description="invalid payload or signature")
+    if bool(event.get("livemode")) != get_backend().livemode:
+        abort(400, description="livemode does not match this deployment")
+
+    db.session.add(
+        ProcessedWebhookEvent(
+            provider="stripe", event_id=event.id, event_type=event.type, outcome="received"
+        )
+    )
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        return jsonify(status="duplicate")
+
+    handler = HANDLERS.get(event.type)
+    outcome = handler(event.data.object) if handler else "ignored"
+    db.session.execute(
+        ProcessedWebhookEvent.__table__.update()
+        .where(ProcessedWebhookEvent.event_id == event.id)
+        .values(outcome=outcome)
+    )
+    db.session.commit()
+    log.info("stripe webhook %s (%s): %s", event.id, event.type, outcome)
+    return jsonify(status=outcome)
+
+
+def _our_pledge(obj) -> Pledge | None:
+    pledge_ref = (obj.get("metadata") or {}).get("pledge")
+    if not pledge_ref:
+        return None
+    pledge = db.session.scalar(select(Pledge).where(Pledge.public_id == pledge_ref))
+    if pledge is None or pledge.backend != "stripe":
+        return None
+    return pledge
+
+
+def setup_intent_changed(obj) -> str:
+    pledge = _our_pledge(obj)
+    if pledge is None:
+        return "ignored"
+    if obj.get("id") != pledge.provider_setup_id:
+        return "stale"  # an older card attempt; the current one decides
+    try:
+        saved = get_backend().saved_card(obj["id"])
+    except BackendError:
+        abort(503, description="could not reach Stripe; retry later")
+    try:
+        if pledge.status == PledgeStatus.PENDING:
+            return "activated" if services.card_saved(pledge, saved) else "not_saved"
+        if pledge.status == PledgeStatus.ACTIVE and saved.status == "succeeded":
+            old = services.card_replaced(pledge, saved)
+            return "card_replaced" if old else "unchanged"
+    except services.PledgeError:
+        return "refused"
+    except services.StaleState:
+        return "unchanged"
+    return "unchanged"
+
+
+HANDLERS = {
+    "setup_intent.succeeded": setup_intent_changed,
+    "setup_intent.setup_failed": setup_intent_changed,
+    "setup_intent.requires_action": setup_intent_changed,
+}
