@@ -60,7 +60,8 @@ def _as_email(message: OutboxMessage) -> EmailMessage:
     email["To"] = message.recipient
     email["Subject"] = message.subject
     email["Message-ID"] = f"<outbox-{message.id}@counterfund>"
-    email.set_content(message.body)
+    # 8bit keeps links intact and readable in the .eml files (quoted-printable folds them).
+    email.set_content(message.body, cte="8bit")
     return email
 
 

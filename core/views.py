@@ -49,7 +49,8 @@ def handle_http_error(error: HTTPException):
             "core/error.html",
             code=error.code,
             title=titles.get(error.code, error.name),
-            description=error.description if error.code in (400, 429) else None,
+            # Only descriptions we wrote ourselves; Werkzeug's defaults add nothing.
+            description=error.description if error.description != type(error).description else None,
         ),
         error.code,
     )

@@ -20,6 +20,16 @@ from core.money import Money, MoneyError
 class AmountMixin:
     currency: str = "EUR"
 
+    def validate_currency_code(self, field):
+        if field.data and field.data.upper() != self.currency:
+            raise ValidationError(
+                _l(
+                    "This campaign collects %(c)s, not %(other)s.",
+                    c=self.currency,
+                    other=field.data.upper()[:3],
+                )
+            )
+
     def validate_amount(self, field):
         try:
             self.amount_money = Money.parse(field.data, self.currency)
@@ -29,6 +39,8 @@ class AmountMixin:
 
 class PledgeForm(AmountMixin, FlaskForm):
     submission_key = HiddenField(validators=[DataRequired(), Length(min=16, max=64)])
+    # Sent back by the form; a pledge in any other currency than the campaign's is refused.
+    currency_code = HiddenField(validators=[Optional(), Length(max=3)])
     amount = StringField(_l("Amount"), validators=[DataRequired(), Length(max=20)])
     visibility = RadioField(
         _l("How you appear on the campaign page"),

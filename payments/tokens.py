@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+
+from core.clock import utcnow
 
 SALT = "counterfund.pledge-manage"
 
@@ -14,8 +16,15 @@ class LinkError(ValueError):
         self.expired = expired
 
 
+class _ClockSigner(TimestampSigner):
+    """Reads the app's clock, so link expiry is tested by moving time, not waiting."""
+
+    def get_timestamp(self) -> int:
+        return int(utcnow().timestamp())
+
+
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SALT)
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SALT, signer=_ClockSigner)
 
 
 def make_manage_token(public_id: str, link_version: int) -> str:

@@ -75,6 +75,7 @@ def pledge(slug: str):
     form.currency = campaign.currency
     if request.method == "GET":
         form.submission_key.data = secrets.token_urlsafe(24)
+        form.currency_code.data = campaign.currency
     if form.validate_on_submit():
         outcome = _create_pledge(campaign, form)
         if outcome is not None:

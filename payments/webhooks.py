@@ -38,7 +38,7 @@ def stripe_webhook():
         )
     except (ValueError, stripe.SignatureVerificationError):
         abort(400, description="invalid payload or signature")
-    if bool(event.get("livemode")) != get_backend().livemode:
+    if bool(getattr(event, "livemode", False)) != get_backend().livemode:
         abort(400, description="livemode does not match this deployment")
 
     db.session.add(
@@ -53,7 +53,7 @@ def stripe_webhook():
         return jsonify(status="duplicate")
 
     handler = HANDLERS.get(event.type)
-    outcome = handler(event.data.object) if handler else "ignored"
+    outcome = handler(event.data.object.to_dict()) if handler else "ignored"
     db.session.execute(
         ProcessedWebhookEvent.__table__.update()
         .where(ProcessedWebhookEvent.event_id == event.id)

@@ -180,3 +180,58 @@ def login(client, email="ada@example.org", password=DEFAULT_PASSWORD):
 
 def logout(client):
     return submit(client, "/logout", {}, form_page="/account")
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory):
+    """A real localstripe server (a stateful fake of Stripe's API) on a free port."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = tmp_path_factory.mktemp("localstripe")
+    log = open(workdir / "localstripe.log", "wb")  # noqa: SIM115 - closed at teardown
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.close()
+                pytest.fail(
+                    "localstripe did not start: "
+                    + (workdir / "localstripe.log").read_text()[-2000:]
+                )
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+STRIPE_TEST_CONFIG = {
+    "PAYMENT_BACKEND": "stripe",
+    "STRIPE_SECRET_KEY": "sk_test_counterfund",
+    "STRIPE_PUBLISHABLE_KEY": "pk_test_counterfund",
+    "STRIPE_WEBHOOK_SECRET": "whsec_counterfund_test",
+}
+
+
+@pytest.fixture
+def stripe_app(make_app, localstripe):
+    return make_app(
+        **STRIPE_TEST_CONFIG,
+        STRIPE_API_BASE=localstripe,
+        STRIPE_JS_URL=f"{localstripe}/js.stripe.com/v3/",
+    )

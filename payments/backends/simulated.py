@@ -125,6 +125,7 @@ class SimulatedProvider:
     def confirm_setup(self, setup_id: str, card_number: str) -> SavedCard:
         """Save a card on a SetupIntent, as Stripe.js's confirmCardSetup would."""
         number = "".join(ch for ch in card_number if ch.isdigit())
+        refusal = None
         with self._transaction() as conn:
             intent = conn.execute(
                 "SELECT * FROM setup_intents WHERE id = ?", (setup_id,)
@@ -135,31 +136,32 @@ class SimulatedProvider:
             if intent["status"] == "succeeded":
                 return self._saved(conn, intent)
             if not luhn_ok(number):
+                refusal = CardError("Your card number is incorrect.", "incorrect_number")
+            elif number == DECLINED_ON_SAVE:
+                refusal = CardError("Your card was declined.", "card_declined")
+            if refusal is not None:
+                # Recorded and committed: the provider remembers declines too.
                 conn.execute(
                     "UPDATE setup_intents SET status = 'failed', decline_code = ? WHERE id = ?",
-                    ("incorrect_number", setup_id),
+                    (refusal.code, setup_id),
                 )
-                raise CardError("Your card number is incorrect.", "incorrect_number")
-            if number == DECLINED_ON_SAVE:
+            else:
+                method_id = "pm_sim_" + secrets.token_hex(8)
                 conn.execute(
-                    "UPDATE setup_intents SET status = 'failed', decline_code = ? WHERE id = ?",
-                    ("card_declined", setup_id),
+                    "INSERT INTO payment_methods (id, customer_id, number, brand, last4, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (method_id, intent["customer_id"], number, "visa", number[-4:], time.time()),
                 )
-                raise CardError("Your card was declined.", "card_declined")
-            method_id = "pm_sim_" + secrets.token_hex(8)
-            conn.execute(
-                "INSERT INTO payment_methods (id, customer_id, number, brand, last4, created)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (method_id, intent["customer_id"], number, "visa", number[-4:], time.time()),
-            )
-            conn.execute(
-                "UPDATE setup_intents SET status = 'succeeded', payment_method_id = ? WHERE id = ?",
-                (method_id, setup_id),
-            )
-            intent = conn.execute(
-                "SELECT * FROM setup_intents WHERE id = ?", (setup_id,)
-            ).fetchone()
-            return self._saved(conn, intent)
+                conn.execute(
+                    "UPDATE setup_intents SET status = 'succeeded', payment_method_id = ?"
+                    " WHERE id = ?",
+                    (method_id, setup_id),
+                )
+                intent = conn.execute(
+                    "SELECT * FROM setup_intents WHERE id = ?", (setup_id,)
+                ).fetchone()
+                return self._saved(conn, intent)
+        raise refusal
 
     def _saved(self, conn, intent) -> SavedCard:
         method = conn.execute(

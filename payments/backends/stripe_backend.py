@@ -7,10 +7,17 @@ from Stripe.js in the supporter's browser, never from us).
 
 from __future__ import annotations
 
+import contextlib
+
 import stripe
 
 from core.money import Money
 from payments.backends.base import BackendError, ChargeResult, SavedCard, SetupSession
+
+
+def metadata_of(obj) -> dict:
+    metadata = getattr(obj, "metadata", None)
+    return metadata.to_dict() if metadata else {}
 
 
 class StripeBackend:
@@ -47,7 +54,7 @@ class StripeBackend:
             intent = self.client.v1.setup_intents.retrieve(setup_id)
         except stripe.StripeError as exc:
             raise BackendError(f"Stripe: {type(exc).__name__}") from exc
-        pledge_ref = (intent.metadata or {}).get("pledge", "")
+        pledge_ref = metadata_of(intent).get("pledge", "")
         if intent.status != "succeeded":
             status = "requires_action" if intent.status == "requires_action" else "failed"
             if intent.status == "requires_payment_method" and not intent.payment_method:
@@ -124,7 +131,7 @@ class StripeBackend:
         except stripe.StripeError as exc:
             raise BackendError(f"Stripe: {type(exc).__name__}") from exc
         for intent in intents.auto_paging_iter():
-            if (intent.metadata or {}).get("pledge") == pledge_ref and intent.status == "succeeded":
+            if metadata_of(intent).get("pledge") == pledge_ref and intent.status == "succeeded":
                 return self._result(intent)
         return None
 
@@ -148,9 +155,8 @@ class StripeBackend:
                 )
                 methods = [m.id for m in listed.auto_paging_iter()]
             for method_id in methods:
-                try:
+                # Already detached is fine: releasing twice must be harmless.
+                with contextlib.suppress(stripe.InvalidRequestError):
                     self.client.v1.payment_methods.detach(method_id)
-                except stripe.InvalidRequestError:
-                    pass  # already detached: releasing twice is fine
         except stripe.StripeError as exc:
             raise BackendError(f"Stripe: {type(exc).__name__}") from exc

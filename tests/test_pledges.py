@@ -1,0 +1,344 @@
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import select
+
+from core import clock
+from core.extensions import db
+from payments.models import PledgeEvent
+from tests.conftest import register, submit
+from tests.pledge_helpers import campaign_row, live_campaign, pledge, pledge_form, pledges
+
+
+def _errors(response) -> str:
+    return " ".join(re.findall(r'class="error"[^>]*>([^<]*)<', response.get_data(as_text=True)))
+
+
+def _outbox(app) -> list[str]:
+    folder = Path(app.config["OUTBOX_FOLDER"])
+    return [p.read_text() for p in sorted(folder.glob("*.eml"))] if folder.exists() else []
+
+
+def _manage_link(app) -> str:
+    mail = _outbox(app)[-1]
+    return re.search(r"http://localhost(/pledge/\S+)", mail).group(1)
+
+
+def test_guest_pledge_with_4242_becomes_active_and_counts(app, client):
+    slug = live_campaign(app)
+    page = client.get(f"/c/{slug}/pledge").get_data(as_text=True)
+    assert "Demo payments." in page and "no real money" in page
+    response = pledge(
+        client, slug, amount="25.50", visibility="pseudonym", public_name="Night Shift Baker"
+    )
+    assert response.status_code == 302, _errors(response)
+    [made] = pledges(app)
+    assert (made.status, made.amount, made.currency) == ("active", 2550, "EUR")
+    assert made.card_last4 == "4242"
+    campaign = campaign_row(app, slug)
+    assert (campaign.pledged_amount, campaign.backer_count) == (2550, 1)
+    api = client.get(f"/api/v1/campaigns/{slug}").get_json()
+    assert api["pledged"] == {"amount": 2550, "currency": "EUR"} and api["backers"] == 1
+    detail = app.test_client().get(f"/c/{slug}").get_data(as_text=True)
+    assert "€25.50" in detail and "1 backer" in detail
+    assert "Night Shift Baker" in detail and "sup@example.org" not in detail
+    with app.app_context():
+        kinds = [e.kind for e in db.session.scalars(select(PledgeEvent).order_by(PledgeEvent.id))]
+    assert kinds == ["created", "activated"]
+    # The confirmation email carries a working manage link; nothing personal in the URL.
+    link = _manage_link(app)
+    assert "sup@example.org" not in link and "sup%40" not in link
+    manage = app.test_client().get(link)
+    assert manage.status_code == 200
+    assert "€25.50" in manage.get_data(as_text=True)
+
+
+def test_declined_card_changes_nothing(app, client):
+    slug = live_campaign(app)
+    response = pledge(client, slug, card="4000000000000002")
+    assert response.status_code == 422
+    assert "declined" in _errors(response)
+    assert pledges(app) == []
+    campaign = campaign_row(app, slug)
+    assert (campaign.pledged_amount, campaign.backer_count) == (0, 0)
+    assert _outbox(app) == []
+    provider = app.extensions["payment_backend"].provider
+    assert provider.count_calls("confirm_setup") == 1
+
+
+def test_invalid_card_number_is_refused(app, client):
+    slug = live_campaign(app)
+    response = pledge(client, slug, card="4242424242424241")
+    assert response.status_code == 422
+    assert "incorrect" in _errors(response)
+    assert pledges(app) == []
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        ("0", "smallest pledge"),
+        ("-5", "smallest pledge"),
+        ("0.99", "smallest pledge"),
+        ("10.001", "at most 2 decimal places"),
+        ("ten", "not a number"),
+        ("", "This field is required"),
+        ("100001", "largest pledge"),
+        ("1e9", "largest pledge"),
+    ],
+)
+def test_bad_amounts_change_nothing(app, client, amount, message):
+    slug = live_campaign(app)
+    response = pledge(client, slug, amount=amount)
+    assert response.status_code == 422
+    assert message in _errors(response) + response.get_data(as_text=True)
+    assert pledges(app) == []
+    assert campaign_row(app, slug).pledged_amount == 0
+
+
+def test_other_currency_is_refused(app, client):
+    slug = live_campaign(app)
+    data = {
+        "amount": "25",
+        "card_number": "4242424242424242",
+        "email": "s@example.org",
+        "visibility": "anonymous",
+        **pledge_form(client, slug),
+        "currency_code": "USD",
+    }
+    response = submit(client, f"/c/{slug}/pledge", data)
+    assert response.status_code == 422
+    assert "collects EUR" in _errors(response)
+    assert pledges(app) == []
+
+
+def test_guest_needs_an_email(app, client):
+    slug = live_campaign(app)
+    response = pledge(client, slug, email="")
+    assert response.status_code == 422
+    assert "email address" in _errors(response)
+    response = pledge(client, slug, email="not-an-email")
+    assert response.status_code == 422
+    assert pledges(app) == []
+
+
+def test_named_visibility_needs_a_name(app, client):
+    slug = live_campaign(app)
+    response = pledge(client, slug, visibility="name", public_name="")
+    assert response.status_code == 422
+    assert pledges(app) == []
+
+
+def test_double_submission_makes_one_pledge(app, client):
+    slug = live_campaign(app)
+    key = pledge_form(client, slug)["submission_key"]
+    first = pledge(client, slug, key=key)
+    second = pledge(client, slug, key=key)
+    assert first.status_code == second.status_code == 302
+    assert first.headers["Location"] == second.headers["Location"]
+    assert len(pledges(app)) == 1
+    assert campaign_row(app, slug).backer_count == 1
+
+
+@pytest.mark.parametrize("state", ["draft", "ended", "cancelled", "suspended"])
+def test_pledging_to_a_campaign_that_is_not_live_is_refused(app, client, state):
+    slug = live_campaign(app)
+    with app.app_context():
+        campaign = campaign_row(app, slug)
+        if state == "ended":
+            clock.freeze(campaign.deadline + timedelta(seconds=1))
+        else:
+            db.session.execute(
+                sa.text("UPDATE campaigns SET status = :s WHERE slug = :slug"),
+                {"s": state, "slug": slug},
+            )
+            db.session.commit()
+    response = client.get(f"/c/{slug}/pledge")
+    assert response.status_code == (404 if state == "draft" else 409)
+    data = {
+        "amount": "25",
+        "card_number": "4242424242424242",
+        "email": "s@example.org",
+        "visibility": "anonymous",
+        "submission_key": "k" * 24,
+        "currency_code": "EUR",
+    }
+    response = submit(client, f"/c/{slug}/pledge", data, form_page="/login")
+    assert response.status_code in (404, 409)
+    assert pledges(app) == []
+
+
+def test_account_pledges_are_listed_and_one_per_campaign(app, client):
+    slug = live_campaign(app)
+    register(client, email="sup@example.org", name="Supporter")
+    response = pledge(client, slug, email="", visibility="name", public_name="Supporter")
+    assert response.status_code == 302, _errors(response)
+    mine = client.get("/pledges").get_data(as_text=True)
+    assert "Strike fund for the bakery workers" in mine and "Active" in mine
+    again = pledge(client, slug, email="")
+    assert again.status_code == 422
+    assert "already back this campaign" in again.get_data(as_text=True)
+    assert len(pledges(app)) == 1
+
+
+def test_another_persons_pledge_is_not_found(app, client):
+    slug = live_campaign(app)
+    register(client, email="a@example.org", name="A")
+    pledge(client, slug, email="")
+    [made] = pledges(app)
+    other = app.test_client()
+    register(other, email="b@example.org", name="B")
+    assert other.get(f"/pledge/{made.public_id}").status_code == 404
+    response = submit(other, f"/pledge/{made.public_id}/cancel", {}, form_page="/pledges")
+    assert response.status_code == 404
+    assert pledges(app)[0].status == "active"
+    assert app.test_client().get(f"/pledge/{made.public_id}").status_code == 302  # to login
+
+
+def test_change_amount_and_cancel_keep_totals_right(app, client):
+    slug = live_campaign(app)
+    pledge(client, slug, amount="40")
+    pledge(app.test_client(), slug, amount="10", email="other@example.org")
+    link = _outbox(app)[0] and re.search(r"http://localhost(/pledge/\S+)", _outbox(app)[0]).group(1)
+    guest = app.test_client()
+    response = submit(guest, link + "/amount", {"amount": "55"}, form_page=link)
+    assert response.status_code == 302
+    assert (campaign_row(app, slug).pledged_amount, campaign_row(app, slug).backer_count) == (
+        6500,
+        2,
+    )
+    response = submit(guest, link + "/amount", {"amount": "0"}, form_page=link)
+    assert response.status_code == 422
+    response = submit(guest, link + "/cancel", {}, form_page=link)
+    assert response.status_code == 302
+    campaign = campaign_row(app, slug)
+    assert (campaign.pledged_amount, campaign.backer_count) == (1000, 1)
+    statuses = sorted(p.status for p in pledges(app))
+    assert statuses == ["active", "cancelled"]
+    # Cancelling released the card at the provider.
+    cancelled = next(p for p in pledges(app) if p.status == "cancelled")
+    provider = app.extensions["payment_backend"].provider
+    assert provider.is_detached(cancelled.provider_payment_method_id)
+    # ...and pledging again works.
+    assert pledge(guest, slug, amount="5").status_code == 302
+    assert campaign_row(app, slug).backer_count == 2
+
+
+def test_tampered_and_expired_links(make_app):
+    app = make_app(PLEDGE_LINK_MAX_AGE=3600)
+    client = app.test_client()
+    slug = live_campaign(app)
+    pledge(client, slug)
+    link = _manage_link(app)
+    tampered = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
+    response = app.test_client().get(tampered)
+    assert response.status_code == 404
+    assert "not valid" in response.get_data(as_text=True)
+    response = submit(app.test_client(), tampered + "/cancel", {}, form_page="/pledges/links")
+    assert response.status_code == 404
+    clock.freeze(clock.utcnow() + timedelta(hours=2))
+    response = app.test_client().get(link)
+    assert response.status_code == 410
+    assert "expired" in response.get_data(as_text=True)
+    assert pledges(app)[0].status == "active"
+
+
+def test_lost_links_are_resent_without_revealing_anything(app, client):
+    slug = live_campaign(app)
+    pledge(client, slug, email="sup@example.org")
+    before = len(_outbox(app))
+    response = submit(app.test_client(), "/pledges/links", {"email": "nobody@example.org"})
+    assert response.status_code == 302
+    assert len(_outbox(app)) == before
+    response = submit(app.test_client(), "/pledges/links", {"email": "SUP@example.org"})
+    assert response.status_code == 302
+    assert len(_outbox(app)) == before + 1
+    assert "/pledge/" in _outbox(app)[-1]
+
+
+def test_replacing_the_card_releases_the_old_one(app, client):
+    slug = live_campaign(app)
+    pledge(client, slug)
+    link = _manage_link(app)
+    guest = app.test_client()
+    old = pledges(app)[0].provider_payment_method_id
+    assert guest.get(link + "/card").status_code == 200
+    response = submit(
+        guest, link + "/card", {"card_number": "4000000000000002"}, form_page=link + "/card"
+    )
+    assert response.status_code == 422 and "declined" in _errors(response)
+    response = submit(
+        guest, link + "/card", {"card_number": "5555555555554444"}, form_page=link + "/card"
+    )
+    assert response.status_code == 302
+    new = pledges(app)[0]
+    assert new.provider_payment_method_id != old and new.card_last4 == "4444"
+    provider = app.extensions["payment_backend"].provider
+    assert provider.is_detached(old) and not provider.is_detached(new.provider_payment_method_id)
+
+
+def _funded_campaign_near_deadline(app, client):
+    slug = live_campaign(
+        app,
+        goal="100",
+        **{"budget_lines-0-amount": "100", "budget_lines-1-item": "", "budget_lines-1-amount": ""},
+    )
+    pledge(client, slug, amount="80")
+    pledge(app.test_client(), slug, amount="30", email="two@example.org")
+    assert campaign_row(app, slug).pledged_amount == 11000
+    clock.freeze(campaign_row(app, slug).deadline - timedelta(hours=3))
+    return slug, _manage_link(app)
+
+
+def test_last_day_change_that_unfunds_is_refused(app, client):
+    slug, link = _funded_campaign_near_deadline(app, client)
+    guest = app.test_client()
+    response = submit(guest, link + "/amount", {"amount": "5"}, form_page=link)
+    assert response.status_code == 422
+    assert "last day before the deadline" in response.get_data(as_text=True)
+    response = submit(guest, link + "/cancel", {}, form_page=link)
+    assert "last day before the deadline" in guest.get(link).get_data(as_text=True)
+    assert campaign_row(app, slug).pledged_amount == 11000
+    # Changes that keep it funded are fine.
+    assert submit(guest, link + "/amount", {"amount": "20"}, form_page=link).status_code == 302
+    assert submit(guest, link + "/amount", {"amount": "50"}, form_page=link).status_code == 302
+    assert campaign_row(app, slug).pledged_amount == 13000
+
+
+def test_pledge_events_are_append_only_on_postgres(app, client, backend):
+    slug = live_campaign(app)
+    pledge(client, slug)
+    with app.app_context():
+        if backend != "postgresql":
+            return  # the trigger is PostgreSQL's; SQLite keeps the rule in code only
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+            db.session.execute(sa.text("UPDATE pledge_events SET kind = 'forged'"))
+        db.session.rollback()
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+            db.session.execute(sa.text("DELETE FROM pledge_events"))
+        db.session.rollback()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_200_parallel_pledges_lose_no_update(app):
+    slug = live_campaign(app)
+    amounts = [100 + n for n in range(200)]
+
+    def one(amount: int) -> int:
+        client = app.test_client()
+        return pledge(client, slug, amount=str(amount), email=f"s{amount}@example.org").status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        codes = list(pool.map(one, amounts))
+    assert codes == [302] * 200
+    made = pledges(app)
+    assert len(made) == 200 and all(p.status == "active" for p in made)
+    campaign = campaign_row(app, slug)
+    assert campaign.backer_count == 200
+    assert campaign.pledged_amount == sum(a * 100 for a in amounts) == sum(p.amount for p in made)
