@@ -72,11 +72,11 @@ def _register_blueprints(app: Flask) -> None:
     from accounts.cli import bp as users_cli
     from accounts.views import bp as accounts_bp
     from campaigns.api import bp as campaigns_api
-    from campaigns.cli import bp as demo_cli
     from campaigns.moderation import bp as moderation_bp
     from campaigns.views import bp as campaigns_bp
     from core.views import bp as core_bp
     from core.views import handle_http_error
+    from payments.cli import bp as demo_cli
     from payments.views import bp as payments_bp
     from payments.webhooks import bp as webhooks_bp
 

@@ -133,6 +133,8 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "BABEL_DEFAULT_LOCALE": "en",
         "BABEL_DEFAULT_TIMEZONE": "UTC",
         "PAGE_SIZE": _int(env, "PAGE_SIZE", 12, minimum=1),
+        # Base of links in emails sent outside a request (CLI, jobs).
+        "PUBLIC_URL": env.get("PUBLIC_URL") or f"http://127.0.0.1:{env.get('PORT') or 5000}",
         # Pledges
         "PLEDGE_MAX_AMOUNT": _int(env, "PLEDGE_MAX_AMOUNT", 100_000, minimum=1),
         "PLEDGE_LINK_MAX_AGE": _int(env, "PLEDGE_LINK_MAX_AGE", 180 * 24 * 3600, minimum=60),

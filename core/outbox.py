@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from flask import current_app, g, has_request_context
-from sqlalchemy import String, Text, select
+from sqlalchemy import String, Text, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import utcnow
@@ -44,7 +44,7 @@ def queue(recipient: str, subject: str, body: str, topic: str = "") -> OutboxMes
     db.session.add(message)
     db.session.flush()
     if has_request_context():
-        g.outbox_pending = True
+        g.setdefault("outbox_ids", []).append(message.id)
     return message
 
 
@@ -77,36 +77,61 @@ def _send_smtp(emails: list[EmailMessage]) -> None:
             smtp.send_message(email)
 
 
-def deliver_pending(limit: int = 100) -> int:
-    """Send undelivered messages; commits its own small transaction."""
-    pending = db.session.scalars(
-        select(OutboxMessage)
-        .where(OutboxMessage.delivered_at.is_(None))
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-    ).all()
-    if not pending:
-        return 0
-    emails = [_as_email(m) for m in pending]
-    if current_app.config["SMTP_HOST"]:
-        _send_smtp(emails)
+def deliver_pending(ids: list[int] | None = None, limit: int = 100) -> int:
+    """Send undelivered messages (these ids, or the oldest), one small transaction each.
+
+    Each message is claimed with a guarded UPDATE before it is sent, so two processes
+    delivering at once never send it twice; a failed send rolls the claim back and
+    the message waits for the next delivery.
+    """
+    if ids is None:
+        candidates = db.session.scalars(
+            select(OutboxMessage.id)
+            .where(OutboxMessage.delivered_at.is_(None))
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+        ).all()
     else:
-        folder = outbox_folder()
-        for message, email in zip(pending, emails, strict=True):
-            (folder / f"{message.id:08d}.eml").write_bytes(bytes(email))
-    for message in pending:
-        message.delivered_at = utcnow()
-        log.info("outbox: delivered message %s (%s)", message.id, message.topic or "email")
-    db.session.commit()
-    return len(pending)
+        candidates = ids
+    delivered = 0
+    for message_id in candidates:
+        claimed = db.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.delivered_at.is_(None))
+            .values(delivered_at=utcnow())
+        )
+        if claimed.rowcount != 1:
+            db.session.rollback()
+            continue  # someone else sent it
+        message = db.session.get(OutboxMessage, message_id)
+        topic = message.topic or "email"
+        try:
+            _send(message)
+        except Exception:
+            db.session.rollback()
+            raise
+        db.session.commit()
+        log.info("outbox: delivered message %s (%s)", message_id, topic)
+        delivered += 1
+    db.session.rollback()  # end the read transaction, if any
+    return delivered
+
+
+def _send(message: OutboxMessage) -> None:
+    email = _as_email(message)
+    if current_app.config["SMTP_HOST"]:
+        _send_smtp([email])
+    else:
+        (outbox_folder() / f"{message.id:08d}.eml").write_bytes(bytes(email))
 
 
 def deliver_after_request(response):
     """after_request hook: the view has committed; send what it queued."""
-    if g.pop("outbox_pending", False) and response.status_code < 500:
+    ids = g.pop("outbox_ids", None)
+    if ids and response.status_code < 500:
         try:
-            deliver_pending()
-        except Exception:  # delivery is retried by the next request or job
+            deliver_pending(ids)
+        except Exception:  # delivery is retried by the next sweep
             db.session.rollback()
             log.exception("outbox: delivery failed; messages stay queued")
     return response

@@ -14,6 +14,7 @@ from datetime import timedelta
 from flask import current_app, url_for
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, not_, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from accounts.models import User
 from campaigns.models import Campaign, CampaignStatus, FundingModel
@@ -90,8 +91,8 @@ def transition(pledge: Pledge, to: PledgeStatus, kind: str, detail: str = "") ->
     )
     if result.rowcount != 1:
         raise StaleState(f"pledge {pledge.id} is no longer {current}")
-    pledge.status = to
-    db.session.flush()
+    # The row already says so; tell the ORM without queueing a second UPDATE.
+    set_committed_value(pledge, "status", to)
     record_event(
         pledge, kind, from_status=current, to_status=to, amount=pledge.amount, detail=detail
     )
@@ -187,8 +188,10 @@ def start_pledge(
         raise PledgeError(
             _l("You already back this campaign: change the amount of your pledge instead.")
         )
+    public_id = secrets.token_urlsafe(16)
     pledge = Pledge(
-        public_id=secrets.token_urlsafe(16),
+        public_id=public_id,
+        provider_customer_id=get_backend().create_customer(public_id),
         submission_key=submission_key,
         campaign_id=campaign.id,
         user_id=user.id if user else None,
@@ -205,8 +208,6 @@ def start_pledge(
     db.session.add(pledge)
     db.session.flush()
     record_event(pledge, "created", to_status=PledgeStatus.PENDING, amount=pledge.amount)
-    pledge.provider_customer_id = get_backend().create_customer(pledge.public_id)
-    db.session.flush()
     return pledge, True
 
 
