@@ -154,11 +154,13 @@ def test_demo_cli_loads_pledges_with_consistent_totals(app):
     assert result.exit_code == 0, result.output
     assert "25 pledges" in result.output
     with app.app_context():
-        rows = db.session.execute(text(
-            "SELECT c.pledged_amount, c.backer_count, coalesce(sum(p.amount), 0), count(p.id)"
-            " FROM campaigns c LEFT JOIN pledges p ON p.campaign_id = c.id"
-            " AND p.status = 'active' GROUP BY c.id, c.pledged_amount, c.backer_count"
-        )).all()
+        rows = db.session.execute(
+            text(
+                "SELECT c.pledged_amount, c.backer_count, coalesce(sum(p.amount), 0), count(p.id)"
+                " FROM campaigns c LEFT JOIN pledges p ON p.campaign_id = c.id"
+                " AND p.status = 'active' GROUP BY c.id, c.pledged_amount, c.backer_count"
+            )
+        ).all()
         assert rows and all(r[0] == r[2] and r[1] == r[3] for r in rows)
         assert db.session.query(Pledge).count() == 25
     again = app.test_cli_runner().invoke(args=["demo", "load"])
