@@ -66,6 +66,21 @@ def _init_extensions(app: Flask) -> None:
     init_security(app)
     app.after_request(deliver_after_request)
     init_backend(app)
+    _init_jobs(app)
+
+
+def _init_jobs(app: Flask) -> None:
+    from campaigns import signals
+    from core.jobs import init_jobs, start_background_jobs
+    from payments import jobs
+
+    init_jobs(app, sweep=jobs.sweep)
+    signals.campaign_launched.connect(jobs.schedule_deadline)
+    signals.campaign_cancelled.connect(jobs.release_on_cancel)
+    if app.config["JOB_RUNNER"] == "thread":
+        # The embedded scheduler thread starts with the first request, so CLI commands
+        # (migrations, the demo loader) never start one.
+        app.before_request(lambda: start_background_jobs(app))
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -77,6 +92,7 @@ def _register_blueprints(app: Flask) -> None:
     from core.views import bp as core_bp
     from core.views import handle_http_error
     from payments.cli import bp as demo_cli
+    from payments.cli import settle_cli
     from payments.views import bp as payments_bp
     from payments.webhooks import bp as webhooks_bp
 
@@ -90,6 +106,7 @@ def _register_blueprints(app: Flask) -> None:
         demo_cli,
         payments_bp,
         webhooks_bp,
+        settle_cli,
     ):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, handle_http_error)

@@ -62,15 +62,34 @@ FUNDING_LABELS = {
 class CampaignStatus(enum.StrEnum):
     DRAFT = "draft"
     LIVE = "live"
-    ENDED = "ended"
+    ENDED = "ended"  # past the deadline, not decided yet (shown, never stored by us)
+    FUNDED = "funded"  # decided at the deadline: charges are about to start
+    SETTLING = "settling"  # charging pledges (and retrying declines)
+    SETTLED = "settled"  # every pledge charged or dropped
+    UNFUNDED = "unfunded"  # missed its threshold: releasing pledges
+    RELEASED = "released"  # every pledge released, nobody charged
     CANCELLED = "cancelled"
     SUSPENDED = "suspended"
 
+
+# After the deadline: decided campaigns, whatever the outcome.
+DECIDED_STATUSES = (
+    CampaignStatus.FUNDED,
+    CampaignStatus.SETTLING,
+    CampaignStatus.SETTLED,
+    CampaignStatus.UNFUNDED,
+    CampaignStatus.RELEASED,
+)
 
 STATUS_LABELS = {
     CampaignStatus.DRAFT: _l("Draft"),
     CampaignStatus.LIVE: _l("Live"),
     CampaignStatus.ENDED: _l("Ended"),
+    CampaignStatus.FUNDED: _l("Funded"),
+    CampaignStatus.SETTLING: _l("Funded, collecting pledges"),
+    CampaignStatus.SETTLED: _l("Funded"),
+    CampaignStatus.UNFUNDED: _l("Not funded"),
+    CampaignStatus.RELEASED: _l("Not funded"),
     CampaignStatus.CANCELLED: _l("Cancelled"),
     CampaignStatus.SUSPENDED: _l("Suspended"),
 }
@@ -132,6 +151,12 @@ class Campaign(db.Model):
     suspension_reason: Mapped[str] = mapped_column(Text, default="")
     # Where a restored campaign goes back to.
     suspended_from: Mapped[str | None] = mapped_column(String(20))
+    # Fixed at the deadline: the public final figures, and what was actually collected.
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    final_pledged_amount: Mapped[int | None] = mapped_column(BigInteger)
+    final_backer_count: Mapped[int | None] = mapped_column(Integer)
+    collected_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     organizers: Mapped[list[Organizer]] = relationship(
         back_populates="campaign", cascade="all, delete-orphan", order_by="Organizer.id"
@@ -159,6 +184,14 @@ class Campaign(db.Model):
     @property
     def budget_total(self) -> Money:
         return Money(sum(line.amount for line in self.budget_lines), self.currency)
+
+    @property
+    def collected(self) -> Money:
+        return Money(self.collected_amount or 0, self.currency)
+
+    @property
+    def is_decided(self) -> bool:
+        return self.status in DECIDED_STATUSES
 
     @property
     def kind_label(self) -> str:

@@ -14,7 +14,9 @@ from sqlalchemy.orm import selectinload
 
 from accounts.models import User
 from accounts.services import find_user_by_email
+from campaigns import signals
 from campaigns.models import (
+    DECIDED_STATUSES,
     BudgetLine,
     Campaign,
     CampaignKind,
@@ -247,6 +249,7 @@ def launch(campaign: Campaign) -> None:
     campaign.status = CampaignStatus.LIVE
     campaign.launched_at = utcnow()
     db.session.flush()
+    signals.campaign_launched.send(campaign)
 
 
 def cancel(campaign: Campaign) -> None:
@@ -254,9 +257,12 @@ def cancel(campaign: Campaign) -> None:
         campaign.status == CampaignStatus.LIVE and not campaign.is_live
     ):
         raise CampaignError({"cancel": [_l("Only drafts and live campaigns can be cancelled.")]})
+    was_live = campaign.status == CampaignStatus.LIVE
     campaign.status = CampaignStatus.CANCELLED
     campaign.cancelled_at = utcnow()
     db.session.flush()
+    if was_live:
+        signals.campaign_cancelled.send(campaign)
 
 
 def post_update(campaign: Campaign, author: User, title: str, body: str) -> CampaignUpdate:
@@ -344,7 +350,9 @@ SORTS = ("ending", "newest", "backers", "funded")
 
 def public_campaigns() -> Select:
     return select(Campaign).where(
-        Campaign.status.in_([CampaignStatus.LIVE, CampaignStatus.ENDED, CampaignStatus.CANCELLED])
+        Campaign.status.in_(
+            [CampaignStatus.LIVE, CampaignStatus.ENDED, CampaignStatus.CANCELLED, *DECIDED_STATUSES]
+        )
     )
 
 
@@ -361,7 +369,7 @@ def search_campaigns(
         query = query.where(
             or_(
                 and_(Campaign.status == CampaignStatus.LIVE, Campaign.deadline <= now),
-                Campaign.status == CampaignStatus.ENDED,
+                Campaign.status.in_([CampaignStatus.ENDED, *DECIDED_STATUSES]),
             )
         )
     elif status == "cancelled":

@@ -97,6 +97,11 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         if not stripe_keys["STRIPE_SECRET_KEY"].startswith(("sk_test_", "sk_live_", "rk_")):
             raise ConfigError("STRIPE_SECRET_KEY does not look like a Stripe secret key")
     smtp_host = env.get("SMTP_HOST", "")
+    job_runner = env.get("JOB_RUNNER") or ("rq" if redis_url else "thread")
+    if job_runner not in ("rq", "thread", "eager"):
+        raise ConfigError("JOB_RUNNER must be rq, thread or eager")
+    if job_runner == "rq" and not redis_url:
+        raise ConfigError("JOB_RUNNER=rq needs REDIS_URL")
 
     return {
         "ENV_NAME": environment,
@@ -144,6 +149,20 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE", ""),
         "STRIPE_JS_URL": env.get("STRIPE_JS_URL", "https://js.stripe.com/v3/"),
         **stripe_keys,
+        # Jobs and settlement
+        "JOB_RUNNER": job_runner,
+        "JOB_QUEUE": env.get("JOB_QUEUE", "settlement"),
+        "SWEEP_INTERVAL": _int(env, "SWEEP_INTERVAL", 60, minimum=1),
+        "SETTLEMENT_BATCH_SIZE": _int(env, "SETTLEMENT_BATCH_SIZE", 200, minimum=1),
+        "SETTLEMENT_FAN_OUT": _int(env, "SETTLEMENT_FAN_OUT", 4, minimum=1),
+        "SETTLEMENT_CONCURRENCY": _int(env, "SETTLEMENT_CONCURRENCY", 32, minimum=1),
+        "SETTLEMENT_RATE_LIMIT": _int(env, "SETTLEMENT_RATE_LIMIT", 95, minimum=1),
+        "CHARGE_LEASE_SECONDS": _int(env, "CHARGE_LEASE_SECONDS", 300, minimum=0),
+        "RETRY_WINDOW": _int(env, "RETRY_WINDOW", 7 * 24 * 3600, minimum=0),
+        "REMINDER_INTERVAL": _int(env, "REMINDER_INTERVAL", 48 * 3600, minimum=60),
+        "PENDING_PLEDGE_TTL": _int(env, "PENDING_PLEDGE_TTL", 24 * 3600, minimum=60),
+        "SIMULATED_LATENCY": _int(env, "SIMULATED_LATENCY_MS", 0) / 1000,
+        "SIMULATED_RATE_LIMIT": _int(env, "SIMULATED_RATE_LIMIT", 0),
         # Email
         "MAIL_FROM": env.get("MAIL_FROM", "Counterfund <no-reply@counterfund.invalid>"),
         "OUTBOX_FOLDER": env.get("OUTBOX_FOLDER") or str(Path(instance_path) / "outbox"),

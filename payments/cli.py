@@ -29,3 +29,63 @@ def load(force: bool) -> None:
         )
     else:
         click.echo("Campaigns already exist; demo data not loaded (use --force to add it).")
+
+
+settle_cli = Blueprint("settle", __name__, cli_group=None)
+
+
+@settle_cli.cli.command("settle")
+@click.option("--due", is_flag=True, required=True, help="Settle everything that is due.")
+def settle(due: bool) -> None:
+    """Decide every campaign past its deadline and charge or release its pledges, here
+    and now (for operators, cron and demos)."""
+    from sqlalchemy import func, select
+
+    from payments.jobs import run_due_now
+    from payments.models import Pledge
+    from payments.settlement import OPEN_STATUSES
+
+    with public_request_context():
+        total = db.session.scalar(
+            select(func.count(Pledge.id)).where(Pledge.status.in_(OPEN_STATUSES))
+        )
+        with click.progressbar(length=total or 0, label="Charging pledges") as bar:
+            summary = run_due_now(progress=bar.update)
+    if summary:
+        click.echo(", ".join(f"{count} {outcome}" for outcome, count in sorted(summary.items())))
+    else:
+        click.echo("Nothing was due.")
+
+
+@settle_cli.cli.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty (tests, cron).")
+def worker(burst: bool) -> None:
+    """Run an RQ worker (with its scheduler) on the settlement queue, and make sure the
+    periodic sweep is scheduled."""
+    from flask import current_app
+    from rq import Worker
+
+    from core.jobs import RQRunner
+    from payments.jobs import ensure_sweep_scheduled
+
+    runner = current_app.extensions["job_runner"]
+    if not isinstance(runner, RQRunner):
+        raise click.ClickException("the worker needs REDIS_URL (JOB_RUNNER=rq)")
+    ensure_sweep_scheduled()
+    Worker([runner.queue], connection=runner.connection).work(with_scheduler=True, burst=burst)
+
+
+@settle_cli.cli.command("failed-jobs")
+@click.option("--limit", default=20, show_default=True)
+def failed_jobs(limit: int) -> None:
+    """List the jobs that failed most recently."""
+    from sqlalchemy import select
+
+    from core.jobs import JobFailure
+
+    rows = db.session.scalars(select(JobFailure).order_by(JobFailure.id.desc()).limit(limit)).all()
+    if not rows:
+        click.echo("No failed jobs.")
+    for row in rows:
+        last = row.error.strip().splitlines()[-1] if row.error.strip() else ""
+        click.echo(f"{row.failed_at:%Y-%m-%d %H:%M:%S}  {row.job}{row.arguments}  {last}")

@@ -19,19 +19,34 @@ class PledgeStatus(enum.StrEnum):
     PENDING = "pending"  # card not saved yet
     ACTIVE = "active"  # card saved; counts towards the campaign
     CANCELLED = "cancelled"  # by the supporter (or an abandoned card form)
+    CHARGING = "charging"  # an attempt is claimed; its idempotency key is stored
+    CHARGED = "charged"
+    FAILED = "failed"  # declined; retried within the window
+    NEEDS_AUTHENTICATION = "needs_authentication"  # the issuer wants the supporter
+    DROPPED = "dropped"  # never collected after the retry window
+    RELEASED = "released"  # campaign not funded or cancelled: card detached
+    REFUNDED = "refunded"
 
+
+TERMINAL_STATUSES = (
+    PledgeStatus.CANCELLED,
+    PledgeStatus.CHARGED,
+    PledgeStatus.DROPPED,
+    PledgeStatus.RELEASED,
+    PledgeStatus.REFUNDED,
+)
 
 PLEDGE_STATUS_LABELS = {
     PledgeStatus.PENDING: _l("Waiting for card"),
     PledgeStatus.ACTIVE: _l("Active"),
     PledgeStatus.CANCELLED: _l("Cancelled"),
-}
-
-# Which transitions are allowed; anything else is refused (and replays are no-ops).
-TRANSITIONS = {
-    PledgeStatus.PENDING: {PledgeStatus.ACTIVE, PledgeStatus.CANCELLED},
-    PledgeStatus.ACTIVE: {PledgeStatus.CANCELLED},
-    PledgeStatus.CANCELLED: set(),
+    PledgeStatus.CHARGING: _l("Being charged"),
+    PledgeStatus.CHARGED: _l("Charged"),
+    PledgeStatus.FAILED: _l("Card declined: please update your card"),
+    PledgeStatus.NEEDS_AUTHENTICATION: _l("Your bank asks you to confirm the payment"),
+    PledgeStatus.DROPPED: _l("Not collected"),
+    PledgeStatus.RELEASED: _l("Released: not charged"),
+    PledgeStatus.REFUNDED: _l("Refunded"),
 }
 
 
@@ -72,6 +87,20 @@ class Pledge(db.Model):
     provider_payment_method_id: Mapped[str | None] = mapped_column(String(255))
     card_brand: Mapped[str] = mapped_column(String(20), default="")
     card_last4: Mapped[str] = mapped_column(String(4), default="")
+    # Settlement: the current attempt's number and idempotency key are stored before
+    # the provider is called; a crashed attempt is finished with the same key.
+    charge_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    charge_key: Mapped[str | None] = mapped_column(String(80))
+    charging_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    provider_charge_id: Mapped[str | None] = mapped_column(String(255))
+    charged_amount: Mapped[int | None] = mapped_column(BigInteger)
+    fee_amount: Mapped[int | None] = mapped_column(BigInteger)
+    charged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failure_code: Mapped[str] = mapped_column(String(60), default="")
+    retry_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the supporter fixes their card after a decline: retry at once.
+    retry_requested: Mapped[bool] = mapped_column(default=False)
     # Bumped to revoke every manage link sent so far.
     link_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -87,6 +116,10 @@ class Pledge(db.Model):
     @property
     def money(self) -> Money:
         return Money(self.amount, self.currency)
+
+    @property
+    def charged(self) -> Money | None:
+        return Money(self.charged_amount, self.currency) if self.charged_amount else None
 
     @property
     def email(self) -> str:

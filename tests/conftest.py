@@ -105,6 +105,7 @@ def make_app(backend, tmp_root, tmp_path, monkeypatch):
             "UPLOAD_FOLDER": str(tmp_path / "uploads"),
             "OUTBOX_FOLDER": str(tmp_path / "outbox"),
             "SIMULATED_PROVIDER_DB": str(tmp_path / "provider.db"),
+            "JOB_RUNNER": "eager",
         }
         config.update(overrides)
         app = create_app(config)

@@ -17,7 +17,8 @@ def init_backend(app: Flask) -> None:
 
         provider = SimulatedProvider(
             app.config["SIMULATED_PROVIDER_DB"],
-            latency=app.config.get("SIMULATED_LATENCY", 0.0),
+            latency=app.config["SIMULATED_LATENCY"],
+            rate_limit=app.config["SIMULATED_RATE_LIMIT"],
         )
         backend = SimulatedBackend(provider)
     app.extensions["payment_backend"] = backend

@@ -77,8 +77,10 @@ class PaymentBackend(Protocol):
         customer_id: str,
         payment_method_id: str,
         idempotency_key: str,
+        on_session: bool = False,
     ) -> ChargeResult:
-        """Charge a saved card off-session; the same key never charges twice."""
+        """Charge a saved card (off-session unless the supporter is present to
+        authenticate); the same key never charges twice."""
 
     def find_charge(self, pledge_ref: str, customer_id: str) -> ChargeResult | None:
         """The successful charge for this pledge, if the provider made one."""

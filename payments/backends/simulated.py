@@ -17,6 +17,7 @@ Any other number that passes the Luhn check behaves like 4242424242424242.
 
 from __future__ import annotations
 
+import collections
 import secrets
 import sqlite3
 import threading
@@ -80,9 +81,15 @@ def luhn_ok(number: str) -> bool:
 class SimulatedProvider:
     """The provider's own records, in their own SQLite file."""
 
-    def __init__(self, path: str, latency: float = 0.0):
+    def __init__(self, path: str, latency: float = 0.0, rate_limit: int = 0):
         self.path = path
         self.latency = latency
+        # Like Stripe's live-mode limit: more than `rate_limit` calls in any second are
+        # refused (429). 0 means no limit. Counted per process.
+        self.rate_limit = rate_limit
+        self.rate_limited = 0
+        self._recent: collections.deque[float] = collections.deque()
+        self._rate_lock = threading.Lock()
         self._local = threading.local()
 
     def _connection(self) -> sqlite3.Connection:
@@ -117,6 +124,15 @@ class SimulatedProvider:
         )
 
     def _wait(self) -> None:
+        if self.rate_limit:
+            with self._rate_lock:
+                now = time.monotonic()
+                while self._recent and self._recent[0] <= now - 1.0:
+                    self._recent.popleft()
+                if len(self._recent) >= self.rate_limit:
+                    self.rate_limited += 1
+                    raise BackendError("rate limited (429): too many requests")
+                self._recent.append(now)
         if self.latency:
             time.sleep(self.latency)
 
@@ -248,7 +264,14 @@ class SimulatedBackend:
         )
 
     def charge(
-        self, *, pledge_ref, amount: Money, customer_id, payment_method_id, idempotency_key
+        self,
+        *,
+        pledge_ref,
+        amount: Money,
+        customer_id,
+        payment_method_id,
+        idempotency_key,
+        on_session: bool = False,
     ) -> ChargeResult:
         self.provider._wait()
         with self.provider._transaction() as conn:
@@ -269,7 +292,7 @@ class SimulatedBackend:
                 status, code = "failed", "card_declined"
             elif method["number"] == INSUFFICIENT_FUNDS:
                 status, code = "failed", "insufficient_funds"
-            elif method["number"] == AUTH_REQUIRED_OFF_SESSION:
+            elif method["number"] == AUTH_REQUIRED_OFF_SESSION and not on_session:
                 status, code = "requires_action", "authentication_required"
             fee = (
                 amount.amount * FEE_PERCENT_BP // 10_000 + FEE_FIXED if status == "succeeded" else 0

@@ -80,7 +80,14 @@ class StripeBackend:
         )
 
     def charge(
-        self, *, pledge_ref, amount: Money, customer_id, payment_method_id, idempotency_key
+        self,
+        *,
+        pledge_ref,
+        amount: Money,
+        customer_id,
+        payment_method_id,
+        idempotency_key,
+        on_session: bool = False,
     ) -> ChargeResult:
         try:
             intent = self.client.v1.payment_intents.create(
@@ -89,7 +96,7 @@ class StripeBackend:
                     "currency": amount.currency.lower(),
                     "customer": customer_id,
                     "payment_method": payment_method_id,
-                    "off_session": True,
+                    "off_session": not on_session,
                     "confirm": True,
                     "metadata": {"pledge": pledge_ref},
                 },

@@ -1,0 +1,13 @@
+"""Lifecycle signals, sent inside the transaction that makes the change.
+
+Other packages (payments) subscribe without campaigns knowing them; a subscriber that
+starts work does so with `enqueue_after_commit`, so nothing runs for a change that
+was rolled back.
+"""
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+campaign_launched = _signals.signal("campaign-launched")
+campaign_cancelled = _signals.signal("campaign-cancelled")

@@ -1,0 +1,227 @@
+"""Background jobs: RQ on Redis in production, a thread in the embedded default.
+
+Jobs are plain functions that take ids. `enqueue_after_commit()` holds them until
+the database transaction that caused them commits (and drops them on rollback), so a
+job never looks for a row that is not there yet. RQ delivers at least once and may
+run a job twice or concurrently: correctness comes from the database, never from the
+queue.
+
+JOB_RUNNER chooses how jobs run:
+- "rq": RQ on REDIS_URL; `flask --app app worker` runs the worker with its scheduler.
+- "thread": an in-process scheduler thread (the `make run` default without Redis).
+- "eager": right after commit, in the caller's thread (tests, CLI).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import wraps
+
+from flask import Flask, current_app, has_app_context
+from sqlalchemy import String, Text, event
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from core.clock import utcnow
+from core.extensions import db
+from core.types import UTCDateTime
+
+log = logging.getLogger(__name__)
+
+QUEUE_NAME = "settlement"
+_worker_app: Flask | None = None
+
+
+class JobFailure(db.Model):
+    """A job that raised, for operators (RQ keeps its own registry too)."""
+
+    __tablename__ = "job_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job: Mapped[str] = mapped_column(String(120))
+    arguments: Mapped[str] = mapped_column(String(500))
+    error: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def record_failure(name: str, args: tuple, exc: BaseException) -> None:
+    db.session.rollback()
+    db.session.add(
+        JobFailure(
+            job=name[:120],
+            arguments=repr(args)[:500],
+            error="".join(traceback.format_exception(exc))[-4000:],
+        )
+    )
+    db.session.commit()
+
+
+def app_job(fn: Callable) -> Callable:
+    """Run a job inside an app context (and a request context for url_for), creating
+    the app on first use in an RQ worker process."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        if has_app_context():
+            return fn(*args, **kwargs)
+        global _worker_app
+        if _worker_app is None:
+            from app import create_app
+
+            _worker_app = create_app()
+        with _worker_app.test_request_context("/", base_url=_worker_app.config["PUBLIC_URL"]):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                record_failure(f"{fn.__module__}.{fn.__name__}", args, exc)
+                raise
+
+    return wrapper
+
+
+# ---- enqueueing after commit ---------------------------------------------------------
+
+
+def enqueue_after_commit(
+    func: Callable, *args, at: datetime | None = None, job_id: str | None = None
+) -> None:
+    pending = db.session.info.setdefault("after_commit_jobs", [])
+    pending.append((func, args, at, job_id))
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    jobs = session.info.pop("after_commit_jobs", None)
+    if not jobs:
+        return
+    runner = current_app.extensions["job_runner"]
+    for func, args, at, job_id in jobs:
+        runner.enqueue(func, *args, at=at, job_id=job_id)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop("after_commit_jobs", None)
+
+
+# ---- runners -------------------------------------------------------------------------
+
+
+class EagerRunner:
+    """Runs each job at once, in the caller's thread (tests and the CLI)."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.scheduled: list[tuple[datetime, Callable, tuple]] = []
+        self._running = False
+        self._queue: list[tuple[Callable, tuple]] = []
+
+    def enqueue(self, func, *args, at=None, job_id=None):
+        if at is not None and at > utcnow():
+            self.scheduled.append((at, func, args))  # the sweep finds due work anyway
+            return
+        self._queue.append((func, args))
+        if self._running:
+            return  # the outer loop runs it once the current job has finished
+        self._running = True
+        try:
+            while self._queue:
+                queued, queued_args = self._queue.pop(0)
+                with self.app.app_context():
+                    queued(*queued_args)
+        finally:
+            self._running = False
+
+
+class ThreadRunner:
+    """A daemon thread that runs due jobs and a periodic sweep (the embedded default)."""
+
+    def __init__(self, app: Flask, sweep: Callable | None, interval: float):
+        self.app = app
+        self.sweep = sweep
+        self.interval = interval
+        self._heap: list = []
+        self._counter = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="counterfund-jobs", daemon=True)
+            self._thread.start()
+            if self.sweep is not None:
+                self.enqueue(self._sweep_and_reschedule)
+
+    def _sweep_and_reschedule(self) -> None:
+        try:
+            self.sweep()
+        finally:
+            self.enqueue(self._sweep_and_reschedule, at=utcnow() + timedelta(seconds=self.interval))
+
+    def enqueue(self, func, *args, at=None, job_id=None):
+        run_at = time.time() if at is None else max(time.time(), at.timestamp())
+        with self._wake:
+            heapq.heappush(self._heap, (run_at, next(self._counter), func, args))
+            self._wake.notify()
+        self.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._heap or self._heap[0][0] > time.time():
+                    timeout = self._heap[0][0] - time.time() if self._heap else None
+                    self._wake.wait(timeout)
+                _, _, func, args = heapq.heappop(self._heap)
+            with self.app.test_request_context("/", base_url=self.app.config["PUBLIC_URL"]):
+                try:
+                    func(*args)
+                except Exception as exc:  # keep the thread alive; operators see failures
+                    log.exception("job %s failed", getattr(func, "__name__", func))
+                    try:
+                        record_failure(getattr(func, "__name__", repr(func)), args, exc)
+                    except Exception:
+                        log.exception("could not record the job failure")
+
+
+class RQRunner:
+    def __init__(self, app: Flask):
+        from redis import Redis
+        from rq import Queue
+
+        self.connection = Redis.from_url(app.config["REDIS_URL"])
+        self.queue = Queue(app.config["JOB_QUEUE"], connection=self.connection)
+
+    def enqueue(self, func, *args, at=None, job_id=None):
+        from rq import Retry
+
+        options = {"retry": Retry(max=3, interval=[10, 60, 300]), "job_timeout": 3600}
+        if job_id:
+            options["job_id"] = job_id
+        if at is not None and at > utcnow():
+            self.queue.enqueue_at(at, func, *args, **options)
+        else:
+            self.queue.enqueue(func, *args, **options)
+
+
+def init_jobs(app: Flask, sweep: Callable | None = None) -> None:
+    kind = app.config["JOB_RUNNER"]
+    if kind == "rq":
+        runner = RQRunner(app)
+    elif kind == "thread":
+        runner = ThreadRunner(app, sweep, app.config["SWEEP_INTERVAL"])
+    else:
+        runner = EagerRunner(app)
+    app.extensions["job_runner"] = runner
+
+
+def start_background_jobs(app: Flask) -> None:
+    """Start the embedded thread (the web process of `make run` calls this)."""
+    runner = app.extensions["job_runner"]
+    if isinstance(runner, ThreadRunner):
+        runner.start()

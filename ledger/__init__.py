@@ -1,0 +1,1 @@
+"""The public ledger: append-only double entry (verification comes with its issue)."""

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.clock import utcnow
+from core.extensions import db
+from core.types import UTCDateTime
+
+
+class EntryKind(enum.StrEnum):
+    PLEDGE_CHARGE = "pledge_charge"
+    PROCESSOR_FEE = "processor_fee"
+    REFUND = "refund"
+    DISBURSEMENT = "disbursement"
+    ADJUSTMENT = "adjustment"
+
+
+class LedgerTransaction(db.Model):
+    """One balanced transaction. Append-only: corrections are new transactions."""
+
+    __tablename__ = "ledger_transactions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30), index=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    # A public reference: never a provider id, an email or a name that was not chosen.
+    reference: Mapped[str] = mapped_column(String(120), unique=True)
+    counterparty: Mapped[str] = mapped_column(String(120), default="")
+    memo: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    postings: Mapped[list[LedgerPosting]] = relationship(
+        back_populates="transaction", order_by="LedgerPosting.id"
+    )
+
+
+class LedgerPosting(db.Model):
+    __tablename__ = "ledger_postings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
+    account: Mapped[str] = mapped_column(String(80), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)  # signed minor units
+    currency: Mapped[str] = mapped_column(String(3))
+
+    transaction: Mapped[LedgerTransaction] = relationship(back_populates="postings")

@@ -1,0 +1,215 @@
+"""Settlement jobs. Each takes ids, reloads state, and commits its own small steps.
+
+Any of them may run twice, late, or at the same time as a copy of itself on another
+worker: every step is a guarded transition in the database (see settlement.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from campaigns.models import Campaign, CampaignStatus
+from core import outbox
+from core.clock import utcnow
+from core.extensions import db
+from core.jobs import app_job, enqueue_after_commit
+from payments import settlement
+from payments.models import Pledge, PledgeEvent, PledgeStatus
+
+log = logging.getLogger(__name__)
+
+
+@app_job
+def decide_campaign(campaign_id: int) -> None:
+    """At the deadline: decide, then charge or release. Safe to run any number of times."""
+    settlement.decide(campaign_id)
+    db.session.commit()
+    continue_campaign(campaign_id)
+
+
+def continue_campaign(campaign_id: int) -> None:
+    """Start (or resume) whatever a decided campaign still needs."""
+    status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+    if status in (CampaignStatus.FUNDED, CampaignStatus.SETTLING):
+        settlement.start_settling(campaign_id)
+        _fan_out(charge_campaign, campaign_id)
+        db.session.commit()
+    elif status in (CampaignStatus.UNFUNDED, CampaignStatus.CANCELLED):
+        enqueue_after_commit(release_campaign, campaign_id)
+        db.session.commit()
+
+
+def _fan_out(job, campaign_id: int) -> None:
+    """Enough copies of the charging job for the open pledges, each claiming its own
+    batches until none are left (copies never collide: claims are disjoint)."""
+    open_pledges = db.session.scalar(
+        select(db.func.count(Pledge.id)).where(
+            Pledge.campaign_id == campaign_id, Pledge.status.in_(settlement.OPEN_STATUSES)
+        )
+    )
+    batch = current_app.config["SETTLEMENT_BATCH_SIZE"]
+    copies = max(1, min(current_app.config["SETTLEMENT_FAN_OUT"], -(-open_pledges // batch)))
+    for _ in range(copies):
+        enqueue_after_commit(job, campaign_id)
+
+
+@app_job
+def charge_campaign(campaign_id: int) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    batch = current_app.config["SETTLEMENT_BATCH_SIZE"]
+    while True:
+        claims = settlement.claim_batch(campaign_id, batch)
+        if not claims:
+            break
+        for outcome, count in settlement.charge_claims(claims).items():
+            totals[outcome] = totals.get(outcome, 0) + count
+    settlement.finish_if_done(campaign_id)
+    outbox.deliver_pending()
+    return totals
+
+
+@app_job
+def release_campaign(campaign_id: int) -> int:
+    status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+    reason = "cancelled" if status == CampaignStatus.CANCELLED else "unfunded"
+    released = 0
+    batch = current_app.config["SETTLEMENT_BATCH_SIZE"]
+    while True:
+        done = settlement.release_batch(campaign_id, batch, reason)
+        released += done
+        if done < batch:
+            break
+    if status == CampaignStatus.UNFUNDED:
+        settlement.finish_if_done(campaign_id)
+    outbox.deliver_pending()
+    return released
+
+
+@app_job
+def sweep() -> None:
+    """The periodic safety net: decides every due campaign (a lost or late deadline
+    job strands nothing), continues open settlements, reminds, drops at the end of
+    the retry window, cancels abandoned card forms, and sends waiting mail."""
+    for campaign_id in settlement.due_campaign_ids():
+        settlement.decide(campaign_id)
+        db.session.commit()
+    for campaign_id in settlement.open_campaign_ids():
+        settlement.send_reminders(campaign_id)
+        settlement.drop_expired_authentications(campaign_id)
+        continue_campaign(campaign_id)
+        settlement.finish_if_done(campaign_id)
+    for campaign_id in cancelled_with_open_pledges():
+        release_campaign(campaign_id)
+    cancel_abandoned_pledges()
+    outbox.deliver_pending()
+
+
+def cancelled_with_open_pledges() -> list[int]:
+    return list(
+        db.session.scalars(
+            select(Campaign.id).where(
+                Campaign.status == CampaignStatus.CANCELLED,
+                Campaign.id.in_(
+                    select(Pledge.campaign_id).where(
+                        Pledge.status.in_([PledgeStatus.ACTIVE, PledgeStatus.PENDING])
+                    )
+                ),
+            )
+        )
+    )
+
+
+def cancel_abandoned_pledges() -> int:
+    """A card form left unfinished for PENDING_PLEDGE_TTL: the pending pledge ends."""
+    cutoff = utcnow() - timedelta(seconds=current_app.config["PENDING_PLEDGE_TTL"])
+    stale = db.session.scalars(
+        select(Pledge.id)
+        .where(Pledge.status == PledgeStatus.PENDING, Pledge.created_at <= cutoff)
+        .limit(1000)
+    ).all()
+    for pledge_id in stale:
+        moved = db.session.execute(
+            update(Pledge)
+            .where(Pledge.id == pledge_id, Pledge.status == PledgeStatus.PENDING)
+            .values(status=PledgeStatus.CANCELLED, cancelled_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if moved:
+            db.session.add(
+                PledgeEvent(
+                    pledge_id=pledge_id,
+                    kind="abandoned",
+                    from_status="pending",
+                    to_status="cancelled",
+                )
+            )
+    db.session.commit()
+    return len(stale)
+
+
+SWEEP_JOB_ID = "counterfund-sweep"
+
+
+@app_job
+def periodic_sweep() -> None:
+    """The sweep, rescheduling itself (RQ): one fixed job id, so never more than one."""
+    try:
+        sweep()
+    finally:
+        ensure_sweep_scheduled(force=True)
+
+
+def ensure_sweep_scheduled(force: bool = False) -> None:
+    from rq.job import Job
+    from rq.registry import ScheduledJobRegistry
+
+    runner = current_app.extensions["job_runner"]
+    registry = ScheduledJobRegistry(queue=runner.queue)
+    if not force and SWEEP_JOB_ID in registry.get_job_ids():
+        return
+    if Job.exists(SWEEP_JOB_ID, connection=runner.connection) and not force:
+        return
+    runner.queue.enqueue_in(
+        timedelta(seconds=current_app.config["SWEEP_INTERVAL"]), periodic_sweep, job_id=SWEEP_JOB_ID
+    )
+
+
+def schedule_deadline(campaign: Campaign, **_) -> None:
+    """Signal handler: at launch, a decision job is scheduled for the deadline."""
+    enqueue_after_commit(
+        decide_campaign, campaign.id, at=campaign.deadline, job_id=f"decide-campaign-{campaign.id}"
+    )
+
+
+def release_on_cancel(campaign: Campaign, **_) -> None:
+    enqueue_after_commit(release_campaign, campaign.id)
+
+
+def run_due_now(progress=None) -> dict[str, int]:
+    """Everything due, synchronously, in this process (`flask settle --due`)."""
+    summary: dict[str, int] = {}
+    for campaign_id in settlement.due_campaign_ids():
+        settlement.decide(campaign_id)
+        db.session.commit()
+    for campaign_id in settlement.open_campaign_ids():
+        status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+        settlement.send_reminders(campaign_id)
+        settlement.drop_expired_authentications(campaign_id)
+        if status == CampaignStatus.UNFUNDED:
+            summary["released"] = summary.get("released", 0) + release_campaign(campaign_id)
+            continue
+        settlement.start_settling(campaign_id)
+        db.session.commit()
+        batch = current_app.config["SETTLEMENT_BATCH_SIZE"]
+        while claims := settlement.claim_batch(campaign_id, batch):
+            for outcome, count in settlement.charge_claims(claims).items():
+                summary[outcome] = summary.get(outcome, 0) + count
+            if progress is not None:
+                progress(len(claims))
+        settlement.finish_if_done(campaign_id)
+    outbox.deliver_pending()
+    return summary

@@ -1,0 +1,685 @@
+"""Settlement: decide at the deadline, then charge or release every pledge exactly once.
+
+Exactly once comes from the database, not from the queue:
+
+1. *Claim.* One UPDATE moves a batch of pledges to `charging`, bumps each one's
+   attempt number and stores its idempotency key (`pledge-<id>-attempt-<n>`), then
+   commits. On PostgreSQL the batch is chosen with `FOR UPDATE SKIP LOCKED`, so
+   workers running the same job claim disjoint pledges without waiting on each other;
+   on SQLite the single UPDATE runs under the database's write lock, which serialises
+   claims the way BEGIN IMMEDIATE would, and the rowcount/RETURNING tells who won.
+2. *Call* the provider with the stored key (outside any database transaction). The
+   provider never charges twice for one key.
+3. *Record* the answer with an UPDATE guarded by `status = 'charging' AND charge_key =
+   <key>`; only the winner writes the ledger, in the same transaction.
+
+A worker killed between 2 and 3 leaves the pledge in `charging` with its key. After the
+lease (CHARGE_LEASE_SECONDS) the pledge is claimed again *with the same key*: the job
+first asks the provider for a charge carrying our pledge id, then repeats the call
+with the same key, so a charge that did happen is found, never repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import String, and_, case, cast, func, insert, literal, or_, select, update
+
+from campaigns.models import Campaign, CampaignStatus, FundingModel
+from core import outbox
+from core.clock import utcnow
+from core.extensions import db
+from core.money import Money
+from ledger import services as ledger
+from ledger.models import EntryKind
+from payments.backends import get_backend
+from payments.backends.base import BackendError, ChargeResult
+from payments.models import Pledge, PledgeEvent, PledgeStatus
+from payments.privacy import public_counterparty, public_reference
+
+log = logging.getLogger(__name__)
+
+OPEN_STATUSES = (
+    PledgeStatus.ACTIVE,
+    PledgeStatus.CHARGING,
+    PledgeStatus.FAILED,
+    PledgeStatus.NEEDS_AUTHENTICATION,
+)
+
+
+# ---- Deciding ------------------------------------------------------------------------
+
+
+def _funded_condition():
+    all_or_nothing = and_(
+        Campaign.pledged_amount >= Campaign.goal_amount,
+        or_(Campaign.min_backers.is_(None), Campaign.backer_count >= Campaign.min_backers),
+    )
+    return case(
+        (Campaign.funding_model == FundingModel.ALL_OR_NOTHING, all_or_nothing),
+        else_=Campaign.backer_count > 0,
+    )
+
+
+def decide(campaign_id: int) -> bool:
+    """Fix the outcome of a campaign past its deadline. Deciding twice changes nothing.
+
+    The outcome is computed inside the UPDATE, from the same row version it writes, so
+    a pledge committed a moment before the deadline is always counted.
+    """
+    now = utcnow()
+    result = db.session.execute(
+        update(Campaign)
+        .where(
+            Campaign.id == campaign_id,
+            Campaign.status == CampaignStatus.LIVE,
+            Campaign.deadline <= now,
+        )
+        .values(
+            status=case(
+                (_funded_condition(), CampaignStatus.FUNDED.value),
+                else_=CampaignStatus.UNFUNDED.value,
+            ),
+            decided_at=now,
+            final_pledged_amount=Campaign.pledged_amount,
+            final_backer_count=Campaign.backer_count,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def due_campaign_ids() -> list[int]:
+    return list(
+        db.session.scalars(
+            select(Campaign.id)
+            .where(Campaign.status == CampaignStatus.LIVE, Campaign.deadline <= utcnow())
+            .order_by(Campaign.deadline)
+        )
+    )
+
+
+def open_campaign_ids() -> list[int]:
+    """Decided campaigns that still have work: charging, retrying or releasing."""
+    return list(
+        db.session.scalars(
+            select(Campaign.id)
+            .where(
+                Campaign.status.in_(
+                    [
+                        CampaignStatus.FUNDED,
+                        CampaignStatus.SETTLING,
+                        CampaignStatus.UNFUNDED,
+                    ]
+                )
+            )
+            .order_by(Campaign.id)
+        )
+    )
+
+
+def start_settling(campaign_id: int) -> None:
+    db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.FUNDED)
+        .values(status=CampaignStatus.SETTLING)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# ---- Claiming ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    pledge_id: int
+    public_id: str
+    amount: int
+    currency: str
+    customer_id: str
+    payment_method_id: str
+    charge_key: str
+    attempt: int
+    recovering: bool  # an earlier attempt with this key may have reached the provider
+    on_session: bool = False
+
+
+def _claimable(campaign_id: int, now, size: int):
+    return (
+        select(Pledge.id)
+        .where(
+            Pledge.campaign_id == campaign_id,
+            or_(
+                Pledge.status == PledgeStatus.ACTIVE,
+                and_(
+                    Pledge.status == PledgeStatus.FAILED,
+                    or_(Pledge.retry_requested, Pledge.retry_until <= now),
+                ),
+            ),
+        )
+        .order_by(Pledge.id)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+    )
+
+
+_CLAIM_COLUMNS = (
+    Pledge.id,
+    Pledge.public_id,
+    Pledge.amount,
+    Pledge.currency,
+    Pledge.provider_customer_id,
+    Pledge.provider_payment_method_id,
+    Pledge.charge_key,
+    Pledge.charge_attempts,
+)
+
+
+def claim_batch(campaign_id: int, size: int) -> list[Claim]:
+    """Claim up to `size` pledges to charge; commits, so the keys are stored first."""
+    now = utcnow()
+    lease = now - timedelta(seconds=current_app.config["CHARGE_LEASE_SECONDS"])
+    # Crashed attempts first: same key, and a lookup at the provider before any call.
+    stale = (
+        select(Pledge.id)
+        .where(
+            Pledge.campaign_id == campaign_id,
+            Pledge.status == PledgeStatus.CHARGING,
+            Pledge.charging_since <= lease,
+        )
+        .order_by(Pledge.id)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+    )
+    recovered = db.session.execute(
+        update(Pledge)
+        .where(
+            Pledge.id.in_(stale.scalar_subquery()),
+            Pledge.status == PledgeStatus.CHARGING,
+            Pledge.charging_since <= lease,
+        )
+        .values(charging_since=now)
+        .returning(*_CLAIM_COLUMNS)
+        .execution_options(synchronize_session=False)
+    ).all()
+    fresh = []
+    if len(recovered) < size:
+        next_attempt = Pledge.charge_attempts + 1
+        fresh = db.session.execute(
+            update(Pledge)
+            .where(
+                Pledge.id.in_(
+                    _claimable(campaign_id, now, size - len(recovered)).scalar_subquery()
+                ),
+                Pledge.status.in_([PledgeStatus.ACTIVE, PledgeStatus.FAILED]),
+            )
+            .values(
+                status=PledgeStatus.CHARGING,
+                charge_attempts=next_attempt,
+                charge_key=literal("pledge-")
+                + cast(Pledge.id, String)
+                + literal("-attempt-")
+                + cast(next_attempt, String),
+                charging_since=now,
+                retry_requested=False,
+            )
+            .returning(*_CLAIM_COLUMNS)
+            .execution_options(synchronize_session=False)
+        ).all()
+        if fresh:
+            db.session.execute(
+                insert(PledgeEvent),
+                [
+                    {
+                        "pledge_id": row.id,
+                        "kind": "charge_claimed",
+                        "to_status": "charging",
+                        "amount": row.amount,
+                        "detail": row.charge_key,
+                        "created_at": now,
+                    }
+                    for row in fresh
+                ],
+            )
+    db.session.commit()
+    return [_claim(row, recovering=True) for row in recovered] + [
+        _claim(row, recovering=False) for row in fresh
+    ]
+
+
+def _claim(row, recovering: bool) -> Claim:
+    return Claim(
+        pledge_id=row.id,
+        public_id=row.public_id,
+        amount=row.amount,
+        currency=row.currency,
+        customer_id=row.provider_customer_id or "",
+        payment_method_id=row.provider_payment_method_id or "",
+        charge_key=row.charge_key,
+        attempt=row.charge_attempts,
+        recovering=recovering,
+    )
+
+
+# ---- Calling the provider ------------------------------------------------------------
+
+
+class RateLimiter:
+    """At most `rate` calls per second from this process, spaced evenly (so a burst
+    never exceeds the provider's per-second limit)."""
+
+    def __init__(self, rate: int):
+        self.interval = 1.0 / rate
+        self.lock = threading.Lock()
+        self.next_slot = time.monotonic()
+
+    def wait(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            slot = max(now, self.next_slot)
+            self.next_slot = slot + self.interval
+        delay = slot - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+_limiters: dict[int, RateLimiter] = {}
+
+
+def _limiter() -> RateLimiter:
+    rate = current_app.config["SETTLEMENT_RATE_LIMIT"]
+    if rate not in _limiters:
+        _limiters[rate] = RateLimiter(rate)
+    return _limiters[rate]
+
+
+def call_provider(backend, limiter: RateLimiter, claim: Claim) -> ChargeResult | None:
+    """Ask the provider to charge (or, after a crash, whether it already did).
+
+    Returns None when the provider could not be reached: the pledge stays `charging`
+    with its key, and a later claim finishes it with the same key.
+    """
+    for attempt in range(3):
+        try:
+            if claim.recovering:
+                limiter.wait()
+                found = backend.find_charge(claim.public_id, claim.customer_id)
+                if found is not None:
+                    return found
+            limiter.wait()
+            return backend.charge(
+                pledge_ref=claim.public_id,
+                amount=Money(claim.amount, claim.currency),
+                customer_id=claim.customer_id,
+                payment_method_id=claim.payment_method_id,
+                idempotency_key=claim.charge_key,
+                on_session=claim.on_session,
+            )
+        except BackendError as exc:
+            log.warning("charge of pledge %s: provider error (%s); retrying", claim.pledge_id, exc)
+            time.sleep(0.5 * (attempt + 1))
+    return None
+
+
+def _fault_point() -> None:
+    """Fault injection for the crash tests: COUNTERFUND_FAULT_KILL_RATE=0.02 makes the
+    worker SIGKILL itself right after a provider call, before recording it."""
+    rate = float(os.environ.get("COUNTERFUND_FAULT_KILL_RATE") or 0)
+    if rate and random.random() < rate:  # noqa: S311 - not cryptography
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def charge_claims(claims: list[Claim]) -> dict[str, int]:
+    """Call the provider for many claims at once (bounded concurrency and rate), and
+    record each answer in its own transaction as it arrives."""
+    backend = get_backend()
+    limiter = _limiter()
+    counts: dict[str, int] = {}
+    workers = min(current_app.config["SETTLEMENT_CONCURRENCY"], len(claims)) or 1
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="charge") as pool:
+        futures = {pool.submit(call_provider, backend, limiter, c): c for c in claims}
+        for future in as_completed(futures):
+            claim = futures[future]
+            result = future.result()
+            _fault_point()
+            outcome = record_result(claim, result) if result is not None else "unreachable"
+            counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+# ---- Recording -----------------------------------------------------------------------
+
+
+def record_result(claim: Claim, result: ChargeResult) -> str:
+    """Apply the provider's answer; returns the outcome. Commits."""
+    now = utcnow()
+    pledge = db.session.get(Pledge, claim.pledge_id)
+    campaign = pledge.campaign
+    guard = and_(
+        Pledge.id == claim.pledge_id,
+        Pledge.status == PledgeStatus.CHARGING,
+        Pledge.charge_key == claim.charge_key,
+    )
+    window_end = (campaign.decided_at or now) + timedelta(
+        seconds=current_app.config["RETRY_WINDOW"]
+    )
+
+    if result.status == "succeeded":
+        values = {
+            "status": PledgeStatus.CHARGED,
+            "provider_charge_id": result.charge_id,
+            "charged_amount": result.amount,
+            "fee_amount": result.fee,
+            "charged_at": now,
+            "failure_code": "",
+        }
+        outcome = "charged"
+    elif result.status == "requires_action":
+        values = {
+            "status": PledgeStatus.NEEDS_AUTHENTICATION,
+            "failure_code": result.decline_code or "authentication_required",
+            "retry_until": func.coalesce(Pledge.retry_until, window_end),
+        }
+        outcome = "needs_authentication"
+    elif pledge.retry_until is not None and now >= pledge.retry_until:
+        values = {"status": PledgeStatus.DROPPED, "failure_code": result.decline_code}
+        outcome = "dropped"
+    else:
+        values = {
+            "status": PledgeStatus.FAILED,
+            "failure_code": result.decline_code,
+            "retry_until": func.coalesce(Pledge.retry_until, window_end),
+            "next_reminder_at": now + timedelta(seconds=current_app.config["REMINDER_INTERVAL"]),
+        }
+        outcome = "failed"
+
+    won = (
+        db.session.execute(
+            update(Pledge)
+            .where(guard)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    )
+    if not won:
+        db.session.rollback()
+        return "already_recorded"
+    db.session.add(
+        PledgeEvent(
+            pledge_id=pledge.id,
+            kind=f"charge_{outcome}",
+            from_status="charging",
+            to_status=values["status"],
+            amount=result.amount,
+            detail=result.decline_code or "",
+        )
+    )
+    db.session.refresh(pledge)
+    if outcome == "charged":
+        _write_charge_to_ledger(pledge, campaign, result)
+        db.session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign.id)
+            .values(collected_amount=Campaign.collected_amount + result.amount)
+            .execution_options(synchronize_session=False)
+        )
+    _email_outcome(pledge, outcome)
+    db.session.commit()
+    return outcome
+
+
+def _write_charge_to_ledger(pledge: Pledge, campaign: Campaign, result: ChargeResult) -> None:
+    account = ledger.campaign_account(campaign.id)
+    amount = Money(result.amount, result.currency)
+    counterparty = public_counterparty(pledge)
+    ledger.record(
+        EntryKind.PLEDGE_CHARGE,
+        campaign_id=campaign.id,
+        reference=public_reference("charge", pledge.id),
+        postings=[(ledger.SUPPORTERS, -amount), (account, amount)],
+        counterparty=counterparty,
+        memo="Pledge charged at the deadline",
+    )
+    if result.fee:
+        fee = Money(result.fee, result.currency)
+        ledger.record(
+            EntryKind.PROCESSOR_FEE,
+            campaign_id=campaign.id,
+            reference=public_reference("fee", pledge.id),
+            postings=[(account, -fee), (ledger.PROCESSOR_FEES, fee)],
+            counterparty="payment processor",
+            memo="Card processing fee",
+        )
+
+
+def _email_outcome(pledge: Pledge, outcome: str) -> None:
+    from payments.services import manage_url
+
+    campaign = pledge.campaign
+    link = manage_url(pledge, external=True)
+    if outcome == "charged":
+        subject = _l("Receipt: your pledge to %(t)s", t=campaign.title)
+        body = _l(
+            "“%(t)s” was funded and your pledge of %(m)s has been charged.\n\n"
+            "Your receipt, and proof that the charge is on the public ledger:\n%(link)s",
+            t=campaign.title,
+            m=pledge.charged.format(),
+            link=link,
+        )
+    elif outcome == "failed":
+        subject = _l("Action needed: your card was declined for %(t)s", t=campaign.title)
+        body = _l(
+            "“%(t)s” was funded, but your card was declined (%(code)s).\n\n"
+            "Please update your card before %(until)s UTC so your pledge of %(m)s "
+            "counts:\n%(link)s",
+            t=campaign.title,
+            code=pledge.failure_code,
+            until=pledge.retry_until.strftime("%Y-%m-%d %H:%M"),
+            m=pledge.money.format(),
+            link=link,
+        )
+    elif outcome == "needs_authentication":
+        subject = _l("Please confirm your payment for %(t)s", t=campaign.title)
+        body = _l(
+            "Your bank asks you to confirm the payment of %(m)s for “%(t)s”. "
+            "Confirm it here before %(until)s UTC:\n%(link)s",
+            t=campaign.title,
+            m=pledge.money.format(),
+            until=pledge.retry_until.strftime("%Y-%m-%d %H:%M"),
+            link=link,
+        )
+    elif outcome == "dropped":
+        subject = _l("Your pledge to %(t)s could not be collected", t=campaign.title)
+        body = _l(
+            "We could not collect your pledge of %(m)s for “%(t)s”, so it has been "
+            "dropped. You have not been charged.",
+            t=campaign.title,
+            m=pledge.money.format(),
+        )
+    else:
+        return
+    outbox.queue(pledge.email, str(subject), str(body), topic=f"pledge-{outcome}")
+
+
+# ---- Retries, reminders, the end of the window ---------------------------------------
+
+
+def send_reminders(campaign_id: int) -> int:
+    now = utcnow()
+    interval = timedelta(seconds=current_app.config["REMINDER_INTERVAL"])
+    due = db.session.scalars(
+        select(Pledge).where(
+            Pledge.campaign_id == campaign_id,
+            Pledge.status.in_([PledgeStatus.FAILED, PledgeStatus.NEEDS_AUTHENTICATION]),
+            Pledge.next_reminder_at <= now,
+            Pledge.retry_until > now,
+        )
+    ).all()
+    sent = 0
+    for pledge in due:
+        moved = db.session.execute(
+            update(Pledge)
+            .where(Pledge.id == pledge.id, Pledge.next_reminder_at == pledge.next_reminder_at)
+            .values(next_reminder_at=now + interval)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if moved:
+            _email_outcome(
+                pledge, "failed" if pledge.status == PledgeStatus.FAILED else "needs_authentication"
+            )
+            db.session.add(
+                PledgeEvent(pledge_id=pledge.id, kind="reminder_sent", amount=pledge.amount)
+            )
+            sent += 1
+    db.session.commit()
+    return sent
+
+
+def drop_expired_authentications(campaign_id: int) -> int:
+    now = utcnow()
+    expired = db.session.scalars(
+        select(Pledge).where(
+            Pledge.campaign_id == campaign_id,
+            Pledge.status == PledgeStatus.NEEDS_AUTHENTICATION,
+            Pledge.retry_until <= now,
+        )
+    ).all()
+    dropped = 0
+    for pledge in expired:
+        moved = db.session.execute(
+            update(Pledge)
+            .where(Pledge.id == pledge.id, Pledge.status == PledgeStatus.NEEDS_AUTHENTICATION)
+            .values(status=PledgeStatus.DROPPED)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if moved:
+            db.session.add(
+                PledgeEvent(
+                    pledge_id=pledge.id,
+                    kind="dropped",
+                    from_status="needs_authentication",
+                    to_status="dropped",
+                    amount=pledge.amount,
+                )
+            )
+            _email_outcome(pledge, "dropped")
+            dropped += 1
+    db.session.commit()
+    return dropped
+
+
+def finish_if_done(campaign_id: int) -> bool:
+    """settling → settled, unfunded → released, once no pledge is open any more."""
+    still_open = db.session.scalar(
+        select(func.count(Pledge.id)).where(
+            Pledge.campaign_id == campaign_id, Pledge.status.in_(OPEN_STATUSES)
+        )
+    )
+    if still_open:
+        return False
+    done = db.session.execute(
+        update(Campaign)
+        .where(
+            Campaign.id == campaign_id,
+            Campaign.status.in_(
+                [CampaignStatus.FUNDED, CampaignStatus.SETTLING, CampaignStatus.UNFUNDED]
+            ),
+        )
+        .values(
+            status=case(
+                (Campaign.status == CampaignStatus.UNFUNDED.value, CampaignStatus.RELEASED.value),
+                else_=CampaignStatus.SETTLED.value,
+            ),
+            settled_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return bool(done)
+
+
+# ---- Releasing -----------------------------------------------------------------------
+
+
+def release_batch(campaign_id: int, size: int, reason: str) -> int:
+    """Release up to `size` open pledges: detach the card, then mark them released."""
+    backend = get_backend()
+    pledges = db.session.scalars(
+        select(Pledge)
+        .where(
+            Pledge.campaign_id == campaign_id,
+            Pledge.status.in_([PledgeStatus.ACTIVE, PledgeStatus.PENDING]),
+        )
+        .order_by(Pledge.id)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+    ).all()
+    released = 0
+    for pledge in pledges:
+        if pledge.provider_customer_id:
+            try:
+                backend.release(pledge.provider_customer_id, None)
+            except BackendError:
+                log.warning("release of pledge %s failed; retried later", pledge.id)
+                continue
+        was = pledge.status
+        moved = db.session.execute(
+            update(Pledge)
+            .where(Pledge.id == pledge.id, Pledge.status == was)
+            .values(
+                status=PledgeStatus.RELEASED
+                if was == PledgeStatus.ACTIVE
+                else PledgeStatus.CANCELLED
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if moved and was == PledgeStatus.ACTIVE:
+            db.session.add(
+                PledgeEvent(
+                    pledge_id=pledge.id,
+                    kind="released",
+                    from_status=was,
+                    to_status="released",
+                    amount=pledge.amount,
+                    detail=reason,
+                )
+            )
+            outbox.queue(
+                pledge.email,
+                str(_l("%(t)s: you will not be charged", t=pledge.campaign.title)),
+                str(
+                    _l(
+                        "“%(t)s” %(why)s, so your pledge of %(m)s has been released and your "
+                        "card will not be charged.",
+                        t=pledge.campaign.title,
+                        why=_l("did not reach its goal")
+                        if reason == "unfunded"
+                        else _l("was cancelled by its organizers"),
+                        m=pledge.money.format(),
+                    )
+                ),
+                topic="pledge-released",
+            )
+            released += 1
+    db.session.commit()
+    return released
+
+
+def progress(campaign_id: int) -> dict[str, int]:
+    rows = db.session.execute(
+        select(Pledge.status, func.count(Pledge.id))
+        .where(Pledge.campaign_id == campaign_id, Pledge.status != PledgeStatus.PENDING)
+        .group_by(Pledge.status)
+    ).all()
+    return {status: count for status, count in rows}  # noqa: C416 - Row pairs
