@@ -186,6 +186,10 @@ class Campaign(db.Model):
         return Money(sum(line.amount for line in self.budget_lines), self.currency)
 
     @property
+    def final_pledged(self) -> Money:
+        return Money(self.final_pledged_amount or 0, self.currency)
+
+    @property
     def collected(self) -> Money:
         return Money(self.collected_amount or 0, self.currency)
 

@@ -211,9 +211,26 @@ def start_pledge(
     return pledge, True
 
 
+CARD_STATUSES = (
+    PledgeStatus.PENDING,
+    PledgeStatus.ACTIVE,
+    PledgeStatus.FAILED,
+    PledgeStatus.NEEDS_AUTHENTICATION,
+)
+
+
+def needs_card(pledge: Pledge) -> bool:
+    """Whether the supporter may (re)enter a card now."""
+    if pledge.status in (PledgeStatus.PENDING, PledgeStatus.ACTIVE):
+        return accepting_pledges(pledge.campaign)
+    if pledge.status in (PledgeStatus.FAILED, PledgeStatus.NEEDS_AUTHENTICATION):
+        return pledge.retry_until is None or pledge.retry_until > utcnow()
+    return False
+
+
 def start_card_setup(pledge: Pledge):
     """A fresh SetupIntent for saving (or replacing) the pledge's card."""
-    if pledge.status not in (PledgeStatus.PENDING, PledgeStatus.ACTIVE):
+    if pledge.status not in CARD_STATUSES:
         raise PledgeError(_l("This pledge no longer needs a card."))
     session = get_backend().start_setup(pledge.public_id, pledge.provider_customer_id)
     pledge.provider_setup_id = session.setup_id
@@ -253,6 +270,11 @@ def card_replaced(pledge: Pledge, saved: SavedCard) -> str | None:
         return None  # a replay
     old = pledge.provider_payment_method_id
     pledge.provider_payment_method_id = saved.payment_method_id
+    if pledge.status in (PledgeStatus.FAILED, PledgeStatus.NEEDS_AUTHENTICATION):
+        # A fixed card after a decline: retry at once instead of at the window's end.
+        pledge.retry_requested = True
+        if pledge.status == PledgeStatus.NEEDS_AUTHENTICATION:
+            transition(pledge, PledgeStatus.FAILED, "card_replaced_for_retry")
     pledge.card_brand, pledge.card_last4 = saved.brand[:20], saved.last4[:4]
     record_event(pledge, "card_replaced", amount=pledge.amount)
     db.session.flush()

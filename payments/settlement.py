@@ -257,6 +257,42 @@ def claim_batch(campaign_id: int, size: int) -> list[Claim]:
     ]
 
 
+def claim_for_authentication(pledge_id: int) -> Claim | None:
+    """The supporter is here to authenticate: claim their pledge for an on-session
+    charge (a new attempt, so a new key). Commits."""
+    next_attempt = Pledge.charge_attempts + 1
+    row = db.session.execute(
+        update(Pledge)
+        .where(Pledge.id == pledge_id, Pledge.status == PledgeStatus.NEEDS_AUTHENTICATION)
+        .values(
+            status=PledgeStatus.CHARGING,
+            charge_attempts=next_attempt,
+            charge_key=literal("pledge-")
+            + cast(Pledge.id, String)
+            + literal("-attempt-")
+            + cast(next_attempt, String),
+            charging_since=utcnow(),
+        )
+        .returning(*_CLAIM_COLUMNS)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        db.session.rollback()
+        return None
+    db.session.add(
+        PledgeEvent(
+            pledge_id=pledge_id,
+            kind="charge_claimed_on_session",
+            to_status="charging",
+            amount=row.amount,
+            detail=row.charge_key,
+        )
+    )
+    db.session.commit()
+    claim = _claim(row, recovering=False)
+    return Claim(**{**claim.__dict__, "on_session": True})
+
+
 def _claim(row, recovering: bool) -> Claim:
     return Claim(
         pledge_id=row.id,

@@ -266,9 +266,7 @@ def cancel(pledge: Pledge, key: str):
 @with_pledge
 @payment_page
 def card(pledge: Pledge, key: str):
-    if pledge.status not in (PledgeStatus.PENDING, PledgeStatus.ACTIVE) or not (
-        services.accepting_pledges(pledge.campaign)
-    ):
+    if not services.needs_card(pledge):
         flash(_("This pledge no longer needs a card."), "info")
         return redirect(url_for("payments.manage", key=key))
     form = CardForm()
@@ -337,8 +335,19 @@ def _after_card(pledge: Pledge, key: str, saved):
         message = _("Your pledge is active.")
     if old_method:
         _release_quietly(pledge.provider_customer_id, old_method)
+    if pledge.retry_requested:
+        _retry_now(pledge)
+        message = _("Your new card is saved; we are trying it now.")
     flash(message, "success")
     return redirect(url_for("payments.manage", key=key))
+
+
+def _retry_now(pledge: Pledge) -> None:
+    from core.jobs import enqueue_after_commit
+    from payments.jobs import charge_campaign
+
+    enqueue_after_commit(charge_campaign, pledge.campaign_id)
+    db.session.commit()
 
 
 def _release_quietly(customer_id: str | None, method_id: str | None) -> None:
@@ -348,6 +357,53 @@ def _release_quietly(customer_id: str | None, method_id: str | None) -> None:
         get_backend().release(customer_id, method_id)
     except BackendError:
         current_app.logger.warning("payments: releasing a card failed; settlement retries it")
+
+
+@bp.route("/pledge/<key>/authenticate", methods=["GET", "POST"])
+@with_pledge
+@payment_page
+def authenticate(pledge: Pledge, key: str):
+    """The issuer wants the supporter present: confirm the payment on-session."""
+    from payments import settlement
+
+    if pledge.status != PledgeStatus.NEEDS_AUTHENTICATION:
+        return redirect(url_for("payments.manage", key=key))
+    form = CancelForm()  # a bare CSRF-checked confirmation
+    if form.validate_on_submit():
+        claim = settlement.claim_for_authentication(pledge.id)
+        if claim is not None:
+            result = settlement.call_provider(get_backend(), settlement._limiter(), claim)
+            outcome = settlement.record_result(claim, result) if result else "unreachable"
+            messages = {
+                "charged": (_("Thank you: your payment is confirmed."), "success"),
+                "unreachable": (_("The payment provider did not answer; we will retry."), "error"),
+            }
+            text, category = messages.get(
+                outcome, (_("Your bank did not confirm the payment. Try another card."), "error")
+            )
+            flash(text, category)
+        return redirect(url_for("payments.manage", key=key))
+    return render_template(
+        "payments/authenticate.html", pledge=pledge, key=key, form=form, simulated=_simulated()
+    )
+
+
+@bp.get("/c/<slug>/settlement")
+@login_required
+def settlement_progress(slug: str):
+    """The organizers' view of settlement, refreshing itself while it runs."""
+    from payments import settlement
+
+    campaign = db.session.scalar(select(Campaign).where(Campaign.slug == slug))
+    if campaign is None or campaign.role_of(current_user) is None:
+        abort(404)
+    counts = settlement.progress(campaign.id)
+    return render_template(
+        "payments/settlement.html",
+        campaign=campaign,
+        counts=counts,
+        running=campaign.status in ("funded", "settling", "unfunded"),
+    )
 
 
 @bp.get("/pledges")
