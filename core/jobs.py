@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import wraps
 
-from flask import Flask, current_app, has_app_context
+from flask import Flask, current_app, has_app_context, has_request_context
 from sqlalchemy import String, Text, event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -63,19 +63,23 @@ def record_failure(name: str, args: tuple, exc: BaseException) -> None:
 
 
 def app_job(fn: Callable) -> Callable:
-    """Run a job inside an app context (and a request context for url_for), creating
-    the app on first use in an RQ worker process."""
+    """Run a job inside an app context and a request context on PUBLIC_URL (for
+    url_for in emails), creating the app on first use in a bare RQ worker process."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
-        if has_app_context():
+        if has_request_context():
             return fn(*args, **kwargs)
-        global _worker_app
-        if _worker_app is None:
-            from app import create_app
+        if has_app_context():
+            app = current_app._get_current_object()
+        else:
+            global _worker_app
+            if _worker_app is None:
+                from app import create_app
 
-            _worker_app = create_app()
-        with _worker_app.test_request_context("/", base_url=_worker_app.config["PUBLIC_URL"]):
+                _worker_app = create_app()
+            app = _worker_app
+        with app.test_request_context("/", base_url=app.config["PUBLIC_URL"]):
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:

@@ -369,9 +369,13 @@ def call_provider(backend, limiter: RateLimiter, claim: Claim) -> ChargeResult |
 
 def _fault_point() -> None:
     """Fault injection for the crash tests: COUNTERFUND_FAULT_KILL_RATE=0.02 makes the
-    worker SIGKILL itself right after a provider call, before recording it."""
+    worker die by SIGKILL right after a provider call, before recording it. Inside an
+    RQ work horse (its own process group) the worker that forked it dies too, as on a
+    machine crash."""
     rate = float(os.environ.get("COUNTERFUND_FAULT_KILL_RATE") or 0)
     if rate and random.random() < rate:  # noqa: S311 - not cryptography
+        if os.environ.get("RQ_WORKER_ID"):
+            os.kill(os.getppid(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
 
 

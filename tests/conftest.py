@@ -236,3 +236,23 @@ def stripe_app(make_app, localstripe):
         STRIPE_API_BASE=localstripe,
         STRIPE_JS_URL=f"{localstripe}/js.stripe.com/v3/",
     )
+
+
+@pytest.fixture
+def redis_url():
+    """A real Redis (TEST_REDIS_URL), emptied for the test; required under CI=true."""
+    import redis
+
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but TEST_REDIS_URL is not set: Redis must be tested")
+        pytest.skip("TEST_REDIS_URL not set: RQ tests not run")
+    connection = redis.Redis.from_url(url)
+    try:
+        connection.flushdb()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.fail(f"Redis at TEST_REDIS_URL is unreachable: {exc}")
+    yield url
+    connection.flushdb()
+    connection.close()
