@@ -156,6 +156,7 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "SETTLEMENT_BATCH_SIZE": _int(env, "SETTLEMENT_BATCH_SIZE", 200, minimum=1),
         "SETTLEMENT_FAN_OUT": _int(env, "SETTLEMENT_FAN_OUT", 4, minimum=1),
         "SETTLEMENT_CONCURRENCY": _int(env, "SETTLEMENT_CONCURRENCY", 32, minimum=1),
+        "SETTLEMENT_RECORDERS": _int(env, "SETTLEMENT_RECORDERS", 4, minimum=1),
         "SETTLEMENT_RATE_LIMIT": _int(env, "SETTLEMENT_RATE_LIMIT", 95, minimum=1),
         "CHARGE_LEASE_SECONDS": _int(env, "CHARGE_LEASE_SECONDS", 300, minimum=0),
         "RETRY_WINDOW": _int(env, "RETRY_WINDOW", 7 * 24 * 3600, minimum=0),

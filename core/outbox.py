@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from flask import current_app, g, has_request_context
-from sqlalchemy import String, Text, select, update
+from sqlalchemy import String, Text, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import utcnow
@@ -46,6 +46,18 @@ def queue(recipient: str, subject: str, body: str, topic: str = "") -> OutboxMes
     if has_request_context():
         g.setdefault("outbox_ids", []).append(message.id)
     return message
+
+
+def queue_many(messages: list[tuple[str, str, str, str]]) -> None:
+    """Many (recipient, subject, body, topic) at once; delivered by the next sweep."""
+    if messages:
+        db.session.execute(
+            insert(OutboxMessage),
+            [
+                {"recipient": r, "subject": s, "body": b, "topic": t, "created_at": utcnow()}
+                for r, s, b, t in messages
+            ],
+        )
 
 
 def outbox_folder() -> Path:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.clock import utcnow
@@ -48,3 +48,21 @@ class LedgerPosting(db.Model):
     currency: Mapped[str] = mapped_column(String(3))
 
     transaction: Mapped[LedgerTransaction] = relationship(back_populates="postings")
+
+
+class LedgerBalance(db.Model):
+    """Running balance per account and currency, moved in the same transaction as the
+    postings. The database refuses a campaign balance below zero."""
+
+    __tablename__ = "ledger_balances"
+    __table_args__ = (
+        UniqueConstraint("account", "currency", name="uq_ledger_balances_account_currency"),
+        CheckConstraint(
+            "balance >= 0 OR account NOT LIKE 'campaign:%'", name="campaign_not_negative"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(80))
+    currency: Mapped[str] = mapped_column(String(3))
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, not_, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
+from core.clock import utcnow
 from core.extensions import db
 from core.money import Money, validate_currency
-from ledger.models import EntryKind, LedgerPosting, LedgerTransaction
+from ledger.models import EntryKind, LedgerBalance, LedgerPosting, LedgerTransaction
 
 SUPPORTERS = "supporters"  # money coming in from outside (card payments)
 PROCESSOR_FEES = "processor:fees"
@@ -24,6 +27,16 @@ class LedgerError(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class Entry:
+    kind: EntryKind
+    campaign_id: int | None
+    reference: str
+    postings: tuple[tuple[str, Money], ...]
+    counterparty: str = ""
+    memo: str = ""
+
+
 def record(
     kind: EntryKind,
     *,
@@ -34,46 +47,99 @@ def record(
     memo: str = "",
 ) -> LedgerTransaction:
     """Append one balanced transaction (its postings sum to zero per currency)."""
-    postings = list(postings)
-    if len(postings) < 2:
-        raise LedgerError("a transaction needs at least two postings")
-    sums: dict[str, int] = defaultdict(int)
-    for _account, money in postings:
-        sums[validate_currency(money.currency)] += money.amount
-    if any(sums.values()):
-        raise LedgerError(f"postings do not balance: {dict(sums)}")
-    transaction = LedgerTransaction(
-        kind=kind,
-        campaign_id=campaign_id,
-        reference=reference,
-        counterparty=counterparty,
-        memo=memo,
+    [transaction_id] = record_many(
+        [Entry(kind, campaign_id, reference, tuple(postings), counterparty, memo)]
     )
-    db.session.add(transaction)
-    db.session.flush()
-    for account, money in postings:
-        db.session.add(
-            LedgerPosting(
-                transaction_id=transaction.id,
-                account=account,
-                amount=money.amount,
-                currency=money.currency,
+    return db.session.get(LedgerTransaction, transaction_id)
+
+
+def record_many(entries: list[Entry]) -> list[int]:
+    """Append balanced transactions in order, in a few statements whatever their number;
+    returns their ids. Balances move once per account, after every entry is checked."""
+    deltas: dict[tuple[str, str], int] = defaultdict(int)
+    for entry in entries:
+        if len(entry.postings) < 2:
+            raise LedgerError("a transaction needs at least two postings")
+        sums: dict[str, int] = defaultdict(int)
+        for account, money in entry.postings:
+            sums[validate_currency(money.currency)] += money.amount
+            deltas[(account, money.currency)] += money.amount
+        if any(sums.values()):
+            raise LedgerError(f"postings of {entry.reference} do not balance: {dict(sums)}")
+    # Credits before debits, so an account is never checked half-way through.
+    for (account, currency), delta in sorted(deltas.items(), key=lambda item: -item[1]):
+        if delta:
+            _move_balance(account, Money(delta, currency))
+    ids = db.session.scalars(
+        insert(LedgerTransaction).returning(LedgerTransaction.id, sort_by_parameter_order=True),
+        [
+            {
+                "kind": e.kind,
+                "campaign_id": e.campaign_id,
+                "reference": e.reference,
+                "counterparty": e.counterparty,
+                "memo": e.memo,
+                "created_at": utcnow(),
+            }
+            for e in entries
+        ],
+    ).all()
+    db.session.execute(
+        insert(LedgerPosting),
+        [
+            {
+                "transaction_id": transaction_id,
+                "account": account,
+                "amount": money.amount,
+                "currency": money.currency,
+            }
+            for transaction_id, entry in zip(ids, entries, strict=True)
+            for account, money in entry.postings
+        ],
+    )
+    return list(ids)
+
+
+def _move_balance(account: str, money: Money) -> None:
+    """Add to a running balance with one guarded UPDATE: parallel postings to one
+    account never lose an update, and a campaign's balance never goes below zero (the
+    table's CHECK constraint is the backstop). Not an upsert: PostgreSQL checks
+    constraints on the row it proposes to insert before noticing the conflict."""
+    allowed = or_(
+        LedgerBalance.balance + money.amount >= 0,
+        not_(LedgerBalance.account.startswith("campaign:")),
+    )
+    row = LedgerBalance.account == account, LedgerBalance.currency == money.currency
+    moved = db.session.execute(
+        update(LedgerBalance)
+        .where(*row, allowed)
+        .values(balance=LedgerBalance.balance + money.amount)
+    ).rowcount
+    if moved:
+        return
+    if db.session.scalar(select(LedgerBalance.id).where(*row)) is not None:
+        raise LedgerError(f"{account} cannot go below zero in {money.currency}")
+    if account.startswith("campaign:") and money.amount < 0:
+        raise LedgerError(f"{account} cannot go below zero in {money.currency}")
+    try:
+        with db.session.begin_nested():  # first posting to this account: create its row
+            db.session.execute(
+                insert(LedgerBalance).values(
+                    account=account, currency=money.currency, balance=money.amount
+                )
             )
-        )
-    if campaign_id is not None:
-        account = campaign_account(campaign_id)
-        for currency in sums:
-            if balance(account, currency) < 0:
-                raise LedgerError(f"{account} would go below zero in {currency}")
-    db.session.flush()
-    return transaction
+    except IntegrityError:  # created by a parallel transaction meanwhile
+        _move_balance(account, money)
 
 
 def balance(account: str, currency: str) -> int:
-    return db.session.scalar(
-        select(func.coalesce(func.sum(LedgerPosting.amount), 0)).where(
-            LedgerPosting.account == account, LedgerPosting.currency == currency
+    return (
+        db.session.scalar(
+            select(LedgerBalance.balance).where(
+                LedgerBalance.account == account, LedgerBalance.currency == currency
+            )
         )
+        or 0
     )
 
 

@@ -27,13 +27,27 @@ import random
 import signal
 import threading
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import String, and_, case, cast, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm.attributes import set_committed_value
 
 from campaigns.models import Campaign, CampaignStatus, FundingModel
 from core import outbox
@@ -379,29 +393,61 @@ def _fault_point() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+RECORD_GROUP = 100
+
+
 def charge_claims(claims: list[Claim]) -> dict[str, int]:
-    """Call the provider for many claims at once (bounded concurrency and rate), and
-    record each answer in its own transaction as it arrives."""
+    """Call the provider for many claims at once (bounded concurrency and rate) and
+    record the answers as they arrive. Successful charges are recorded in groups (one
+    transaction per group, on a recorder thread, overlapping the calls still in
+    flight); declines and other outcomes one by one."""
+    app = current_app._get_current_object()
     backend = get_backend()
     limiter = _limiter()
-    counts: dict[str, int] = {}
-    workers = min(current_app.config["SETTLEMENT_CONCURRENCY"], len(claims)) or 1
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="charge") as pool:
-        futures = {pool.submit(call_provider, backend, limiter, c): c for c in claims}
-        for future in as_completed(futures):
-            claim = futures[future]
-            result = future.result()
+    counts: dict[str, int] = defaultdict(int)
+    callers = min(app.config["SETTLEMENT_CONCURRENCY"], len(claims)) or 1
+
+    def record(group: list[tuple[Claim, ChargeResult]], others: list) -> dict[str, int]:
+        tally: dict[str, int] = defaultdict(int)
+        with app.test_request_context("/", base_url=app.config["PUBLIC_URL"]):
+            won = record_charges(group)
+            tally["charged"] += won
+            tally["already_recorded"] += len(group) - won
+            for claim, result in others:
+                tally[record_result(claim, result) if result else "unreachable"] += 1
+        return tally
+
+    with (
+        ThreadPoolExecutor(max_workers=callers, thread_name_prefix="charge") as calling,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="record") as recording,
+    ):
+        calls = {calling.submit(call_provider, backend, limiter, c): c for c in claims}
+        group, others, recorded = [], [], []
+        for done, future in enumerate(as_completed(calls), start=1):
+            claim, result = calls[future], future.result()
             _fault_point()
-            outcome = record_result(claim, result) if result is not None else "unreachable"
-            counts[outcome] = counts.get(outcome, 0) + 1
-    return counts
+            if result is not None and result.status == "succeeded":
+                group.append((claim, result))
+            else:
+                others.append((claim, result))
+            if len(group) >= RECORD_GROUP or done == len(calls):
+                recorded.append(recording.submit(record, group, others))
+                group, others = [], []
+        for future in recorded:
+            for outcome, count in future.result().items():
+                counts[outcome] += count
+    return {outcome: count for outcome, count in counts.items() if count}
 
 
 # ---- Recording -----------------------------------------------------------------------
 
 
 def record_result(claim: Claim, result: ChargeResult) -> str:
-    """Apply the provider's answer; returns the outcome. Commits."""
+    """Apply the provider's answer in one transaction; returns the outcome. Commits.
+
+    Only the transaction whose guarded UPDATE finds the pledge still `charging` under
+    this claim's key records anything, ledger included.
+    """
     now = utcnow()
     pledge = db.session.get(Pledge, claim.pledge_id)
     campaign = pledge.campaign
@@ -413,7 +459,6 @@ def record_result(claim: Claim, result: ChargeResult) -> str:
     window_end = (campaign.decided_at or now) + timedelta(
         seconds=current_app.config["RETRY_WINDOW"]
     )
-
     if result.status == "succeeded":
         values = {
             "status": PledgeStatus.CHARGED,
@@ -443,67 +488,82 @@ def record_result(claim: Claim, result: ChargeResult) -> str:
         }
         outcome = "failed"
 
-    won = (
-        db.session.execute(
-            update(Pledge)
-            .where(guard)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        == 1
-    )
-    if not won:
-        db.session.rollback()
-        return "already_recorded"
-    db.session.add(
-        PledgeEvent(
-            pledge_id=pledge.id,
-            kind=f"charge_{outcome}",
-            from_status="charging",
-            to_status=values["status"],
-            amount=result.amount,
-            detail=result.decline_code or "",
+    # One transaction: the state, its event, the ledger and the email.
+    row = db.session.execute(
+        update(Pledge)
+        .where(guard)
+        .values(**values)
+        .returning(Pledge.retry_until)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        outcome = "already_recorded"
+    else:
+        # Keep the loaded pledge in step without reading it back.
+        for name, value in values.items():
+            set_committed_value(pledge, name, row.retry_until if name == "retry_until" else value)
+        db.session.add(
+            PledgeEvent(
+                pledge_id=pledge.id,
+                kind=f"charge_{outcome}",
+                from_status="charging",
+                to_status=values["status"],
+                amount=result.amount,
+                detail=result.decline_code or "",
+            )
         )
-    )
-    db.session.refresh(pledge)
-    if outcome == "charged":
-        _write_charge_to_ledger(pledge, campaign, result)
-        db.session.execute(
-            update(Campaign)
-            .where(Campaign.id == campaign.id)
-            .values(collected_amount=Campaign.collected_amount + result.amount)
-            .execution_options(synchronize_session=False)
-        )
-    _email_outcome(pledge, outcome)
+        if outcome == "charged":
+            _write_charge_to_ledger(pledge, campaign, result)
+            db.session.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign.id)
+                .values(collected_amount=Campaign.collected_amount + result.amount)
+                .execution_options(synchronize_session=False)
+            )
+        _email_outcome(pledge, outcome)
     db.session.commit()
     return outcome
 
 
-def _write_charge_to_ledger(pledge: Pledge, campaign: Campaign, result: ChargeResult) -> None:
-    account = ledger.campaign_account(campaign.id)
+def _ledger_entries(pledge: Pledge, campaign_id: int, result: ChargeResult) -> list:
+    account = ledger.campaign_account(campaign_id)
     amount = Money(result.amount, result.currency)
-    counterparty = public_counterparty(pledge)
-    ledger.record(
-        EntryKind.PLEDGE_CHARGE,
-        campaign_id=campaign.id,
-        reference=public_reference("charge", pledge.id),
-        postings=[(ledger.SUPPORTERS, -amount), (account, amount)],
-        counterparty=counterparty,
-        memo="Pledge charged at the deadline",
-    )
+    entries = [
+        ledger.Entry(
+            EntryKind.PLEDGE_CHARGE,
+            campaign_id,
+            public_reference("charge", pledge.id),
+            ((ledger.SUPPORTERS, -amount), (account, amount)),
+            public_counterparty(pledge),
+            "Pledge charged at the deadline",
+        )
+    ]
     if result.fee:
         fee = Money(result.fee, result.currency)
-        ledger.record(
-            EntryKind.PROCESSOR_FEE,
-            campaign_id=campaign.id,
-            reference=public_reference("fee", pledge.id),
-            postings=[(account, -fee), (ledger.PROCESSOR_FEES, fee)],
-            counterparty="payment processor",
-            memo="Card processing fee",
+        entries.append(
+            ledger.Entry(
+                EntryKind.PROCESSOR_FEE,
+                campaign_id,
+                public_reference("fee", pledge.id),
+                ((account, -fee), (ledger.PROCESSOR_FEES, fee)),
+                "payment processor",
+                "Card processing fee",
+            )
         )
+    return entries
+
+
+def _write_charge_to_ledger(pledge: Pledge, campaign: Campaign, result: ChargeResult) -> None:
+    ledger.record_many(_ledger_entries(pledge, campaign.id, result))
 
 
 def _email_outcome(pledge: Pledge, outcome: str) -> None:
+    message = _outcome_email(pledge, outcome)
+    if message is not None:
+        outbox.queue(*message)
+
+
+def _outcome_email(pledge: Pledge, outcome: str) -> tuple[str, str, str, str] | None:
     from payments.services import manage_url
 
     campaign = pledge.campaign
@@ -548,8 +608,103 @@ def _email_outcome(pledge: Pledge, outcome: str) -> None:
             m=pledge.money.format(),
         )
     else:
-        return
-    outbox.queue(pledge.email, str(subject), str(body), topic=f"pledge-{outcome}")
+        return None
+    return pledge.email, str(subject), str(body), f"pledge-{outcome}"
+
+
+def record_charges(pairs: list[tuple[Claim, ChargeResult]]) -> int:
+    """Record many successful charges in one transaction, in a few statements: the
+    pledges' guarded state change, their events, the ledger, the campaign's collected
+    total and the receipts. Returns how many this transaction won. Commits."""
+    if not pairs:
+        return 0
+    now = utcnow()
+    by_id = {claim.pledge_id: (claim, result) for claim, result in pairs}
+    # Lock the rows (PostgreSQL), then keep those still charging under the same key.
+    current = db.session.execute(
+        select(Pledge.id, Pledge.status, Pledge.charge_key)
+        .where(Pledge.id.in_(by_id))
+        .with_for_update()
+    ).all()
+    winners = [
+        row.id
+        for row in current
+        if row.status == PledgeStatus.CHARGING and row.charge_key == by_id[row.id][0].charge_key
+    ]
+    if not winners:
+        db.session.rollback()
+        return 0
+    table = Pledge.__table__
+    moved = (
+        db.session.connection()
+        .execute(
+            table.update()
+            .where(
+                table.c.id == bindparam("pid"),
+                table.c.status == PledgeStatus.CHARGING.value,
+                table.c.charge_key == bindparam("key"),
+            )
+            .values(
+                status=PledgeStatus.CHARGED.value,
+                provider_charge_id=bindparam("b_charge"),
+                charged_amount=bindparam("b_amount"),
+                fee_amount=bindparam("b_fee"),
+                charged_at=now,
+                failure_code="",
+            ),
+            [
+                {
+                    "pid": pid,
+                    "key": by_id[pid][0].charge_key,
+                    "b_charge": by_id[pid][1].charge_id,
+                    "b_amount": by_id[pid][1].amount,
+                    "b_fee": by_id[pid][1].fee,
+                }
+                for pid in winners
+            ],
+        )
+        .rowcount
+    )
+    if moved != len(winners):
+        # Someone recorded part of the group meanwhile (SQLite has no row locks to stop
+        # them): start again one by one, each guarded on its own.
+        db.session.rollback()
+        return sum(record_result(*by_id[pid]) == "charged" for pid in winners)
+    pledges = db.session.scalars(
+        select(Pledge).where(Pledge.id.in_(winners)).order_by(Pledge.id)
+    ).all()
+    db.session.execute(
+        insert(PledgeEvent),
+        [
+            {
+                "pledge_id": p.id,
+                "kind": "charge_charged",
+                "from_status": "charging",
+                "to_status": "charged",
+                "amount": by_id[p.id][1].amount,
+                "detail": "",
+                "created_at": now,
+            }
+            for p in pledges
+        ],
+    )
+    entries, collected, emails = [], defaultdict(int), []
+    for pledge in pledges:
+        _claim, result = by_id[pledge.id]
+        entries.extend(_ledger_entries(pledge, pledge.campaign_id, result))
+        collected[pledge.campaign_id] += result.amount
+        emails.append(_outcome_email(pledge, "charged"))
+    ledger.record_many(entries)
+    for campaign_id, amount in collected.items():
+        db.session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(collected_amount=Campaign.collected_amount + amount)
+            .execution_options(synchronize_session=False)
+        )
+    outbox.queue_many(emails)
+    db.session.commit()
+    return len(pledges)
 
 
 # ---- Retries, reminders, the end of the window ---------------------------------------
