@@ -153,7 +153,7 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "JOB_RUNNER": job_runner,
         "JOB_QUEUE": env.get("JOB_QUEUE", "settlement"),
         "SWEEP_INTERVAL": _int(env, "SWEEP_INTERVAL", 60, minimum=1),
-        "SETTLEMENT_BATCH_SIZE": _int(env, "SETTLEMENT_BATCH_SIZE", 200, minimum=1),
+        "SETTLEMENT_BATCH_SIZE": _int(env, "SETTLEMENT_BATCH_SIZE", 500, minimum=1),
         "SETTLEMENT_FAN_OUT": _int(env, "SETTLEMENT_FAN_OUT", 4, minimum=1),
         "SETTLEMENT_CONCURRENCY": _int(env, "SETTLEMENT_CONCURRENCY", 32, minimum=1),
         "SETTLEMENT_RECORDERS": _int(env, "SETTLEMENT_RECORDERS", 4, minimum=1),

@@ -95,6 +95,7 @@ def app_job(fn: Callable) -> Callable:
 def enqueue_after_commit(
     func: Callable, *args, at: datetime | None = None, job_id: str | None = None
 ) -> None:
+    db.session.connection()  # a transaction under way, so a rollback is seen
     pending = db.session.info.setdefault("after_commit_jobs", [])
     pending.append((func, args, at, job_id))
 
@@ -109,9 +110,12 @@ def _after_commit(session: Session) -> None:
         runner.enqueue(func, *args, at=at, job_id=job_id)
 
 
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    session.info.pop("after_commit_jobs", None)
+@event.listens_for(Session, "after_soft_rollback")
+def _after_rollback(session: Session, previous_transaction) -> None:
+    # Fires on every rollback() call, even with no transaction under way; a savepoint's
+    # rollback leaves the outer transaction's jobs alone.
+    if not previous_transaction.nested:
+        session.info.pop("after_commit_jobs", None)
 
 
 # ---- runners -------------------------------------------------------------------------
@@ -154,6 +158,7 @@ class ThreadRunner:
         self._counter = itertools.count()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._stopping = False
 
     def start(self) -> None:
         if self._thread is None:
@@ -161,6 +166,14 @@ class ThreadRunner:
             self._thread.start()
             if self.sweep is not None:
                 self.enqueue(self._sweep_and_reschedule)
+
+    def stop(self, timeout: float = 10) -> None:
+        """Finish the job under way, then end the thread (tests, shutdown)."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def _sweep_and_reschedule(self) -> None:
         try:
@@ -178,9 +191,11 @@ class ThreadRunner:
     def _loop(self) -> None:
         while True:
             with self._wake:
-                while not self._heap or self._heap[0][0] > time.time():
+                while not self._stopping and (not self._heap or self._heap[0][0] > time.time()):
                     timeout = self._heap[0][0] - time.time() if self._heap else None
                     self._wake.wait(timeout)
+                if self._stopping:
+                    return
                 _, _, func, args = heapq.heappop(self._heap)
             with self.app.test_request_context("/", base_url=self.app.config["PUBLIC_URL"]):
                 try:

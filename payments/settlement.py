@@ -27,7 +27,7 @@ import random
 import signal
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import timedelta
@@ -325,22 +325,32 @@ def _claim(row, recovering: bool) -> Claim:
 
 
 class RateLimiter:
-    """At most `rate` calls per second from this process, spaced evenly (so a burst
-    never exceeds the provider's per-second limit)."""
+    """At most `rate` provider calls in any one-second window from this process, spaced
+    evenly. Spacing alone is not enough: a thread that wakes late (the GIL, the
+    scheduler) would bunch calls, so the window is also counted at the moment each
+    call really starts."""
 
     def __init__(self, rate: int):
+        self.rate = rate
         self.interval = 1.0 / rate
         self.lock = threading.Lock()
         self.next_slot = time.monotonic()
+        self.recent: deque[float] = deque()
 
     def wait(self) -> None:
-        with self.lock:
-            now = time.monotonic()
-            slot = max(now, self.next_slot)
-            self.next_slot = slot + self.interval
-        delay = slot - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                while self.recent and self.recent[0] <= now - 1.0:
+                    self.recent.popleft()
+                if now >= self.next_slot and len(self.recent) < self.rate:
+                    self.recent.append(now)
+                    self.next_slot = max(self.next_slot + self.interval, now)
+                    return
+                delay = self.next_slot - now
+                if len(self.recent) >= self.rate:
+                    delay = max(delay, self.recent[0] + 1.0 - now)
+            time.sleep(max(delay, 0.001))
 
 
 _limiters: dict[int, RateLimiter] = {}

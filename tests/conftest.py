@@ -114,6 +114,10 @@ def make_app(backend, tmp_root, tmp_path, monkeypatch):
         return app
 
     yield factory
+    for app in built:
+        runner = app.extensions.get("job_runner")
+        if hasattr(runner, "stop"):
+            runner.stop()
     clock.freeze(None)
     for app in built:
         _empty_tables(app)
