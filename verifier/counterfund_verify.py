@@ -1,0 +1,299 @@
+#!/usr/bin/env python3
+"""Verify a Counterfund public ledger without trusting the operator, or the app.
+
+One file; needs only Python 3.9+ and the `cryptography` package (pip install
+cryptography). What it checks, from files you download yourself:
+
+  python3 counterfund_verify.py --key KEY --checkpoint checkpoint.txt --export ledger.json
+      The checkpoint is a note signed by KEY (the published verifier key,
+      "<name>+<key id>+<base64 key>"); every entry of the JSON export is re-hashed
+      from its exact leaf bytes; the entries are numbered 0..n-1 with no gap; each
+      transaction's postings sum to zero per currency; and the Merkle root of the
+      first <tree size> entries equals the root the operator signed.
+
+  python3 counterfund_verify.py --key KEY --checkpoint checkpoint.txt \\
+      --inclusion proof.json
+      An inclusion proof (as served at /api/v1/ledger/proof/inclusion, with the entry's
+      leaf from /api/v1/ledger/entries) shows one entry is in the signed tree.
+
+  python3 counterfund_verify.py --key KEY --checkpoint new.txt --old-checkpoint old.txt \\
+      --consistency proof.json
+      A consistency proof shows the newer signed tree extends the older one: history
+      was only appended to, never rewritten.
+
+Hashing follows RFC 6962: leaf = SHA-256(0x00 || leaf bytes), node = SHA-256(0x01 ||
+left || right). Checkpoints follow C2SP tlog-checkpoint, signed as a C2SP signed note
+with Ed25519. Exit status 0 means every check passed; anything else names what failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import sys
+from collections import defaultdict
+
+HASH_SIZE = 32
+
+
+class VerificationError(Exception):
+    pass
+
+
+# ---- Merkle hashing and proof verification (RFC 9162 2.1.3.2 and 2.1.4.2) --------
+
+
+def leaf_hash(leaf: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + leaf).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def root_of(leaf_hashes: list[bytes]) -> bytes:
+    """The root of a whole tree, computed in one pass with a stack of perfect subtrees."""
+    if not leaf_hashes:
+        return hashlib.sha256(b"").digest()
+    stack: list[tuple[int, bytes]] = []  # (size, hash)
+    for value in leaf_hashes:
+        size, current = 1, value
+        while stack and stack[-1][0] == size:
+            left_size, left = stack.pop()
+            current = node_hash(left, current)
+            size += left_size
+        stack.append((size, current))
+    current = stack.pop()[1]
+    while stack:
+        current = node_hash(stack.pop()[1], current)
+    return current
+
+
+def _check_hash(value: bytes, what: str) -> None:
+    if len(value) != HASH_SIZE:
+        raise VerificationError(f"{what} is {len(value)} bytes, not {HASH_SIZE}")
+
+
+def verify_inclusion(index: int, size: int, leaf: bytes, proof: list[bytes],
+                     root: bytes) -> None:
+    """Raise VerificationError unless `proof` shows leaf hash `leaf` at `index` in the
+    tree of `size` entries with `root`."""
+    _check_hash(leaf, "leaf hash")
+    _check_hash(root, "root")
+    for item in proof:
+        _check_hash(item, "proof hash")
+    if index < 0 or size <= 0 or index >= size:
+        raise VerificationError(f"index {index} is not inside a tree of size {size}")
+    fn, sn, current = index, size - 1, leaf
+    for item in proof:
+        if sn == 0:
+            raise VerificationError("the inclusion proof is too long")
+        if fn % 2 == 1 or fn == sn:
+            current = node_hash(item, current)
+            if fn % 2 == 0:
+                while fn % 2 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            current = node_hash(current, item)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise VerificationError("the inclusion proof is too short")
+    if current != root:
+        raise VerificationError("the inclusion proof does not lead to the root")
+
+
+def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes,
+                       proof: list[bytes]) -> None:
+    """Raise VerificationError unless the tree of `size2` entries with `root2` extends
+    the tree of `size1` entries with `root1`."""
+    for item in proof:
+        _check_hash(item, "proof hash")
+    if size1 <= 0:
+        raise VerificationError("a consistency proof must start from a non-empty tree")
+    if size1 > size2:
+        raise VerificationError("the first tree is larger than the second")
+    if size1 == size2:
+        if proof:
+            raise VerificationError("trees of equal size need an empty proof")
+        if root1 != root2:
+            raise VerificationError("trees of equal size have different roots")
+        return
+    _check_hash(root1, "first root")
+    _check_hash(root2, "second root")
+    if not proof:
+        raise VerificationError("the consistency proof is empty")
+    path = list(proof)
+    if size1 & (size1 - 1) == 0:  # an exact power of two: the old root is a node
+        path.insert(0, root1)
+    fn, sn = size1 - 1, size2 - 1
+    while fn % 2 == 1:
+        fn >>= 1
+        sn >>= 1
+    first = second = path[0]
+    for item in path[1:]:
+        if sn == 0:
+            raise VerificationError("the consistency proof is too long")
+        if fn % 2 == 1 or fn == sn:
+            first = node_hash(item, first)
+            second = node_hash(item, second)
+            if fn % 2 == 0:
+                while fn % 2 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            second = node_hash(second, item)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise VerificationError("the consistency proof is too short")
+    if first != root1:
+        raise VerificationError("the consistency proof does not lead to the first root")
+    if second != root2:
+        raise VerificationError("the consistency proof does not lead to the second root")
+
+
+# ---- Signed checkpoints (C2SP tlog-checkpoint and signed-note) ---------------------
+
+
+def key_id(name: str, public_key: bytes) -> bytes:
+    return hashlib.sha256(name.encode() + b"\n" + b"\x01" + public_key).digest()[:4]
+
+
+def parse_verifier_key(text: str) -> tuple[str, bytes, bytes]:
+    """'<name>+<8 hex digits>+<base64(0x01 || Ed25519 public key)>'."""
+    try:
+        name, hex_id, encoded = text.strip().split("+")
+        raw = base64.b64decode(encoded, validate=True)
+    except (ValueError, TypeError):
+        raise VerificationError("the verifier key is malformed") from None
+    if len(raw) != 33 or raw[0] != 1:
+        raise VerificationError("the verifier key is not an Ed25519 key")
+    public_key = raw[1:]
+    if key_id(name, public_key).hex() != hex_id:
+        raise VerificationError("the verifier key's id does not match its name and key")
+    return name, bytes.fromhex(hex_id), public_key
+
+
+def verify_checkpoint(note: str, verifier_key: str) -> tuple[str, int, bytes]:
+    """Check the note's Ed25519 signature; return (origin, tree size, root hash)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    name, wanted_id, public_key = parse_verifier_key(verifier_key)
+    body, separator, signatures = note.partition("\n\n")
+    if not separator:
+        raise VerificationError("the checkpoint has no signature block")
+    body += "\n"
+    verified = False
+    for line in signatures.splitlines():
+        if not line.startswith("\u2014 "):
+            raise VerificationError("malformed signature line in the checkpoint")
+        signer, _, encoded = line[2:].rpartition(" ")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            raise VerificationError("malformed signature in the checkpoint") from None
+        if signer != name or raw[:4] != wanted_id:
+            continue
+        try:
+            Ed25519PublicKey.from_public_bytes(public_key).verify(raw[4:], body.encode())
+        except InvalidSignature:
+            raise VerificationError("the checkpoint's signature is not valid") from None
+        verified = True
+    if not verified:
+        raise VerificationError(f"the checkpoint carries no signature by {name}")
+    lines = body.split("\n")
+    if len(lines) < 4:
+        raise VerificationError("the checkpoint body is too short")
+    origin, size_text, root_text = lines[0], lines[1], lines[2]
+    if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
+        raise VerificationError("the checkpoint's tree size is malformed")
+    root = base64.b64decode(root_text, validate=True)
+    _check_hash(root, "checkpoint root")
+    return origin, int(size_text), root
+
+
+# ---- Exports -----------------------------------------------------------------------
+
+
+def check_export(entries: list[dict], size: int, root: bytes) -> int:
+    """Re-hash every leaf, check numbering and balances, compare the root."""
+    hashes = []
+    for position, entry in enumerate(entries):
+        if entry.get("index") != position:
+            raise VerificationError(f"entry {position}: index {entry.get('index')} out of order")
+        leaf = base64.b64decode(entry["leaf"], validate=True)
+        transaction = json.loads(leaf)
+        canonical = json.dumps(transaction, sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=False).encode()
+        if canonical != leaf:
+            raise VerificationError(f"entry {position}: leaf bytes are not canonical JSON")
+        sums: dict[str, int] = defaultdict(int)
+        for posting in transaction["postings"]:
+            if not isinstance(posting["amount"], int):
+                raise VerificationError(f"entry {position}: an amount is not an integer")
+            sums[posting["currency"]] += posting["amount"]
+        if any(sums.values()):
+            raise VerificationError(f"entry {position}: postings do not sum to zero")
+        hashes.append(leaf_hash(leaf))
+    if len(hashes) < size:
+        raise VerificationError(f"the export has {len(hashes)} entries; the tree has {size}")
+    if root_of(hashes[:size]) != root:
+        raise VerificationError("the export's entries do not produce the signed root")
+    return size
+
+
+def _b64list(items) -> list[bytes]:
+    return [base64.b64decode(item, validate=True) for item in items]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--key", required=True, help="the published verifier key")
+    parser.add_argument("--checkpoint", required=True, help="a signed checkpoint file")
+    parser.add_argument("--export", help="a JSON export of the ledger")
+    parser.add_argument("--inclusion", help="an inclusion proof (JSON)")
+    parser.add_argument("--old-checkpoint", help="an earlier signed checkpoint")
+    parser.add_argument("--consistency", help="a consistency proof (JSON) old → new")
+    args = parser.parse_args(argv)
+    try:
+        with open(args.checkpoint, encoding="utf-8") as f:
+            origin, size, root = verify_checkpoint(f.read(), args.key)
+        print(f"checkpoint: signature valid; {origin}, {size} entries")
+        if args.export:
+            with open(args.export, encoding="utf-8") as f:
+                export = json.load(f)
+            check_export(export["entries"], size, root)
+            print(f"export: {len(export['entries'])} entries re-hashed; balanced; root matches")
+        if args.inclusion:
+            with open(args.inclusion, encoding="utf-8") as f:
+                proof = json.load(f)
+            if proof["size"] != size:
+                raise VerificationError("the inclusion proof is for another tree size")
+            leaf = leaf_hash(base64.b64decode(proof["leaf"], validate=True))
+            verify_inclusion(proof["index"], size, leaf, _b64list(proof["proof"]), root)
+            print(f"inclusion: entry {proof['index']} is in the signed tree")
+        if args.consistency:
+            if not args.old_checkpoint:
+                raise VerificationError("--consistency needs --old-checkpoint")
+            with open(args.old_checkpoint, encoding="utf-8") as f:
+                old_origin, old_size, old_root = verify_checkpoint(f.read(), args.key)
+            if old_origin != origin:
+                raise VerificationError("the two checkpoints are of different logs")
+            with open(args.consistency, encoding="utf-8") as f:
+                proof = json.load(f)
+            verify_consistency(old_size, size, old_root, root, _b64list(proof["proof"]))
+            print(f"consistency: the tree of {size} extends the tree of {old_size}")
+    except (VerificationError, KeyError, ValueError, OSError) as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    print("OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
