@@ -91,6 +91,9 @@ def _register_blueprints(app: Flask) -> None:
     from campaigns.views import bp as campaigns_bp
     from core.views import bp as core_bp
     from core.views import handle_http_error
+    from ledger.api import bp as ledger_api
+    from ledger.cli import bp as ledger_cli
+    from ledger.views import bp as ledger_bp
     from payments.cli import bp as demo_cli
     from payments.cli import settle_cli
     from payments.views import bp as payments_bp
@@ -107,6 +110,9 @@ def _register_blueprints(app: Flask) -> None:
         payments_bp,
         webhooks_bp,
         settle_cli,
+        ledger_api,
+        ledger_cli,
+        ledger_bp,
     ):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, handle_http_error)
@@ -117,10 +123,15 @@ def _init_templating(app: Flask) -> None:
     from flask_login import current_user
 
     from campaigns.forms import ConfirmForm
+    from core.clock import utcnow
     from core.i18n import datetime_filter, money_filter, time_left_filter
+    from core.money import Money
     from payments.services import recent_supporters
 
     app.jinja_env.filters["money"] = money_filter
+    app.jinja_env.filters["money_in"] = lambda amount, currency: money_filter(
+        Money(int(amount), currency)
+    )
     app.jinja_env.filters["datetime"] = datetime_filter
     app.jinja_env.filters["time_left"] = time_left_filter
     app.jinja_env.globals["recent_supporters"] = recent_supporters
@@ -129,6 +140,7 @@ def _init_templating(app: Flask) -> None:
     def globals_for_templates():
         return {
             "get_locale": get_locale,
+            "now_utc": utcnow,
             "payment_backend": app.config["PAYMENT_BACKEND"],
             "logout_form": ConfirmForm() if current_user.is_authenticated else None,
         }

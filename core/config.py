@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEV_SECRET_KEY = "counterfund-dev-secret-key-not-for-production"  # noqa: S105
 ENVIRONMENTS = ("development", "production", "testing")
@@ -164,6 +165,13 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "PENDING_PLEDGE_TTL": _int(env, "PENDING_PLEDGE_TTL", 24 * 3600, minimum=60),
         "SIMULATED_LATENCY": _int(env, "SIMULATED_LATENCY_MS", 0) / 1000,
         "SIMULATED_RATE_LIMIT": _int(env, "SIMULATED_RATE_LIMIT", 0),
+        # Ledger
+        "LEDGER_SIGNING_KEY": env.get("LEDGER_SIGNING_KEY", ""),
+        "LEDGER_SIGNING_KEY_FILE": env.get("LEDGER_SIGNING_KEY_FILE")
+        or str(Path(instance_path) / "ledger_signing_key"),
+        "LEDGER_ORIGIN": env.get("LEDGER_ORIGIN")
+        or (urlsplit(env.get("PUBLIC_URL") or "http://127.0.0.1").hostname or "counterfund")
+        + "/ledger",
         # Email
         "MAIL_FROM": env.get("MAIL_FROM", "Counterfund <no-reply@counterfund.invalid>"),
         "OUTBOX_FOLDER": env.get("OUTBOX_FOLDER") or str(Path(instance_path) / "outbox"),

@@ -68,6 +68,7 @@ def charge_campaign(campaign_id: int) -> dict[str, int]:
         for outcome, count in settlement.charge_claims(claims).items():
             totals[outcome] = totals.get(outcome, 0) + count
     settlement.finish_if_done(campaign_id)
+    sequence_ledger()
     outbox.deliver_pending()
     return totals
 
@@ -105,7 +106,15 @@ def sweep() -> None:
     for campaign_id in cancelled_with_open_pledges():
         release_campaign(campaign_id)
     cancel_abandoned_pledges()
+    sequence_ledger()
     outbox.deliver_pending()
+
+
+def sequence_ledger() -> None:
+    """Append new ledger transactions to the Merkle log and sign a checkpoint."""
+    from ledger import log
+
+    log.sequence()
 
 
 def cancelled_with_open_pledges() -> list[int]:
@@ -211,5 +220,6 @@ def run_due_now(progress=None) -> dict[str, int]:
             if progress is not None:
                 progress(len(claims))
         settlement.finish_if_done(campaign_id)
+    sequence_ledger()
     outbox.deliver_pending()
     return summary

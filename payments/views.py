@@ -207,12 +207,21 @@ def with_pledge(view):
 @bp.get("/pledge/<key>")
 @with_pledge
 def manage(pledge: Pledge, key: str):
+    from ledger.views import entry_url_for_reference
+    from payments.privacy import public_reference
+
     amount_form = AmountForm(amount=pledge.money.input_value())
+    entry_url = (
+        entry_url_for_reference(public_reference("charge", pledge.id))
+        if pledge.status == PledgeStatus.CHARGED
+        else None
+    )
     return render_template(
         "payments/manage.html",
         pledge=pledge,
         key=key,
         amount_form=amount_form,
+        entry_url=entry_url,
         cancel_form=CancelForm(),
         can_change=pledge.status == PledgeStatus.ACTIVE
         and services.accepting_pledges(pledge.campaign),

@@ -106,6 +106,7 @@ def make_app(backend, tmp_root, tmp_path, monkeypatch):
             "OUTBOX_FOLDER": str(tmp_path / "outbox"),
             "SIMULATED_PROVIDER_DB": str(tmp_path / "provider.db"),
             "JOB_RUNNER": "eager",
+            "LEDGER_SIGNING_KEY_FILE": str(tmp_path / "ledger_key"),
         }
         config.update(overrides)
         app = create_app(config)

@@ -36,8 +36,14 @@ def _b64(text: str) -> bytes:
 @pytest.mark.parametrize("vector", _vectors("inclusion"))
 def test_inclusion_vectors(vector):
     def run():
-        verify_inclusion(vector["leafIdx"], vector["treeSize"], _b64(vector["leafHash"]),
-                         [_b64(p) for p in vector["proof"] or []], _b64(vector["root"]))
+        verify_inclusion(
+            vector["leafIdx"],
+            vector["treeSize"],
+            _b64(vector["leafHash"]),
+            [_b64(p) for p in vector["proof"] or []],
+            _b64(vector["root"]),
+        )
+
     if vector["wantErr"]:
         with pytest.raises(VerificationError):
             run()
@@ -48,8 +54,14 @@ def test_inclusion_vectors(vector):
 @pytest.mark.parametrize("vector", _vectors("consistency"))
 def test_consistency_vectors(vector):
     def run():
-        verify_consistency(vector["size1"], vector["size2"], _b64(vector["root1"]),
-                           _b64(vector["root2"]), [_b64(p) for p in vector["proof"] or []])
+        verify_consistency(
+            vector["size1"],
+            vector["size2"],
+            _b64(vector["root1"]),
+            _b64(vector["root2"]),
+            [_b64(p) for p in vector["proof"] or []],
+        )
+
     if vector["wantErr"]:
         with pytest.raises(VerificationError):
             run()
@@ -72,7 +84,7 @@ def _stored(size: int):
     nodes: dict = {}
     start = 0
     while start < size:
-        chunk = leaves[start:start + 1 + start % 7]
+        chunk = leaves[start : start + 1 + start % 7]
         nodes.update(merkle.new_nodes(start, chunk, lambda keys: {k: nodes[k] for k in keys}))
         start += len(chunk)
     return leaves, lambda keys: {k: nodes[k] for k in keys}
@@ -88,8 +100,7 @@ def test_our_proofs_verify_and_match_a_naive_tree(size, data):
     first = data.draw(st.integers(min_value=1, max_value=size))
     first_root = merkle.root(first, fetch)
     assert first_root == _naive_root(leaves[:first])
-    verify_consistency(first, size, first_root, root,
-                       merkle.consistency_proof(first, size, fetch))
+    verify_consistency(first, size, first_root, root, merkle.consistency_proof(first, size, fetch))
 
 
 def test_a_wrong_leaf_or_root_is_rejected():
@@ -101,5 +112,6 @@ def test_a_wrong_leaf_or_root_is_rejected():
     with pytest.raises(VerificationError):
         verify_inclusion(4, 10, leaves[3], proof, root)
     with pytest.raises(VerificationError):
-        verify_consistency(4, 10, merkle.root(5, fetch), root,
-                           merkle.consistency_proof(4, 10, fetch))
+        verify_consistency(
+            4, 10, merkle.root(5, fetch), root, merkle.consistency_proof(4, 10, fetch)
+        )

@@ -76,8 +76,7 @@ def _check_hash(value: bytes, what: str) -> None:
         raise VerificationError(f"{what} is {len(value)} bytes, not {HASH_SIZE}")
 
 
-def verify_inclusion(index: int, size: int, leaf: bytes, proof: list[bytes],
-                     root: bytes) -> None:
+def verify_inclusion(index: int, size: int, leaf: bytes, proof: list[bytes], root: bytes) -> None:
     """Raise VerificationError unless `proof` shows leaf hash `leaf` at `index` in the
     tree of `size` entries with `root`."""
     _check_hash(leaf, "leaf hash")
@@ -106,8 +105,9 @@ def verify_inclusion(index: int, size: int, leaf: bytes, proof: list[bytes],
         raise VerificationError("the inclusion proof does not lead to the root")
 
 
-def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes,
-                       proof: list[bytes]) -> None:
+def verify_consistency(
+    size1: int, size2: int, root1: bytes, root2: bytes, proof: list[bytes]
+) -> None:
     """Raise VerificationError unless the tree of `size2` entries with `root2` extends
     the tree of `size1` entries with `root1`."""
     for item in proof:
@@ -166,7 +166,7 @@ def key_id(name: str, public_key: bytes) -> bytes:
 def parse_verifier_key(text: str) -> tuple[str, bytes, bytes]:
     """'<name>+<8 hex digits>+<base64(0x01 || Ed25519 public key)>'."""
     try:
-        name, hex_id, encoded = text.strip().split("+")
+        name, hex_id, encoded = text.strip().split("+", 2)
         raw = base64.b64decode(encoded, validate=True)
     except (ValueError, TypeError):
         raise VerificationError("the verifier key is malformed") from None
@@ -228,8 +228,9 @@ def check_export(entries: list[dict], size: int, root: bytes) -> int:
             raise VerificationError(f"entry {position}: index {entry.get('index')} out of order")
         leaf = base64.b64decode(entry["leaf"], validate=True)
         transaction = json.loads(leaf)
-        canonical = json.dumps(transaction, sort_keys=True, separators=(",", ":"),
-                               ensure_ascii=False).encode()
+        canonical = json.dumps(
+            transaction, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
         if canonical != leaf:
             raise VerificationError(f"entry {position}: leaf bytes are not canonical JSON")
         sums: dict[str, int] = defaultdict(int)

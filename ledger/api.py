@@ -1,0 +1,108 @@
+"""The auditors' JSON API over the Merkle log. Anyone may call it; no account needed."""
+
+from __future__ import annotations
+
+import base64
+
+from flask import Blueprint, abort, jsonify, request
+
+from ledger import log, merkle, signing
+
+bp = Blueprint("ledger_api", __name__, url_prefix="/api/v1/ledger")
+
+MAX_ENTRIES = 1000
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def _int_arg(name: str, *, default: int | None = None, minimum: int = 0) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            abort(400, description=f"{name} is required")
+        return default
+    if not raw.isdigit():
+        abort(400, description=f"{name} must be a whole number")
+    value = int(raw)
+    if value < minimum:
+        abort(400, description=f"{name} must be at least {minimum}")
+    return value
+
+
+def _text(body: str):
+    return body, 200, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+@bp.get("/checkpoint")
+def checkpoint():
+    latest = log.latest_checkpoint()
+    if latest is None:
+        abort(404, description="the ledger has no entries yet")
+    return _text(latest.note)
+
+
+@bp.get("/key")
+def key():
+    return _text(signing.verifier_key() + "\n")
+
+
+@bp.get("/entries")
+def entries():
+    size = log.tree_size()
+    start = _int_arg("start", default=0)
+    end = _int_arg("end", default=min(size, start + 100))
+    if end < start:
+        abort(400, description="end must not be below start")
+    if end > size:
+        abort(400, description=f"end must be at most the tree size ({size})")
+    if end - start > MAX_ENTRIES:
+        abort(400, description=f"at most {MAX_ENTRIES} entries per request")
+    return jsonify(
+        tree_size=size,
+        entries=[
+            {"index": index, "leaf": _b64(leaf), "transaction": doc}
+            for index, leaf, doc in log.entries(start, end)
+        ],
+    )
+
+
+@bp.get("/proof/inclusion")
+def inclusion():
+    size = log.tree_size()
+    tree = _int_arg("size", default=size, minimum=1)
+    index = _int_arg("index")
+    if tree > size:
+        abort(400, description=f"size must be at most the tree size ({size})")
+    if index >= tree:
+        abort(400, description="index must be below size")
+    [(_, leaf, _doc)] = log.entries(index, index + 1)
+    proof = merkle.inclusion_proof(index, tree, log.fetch_nodes)
+    return jsonify(
+        index=index,
+        size=tree,
+        leaf=_b64(leaf),
+        leaf_hash=_b64(merkle.leaf_hash(leaf)),
+        root=_b64(merkle.root(tree, log.fetch_nodes)),
+        proof=[_b64(p) for p in proof],
+    )
+
+
+@bp.get("/proof/consistency")
+def consistency():
+    size = log.tree_size()
+    first = _int_arg("first", minimum=1)
+    second = _int_arg("second", default=size, minimum=1)
+    if second > size:
+        abort(400, description=f"second must be at most the tree size ({size})")
+    if first > second:
+        abort(400, description="first must not be above second")
+    proof = merkle.consistency_proof(first, second, log.fetch_nodes)
+    return jsonify(
+        first=first,
+        second=second,
+        first_root=_b64(merkle.root(first, log.fetch_nodes)),
+        second_root=_b64(merkle.root(second, log.fetch_nodes)),
+        proof=[_b64(p) for p in proof],
+    )

@@ -1,0 +1,288 @@
+"""The tamper-evident log: every ledger transaction is one leaf, in append order.
+
+Leaf bytes are canonical JSON (sorted keys, no insignificant whitespace, UTF-8,
+integers only) of the transaction and its postings:
+
+    {"campaign": <slug or null>, "counterparty": str, "kind": str, "memo": str,
+     "postings": [{"account": str, "amount": int, "currency": str}, ...],
+     "reference": str, "time": "YYYY-MM-DDTHH:MM:SS.ffffffZ", "version": 1}
+
+Postings are in the order they were written. Sequencing (giving new transactions
+their leaf indexes, storing the new tree nodes and signing a checkpoint) runs in one
+database transaction, serialised by a lock, after each batch of appends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+
+from sqlalchemy import func, insert, select, text, tuple_
+
+from campaigns.models import Campaign
+from core.extensions import db
+from ledger import merkle, signing
+from ledger.models import (
+    LedgerCheckpoint,
+    LedgerLeaf,
+    LedgerPosting,
+    LedgerTransaction,
+    LedgerTreeNode,
+)
+from verifier.counterfund_verify import VerificationError, verify_consistency
+
+log = logging.getLogger(__name__)
+SEQUENCE_LOCK = 6962  # PostgreSQL advisory lock id for the sequencer
+
+
+def document(transaction: LedgerTransaction, postings, campaign_slug: str | None) -> dict:
+    return {
+        "version": 1,
+        "kind": transaction.kind,
+        "campaign": campaign_slug,
+        "reference": transaction.reference,
+        "counterparty": transaction.counterparty,
+        "memo": transaction.memo,
+        "time": transaction.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "postings": [
+            {"account": p.account, "amount": int(p.amount), "currency": p.currency}
+            for p in postings
+        ],
+    }
+
+
+def encode(doc: dict) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def fetch_nodes(keys: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
+    keys = list(keys)
+    found: dict[merkle.Node, bytes] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        rows = db.session.execute(
+            select(LedgerTreeNode.level, LedgerTreeNode.index, LedgerTreeNode.hash).where(
+                tuple_(LedgerTreeNode.level, LedgerTreeNode.index).in_(chunk)
+            )
+        ).all()
+        found.update({(level, index): bytes(value) for level, index, value in rows})
+    missing = set(keys) - set(found)
+    if missing:
+        raise LookupError(f"tree nodes missing: {sorted(missing)[:5]}")
+    return found
+
+
+def tree_size() -> int:
+    last = db.session.scalar(select(func.max(LedgerLeaf.leaf_index)))
+    return 0 if last is None else last + 1
+
+
+def documents_for(transaction_ids: list[int]) -> dict[int, dict]:
+    """Leaf documents for these transactions, in a constant number of queries."""
+    transactions = db.session.execute(
+        select(LedgerTransaction, Campaign.slug)
+        .outerjoin(Campaign, Campaign.id == LedgerTransaction.campaign_id)
+        .where(LedgerTransaction.id.in_(transaction_ids))
+    ).all()
+    postings: dict[int, list] = {}
+    for posting in db.session.scalars(
+        select(LedgerPosting)
+        .where(LedgerPosting.transaction_id.in_(transaction_ids))
+        .order_by(LedgerPosting.id)
+    ):
+        postings.setdefault(posting.transaction_id, []).append(posting)
+    return {tx.id: document(tx, postings.get(tx.id, []), slug) for tx, slug in transactions}
+
+
+def sequence(batch: int = 5000) -> int:
+    """Append every transaction not yet in the log, sign a checkpoint; returns how many.
+    Commits. Safe to run concurrently: a lock (PostgreSQL) or the unique leaf index
+    (SQLite) lets one sequencer win, the other finds nothing left to do."""
+    appended = 0
+    while True:
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": SEQUENCE_LOCK})
+        pending = db.session.scalars(
+            select(LedgerTransaction.id)
+            .outerjoin(LedgerLeaf, LedgerLeaf.transaction_id == LedgerTransaction.id)
+            .where(LedgerLeaf.transaction_id.is_(None))
+            .order_by(LedgerTransaction.id)
+            .limit(batch)
+        ).all()
+        if not pending:
+            db.session.commit()
+            return appended
+        size = tree_size()
+        docs = documents_for(pending)
+        hashes = [merkle.leaf_hash(encode(docs[tx_id])) for tx_id in pending]
+        db.session.execute(
+            insert(LedgerLeaf),
+            [{"leaf_index": size + n, "transaction_id": tx_id} for n, tx_id in enumerate(pending)],
+        )
+        nodes = merkle.new_nodes(size, hashes, fetch_nodes)
+        db.session.execute(
+            insert(LedgerTreeNode),
+            [
+                {"level": level, "index": index, "hash": value}
+                for (level, index), value in nodes.items()
+            ],
+        )
+        new_size = size + len(pending)
+        _checkpoint(new_size)
+        db.session.commit()
+        appended += len(pending)
+        if len(pending) < batch:
+            return appended
+
+
+def _checkpoint(size: int) -> LedgerCheckpoint:
+    root = merkle.root(size, fetch_nodes)
+    previous = db.session.scalar(
+        select(LedgerCheckpoint).order_by(LedgerCheckpoint.tree_size.desc()).limit(1)
+    )
+    if previous is not None and previous.tree_size > 0:
+        # Never sign a tree that does not extend the last one signed.
+        try:
+            verify_consistency(
+                previous.tree_size,
+                size,
+                bytes(previous.root_hash),
+                root,
+                merkle.consistency_proof(previous.tree_size, size, fetch_nodes),
+            )
+        except VerificationError as exc:
+            raise RuntimeError(f"refusing to sign an inconsistent tree: {exc}") from exc
+    checkpoint = LedgerCheckpoint(
+        tree_size=size, root_hash=root, note=signing.sign_checkpoint(size, root)
+    )
+    db.session.add(checkpoint)
+    db.session.flush()
+    return checkpoint
+
+
+def latest_checkpoint() -> LedgerCheckpoint | None:
+    return db.session.scalar(
+        select(LedgerCheckpoint).order_by(LedgerCheckpoint.tree_size.desc()).limit(1)
+    )
+
+
+def entries(start: int, end: int) -> list[tuple[int, bytes, dict]]:
+    rows = db.session.execute(
+        select(LedgerLeaf.leaf_index, LedgerLeaf.transaction_id)
+        .where(LedgerLeaf.leaf_index >= start, LedgerLeaf.leaf_index < end)
+        .order_by(LedgerLeaf.leaf_index)
+    ).all()
+    docs = documents_for([tx for _, tx in rows]) if rows else {}
+    return [(index, encode(docs[tx]), docs[tx]) for index, tx in rows]
+
+
+def stream_entries(chunk: int = 1000, campaign_id: int | None = None) -> Iterator:
+    """(index, leaf bytes, document) in log order, in chunks: constant memory."""
+    last = -1
+    while True:
+        query = (
+            select(LedgerLeaf.leaf_index, LedgerLeaf.transaction_id)
+            .where(LedgerLeaf.leaf_index > last)
+            .order_by(LedgerLeaf.leaf_index)
+            .limit(chunk)
+        )
+        if campaign_id is not None:
+            query = query.join(
+                LedgerTransaction, LedgerTransaction.id == LedgerLeaf.transaction_id
+            ).where(LedgerTransaction.campaign_id == campaign_id)
+        rows = db.session.execute(query).all()
+        if not rows:
+            return
+        docs = documents_for([tx for _, tx in rows])
+        for index, tx in rows:
+            yield index, encode(docs[tx]), docs[tx]
+        last = rows[-1][0]
+        db.session.expunge_all()
+
+
+class _RootBuilder:
+    """The root of a growing tree with O(log n) memory: a stack of perfect subtrees."""
+
+    def __init__(self):
+        self.stack: list[tuple[int, bytes]] = []
+
+    def add(self, value: bytes) -> None:
+        size = 1
+        while self.stack and self.stack[-1][0] == size:
+            left_size, left = self.stack.pop()
+            value = merkle.node_hash(left, value)
+            size += left_size
+        self.stack.append((size, value))
+
+    def root(self) -> bytes:
+        if not self.stack:
+            return merkle.empty_root()
+        value = self.stack[-1][1]
+        for _, left in reversed(self.stack[:-1]):
+            value = merkle.node_hash(left, value)
+        return value
+
+
+def verify_all() -> tuple[bool, list[str]]:
+    """Recompute the whole log from the database: every leaf from its transaction's
+    rows (and against the leaf hash stored when it was appended), every balance, the
+    root, and the latest checkpoint's signature. Returns (ok, report); the first bad
+    entry is named."""
+    from verifier.counterfund_verify import verify_checkpoint
+
+    report: list[str] = []
+    checkpoint = latest_checkpoint()
+    signed_size, signed_root, origin = 0, merkle.empty_root(), ""
+    if checkpoint is not None:
+        try:
+            origin, signed_size, signed_root = verify_checkpoint(
+                checkpoint.note, signing.verifier_key()
+            )
+        except VerificationError as exc:
+            return False, [f"the latest checkpoint does not verify: {exc}"]
+    builder = _RootBuilder()
+    root_at_checkpoint = merkle.empty_root() if signed_size == 0 else None
+    expected = 0
+    stored: dict[int, bytes] = {}
+    for index, leaf, doc in stream_entries():
+        if index != expected:
+            return False, [*report, f"entry {expected} is missing from the log"]
+        if index not in stored:  # the stored leaf hashes, a chunk at a time
+            stored = dict(
+                db.session.execute(
+                    select(LedgerTreeNode.index, LedgerTreeNode.hash).where(
+                        LedgerTreeNode.level == 0,
+                        LedgerTreeNode.index >= index,
+                        LedgerTreeNode.index < index + 1000,
+                    )
+                ).all()
+            )
+        sums: dict[str, int] = {}
+        for posting in doc["postings"]:
+            sums[posting["currency"]] = sums.get(posting["currency"], 0) + posting["amount"]
+        if any(sums.values()):
+            return False, [*report, f"entry {index} ({doc['reference']}) does not balance"]
+        value = merkle.leaf_hash(leaf)
+        if bytes(stored.get(index, b"")) != value:
+            return False, [
+                *report,
+                f"entry {index} ({doc['reference']}) was altered: its "
+                "transaction no longer hashes to the leaf appended to the log",
+            ]
+        builder.add(value)
+        expected += 1
+        if expected == signed_size:
+            root_at_checkpoint = builder.root()
+    report.append(f"{expected} entries re-hashed and balanced")
+    if checkpoint is None:
+        return expected == 0, [*report, "no checkpoint signed yet"]
+    if root_at_checkpoint is None:
+        return False, [
+            *report,
+            f"the checkpoint covers {signed_size} entries; the log has {expected}",
+        ]
+    if root_at_checkpoint != signed_root:
+        return False, [*report, "the recomputed root differs from the signed checkpoint"]
+    report.append(f"checkpoint for {signed_size} entries ({origin}): signature and root valid")
+    return True, report

@@ -1,0 +1,422 @@
+"""The public ledger: Merkle log, signed checkpoints, proofs, verification, privacy."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import select
+
+from core.extensions import db
+from core.money import Money
+from core.urls import public_request_context
+from ledger import log, merkle
+from ledger import services as ledger
+from ledger.models import EntryKind
+from payments.models import Pledge
+from tests.conftest import login, submit
+from tests.pledge_helpers import live_campaign, pledge
+from tests.settlement_helpers import (
+    DECLINE_ON_CHARGE,
+    GOOD,
+    add_pledges,
+    make_campaign,
+    past_deadline,
+    run_sweep,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+VERIFIER = ROOT / "verifier" / "counterfund_verify.py"
+
+
+def _settled_ledger(app, pledges=((GOOD, 20), (GOOD, 35), (DECLINE_ON_CHARGE, 10))) -> int:
+    cid = make_campaign(app, goal=10)
+    add_pledges(app, cid, list(pledges))
+    past_deadline(app, cid)
+    run_sweep(app)
+    return cid
+
+
+def _verify_offline(tmp_path, key, checkpoint, **files) -> subprocess.CompletedProcess:
+    (tmp_path / "checkpoint.txt").write_text(checkpoint)
+    args = [
+        sys.executable,
+        str(VERIFIER),
+        "--key",
+        key,
+        "--checkpoint",
+        str(tmp_path / "checkpoint.txt"),
+    ]
+    for option, content in files.items():
+        path = tmp_path / f"{option}.data"
+        path.write_text(content)
+        args += [f"--{option.replace('_', '-')}", str(path)]
+    return subprocess.run(args, capture_output=True, text=True)
+
+
+def test_every_charge_and_fee_is_a_balanced_leaf(app):
+    _settled_ledger(app)
+    client = app.test_client()
+    body = client.get("/api/v1/ledger/entries?start=0&end=4").get_json()
+    assert body["tree_size"] == 4
+    kinds = sorted(e["transaction"]["kind"] for e in body["entries"])
+    assert kinds == ["pledge_charge", "pledge_charge", "processor_fee", "processor_fee"]
+    for entry in body["entries"]:
+        leaf = base64.b64decode(entry["leaf"])
+        assert json.loads(leaf) == entry["transaction"]
+        assert (
+            leaf
+            == json.dumps(
+                entry["transaction"], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ).encode()
+        )
+        assert sum(p["amount"] for p in entry["transaction"]["postings"]) == 0
+
+
+def test_checkpoint_export_and_proofs_verify_with_the_standalone_verifier(app, tmp_path):
+    _settled_ledger(app)
+    client = app.test_client()
+    early = client.get("/api/v1/ledger/checkpoint").get_data(as_text=True)
+    # More money moves: the log grows and a new checkpoint is signed.
+    _settled_ledger(app, pledges=((GOOD, 50),))
+    checkpoint = client.get("/api/v1/ledger/checkpoint")
+    assert checkpoint.mimetype == "text/plain"
+    note = checkpoint.get_data(as_text=True)
+    key = client.get("/api/v1/ledger/key").get_data(as_text=True).strip()
+    size = int(note.split("\n")[1])
+    assert size == 6 and note != early
+    export = client.get("/ledger/export.json").get_data(as_text=True)
+    result = _verify_offline(tmp_path, key, note, export=export)
+    assert result.returncode == 0, result.stderr
+    assert "root matches" in result.stdout
+    for index in range(size):
+        proof = client.get(f"/api/v1/ledger/proof/inclusion?index={index}&size={size}")
+        result = _verify_offline(tmp_path, key, note, inclusion=proof.get_data(as_text=True))
+        assert result.returncode == 0, result.stderr
+    early_size = int(early.split("\n")[1])
+    consistency = client.get(f"/api/v1/ledger/proof/consistency?first={early_size}&second={size}")
+    result = _verify_offline(
+        tmp_path, key, note, old_checkpoint=early, consistency=consistency.get_data(as_text=True)
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"extends the tree of {early_size}" in result.stdout
+
+
+def test_the_verifier_rejects_a_forged_checkpoint_or_export(app, tmp_path):
+    _settled_ledger(app)
+    client = app.test_client()
+    note = client.get("/api/v1/ledger/checkpoint").get_data(as_text=True)
+    key = client.get("/api/v1/ledger/key").get_data(as_text=True).strip()
+    export = json.loads(client.get("/ledger/export.json").get_data(as_text=True))
+    lines = note.split("\n")
+    forged = "\n".join([lines[0], lines[1], base64.b64encode(b"x" * 32).decode(), *lines[3:]])
+    assert _verify_offline(tmp_path, key, forged).returncode == 1
+    doc = json.loads(base64.b64decode(export["entries"][0]["leaf"]))
+    doc["postings"][0]["amount"] -= 1
+    doc["postings"][1]["amount"] += 1
+    export["entries"][0]["leaf"] = base64.b64encode(
+        json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    ).decode()
+    result = _verify_offline(tmp_path, key, note, export=json.dumps(export))
+    assert result.returncode == 1 and "root" in result.stderr
+
+
+def test_ledger_verify_cli_passes_then_names_an_altered_entry(app, backend):
+    _settled_ledger(app)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["ledger", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "OK" in result.output
+    with app.app_context():
+        if backend == "postgresql":
+            # An operator with superuser rights gets past the append-only triggers.
+            db.session.execute(sa.text("SET session_replication_role = replica"))
+        db.session.execute(
+            sa.text(
+                "UPDATE ledger_postings SET amount = amount + 1 WHERE id = ("
+                " SELECT min(id) FROM ledger_postings WHERE amount > 0)"
+            )
+        )
+        db.session.execute(
+            sa.text(
+                "UPDATE ledger_postings SET amount = amount - 1 WHERE id = ("
+                " SELECT min(id) FROM ledger_postings WHERE amount < 0)"
+            )
+        )
+        db.session.commit()
+    result = runner.invoke(args=["ledger", "verify"])
+    assert result.exit_code == 1
+    assert re.search(r"entry 0 \(charge-[0-9a-f]+\) was altered", result.output), result.output
+
+
+def test_altering_a_byte_of_a_copied_database_is_caught(make_app, tmp_path, backend):
+    if backend != "sqlite":
+        return  # the copy-of-the-database variant uses the SQLite file; see the test above
+    app = make_app()
+    _settled_ledger(app)
+    source = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+    with app.app_context():
+        db.engine.dispose()
+        with db.engine.connect() as conn:
+            count = conn.exec_driver_sql("SELECT count(*) FROM ledger_transactions").scalar()
+    for column in ("memo", "counterparty", "reference"):
+        for row in range(1, count + 1):
+            copy = tmp_path / f"copy-{column}-{row}.db"
+            shutil.copy(source, copy)
+            conn = __import__("sqlite3").connect(copy)
+            conn.execute(
+                f"UPDATE ledger_transactions SET {column} = "
+                f"substr({column}, 1, length({column}) - 1) || 'X' WHERE id = ?",
+                (row,),
+            )
+            conn.commit()
+            conn.close()
+            copied = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{copy}")
+            result = copied.test_cli_runner().invoke(args=["ledger", "verify"])
+            assert result.exit_code == 1, (column, row, result.output)
+            assert "was altered" in result.output
+
+
+def test_ledger_tables_are_append_only_on_postgres(app, backend):
+    _settled_ledger(app)
+    if backend != "postgresql":
+        return
+    with app.app_context():
+        for statement in (
+            "UPDATE ledger_transactions SET memo = 'x'",
+            "DELETE FROM ledger_postings",
+            "UPDATE ledger_tree_nodes SET level = 9",
+            "DELETE FROM ledger_checkpoints",
+            "DELETE FROM ledger_leaves",
+        ):
+            with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+                db.session.execute(sa.text(statement))
+            db.session.rollback()
+
+
+def test_a_campaign_balance_never_goes_negative(app):
+    cid = _settled_ledger(app, pledges=((GOOD, 20),))
+    with app.app_context():
+        balance = ledger.balance(f"campaign:{cid}", "EUR")
+        assert balance == 2000 - (2000 * 150 // 10_000 + 25)
+        with pytest.raises(ledger.LedgerError):
+            ledger.record(
+                EntryKind.DISBURSEMENT,
+                campaign_id=cid,
+                reference="too-much",
+                postings=[
+                    (f"campaign:{cid}", Money(-balance - 1, "EUR")),
+                    ("payee:printer", Money(balance + 1, "EUR")),
+                ],
+            )
+        db.session.rollback()
+        ledger.record(
+            EntryKind.DISBURSEMENT,
+            campaign_id=cid,
+            reference="exact",
+            postings=[
+                (f"campaign:{cid}", Money(-balance, "EUR")),
+                ("payee:printer", Money(balance, "EUR")),
+            ],
+        )
+        db.session.commit()
+        assert ledger.balance(f"campaign:{cid}", "EUR") == 0
+        with pytest.raises(ledger.LedgerError, match="balance"):
+            ledger.record(
+                EntryKind.ADJUSTMENT,
+                campaign_id=cid,
+                reference="unbalanced",
+                postings=[(f"campaign:{cid}", Money(5, "EUR")), ("platform", Money(-4, "EUR"))],
+            )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("/api/v1/ledger/proof/inclusion", "index is required"),
+        ("/api/v1/ledger/proof/inclusion?index=x", "whole number"),
+        ("/api/v1/ledger/proof/inclusion?index=99", "below size"),
+        ("/api/v1/ledger/proof/inclusion?index=0&size=999", "at most the tree size"),
+        ("/api/v1/ledger/proof/inclusion?index=-1", "whole number"),
+        ("/api/v1/ledger/proof/consistency?first=0&second=2", "at least 1"),
+        ("/api/v1/ledger/proof/consistency?first=3&second=2", "not be above"),
+        ("/api/v1/ledger/proof/consistency?first=1&second=99", "at most the tree size"),
+        ("/api/v1/ledger/entries?start=3&end=1", "not be below"),
+        ("/api/v1/ledger/entries?start=0&end=99", "at most the tree size"),
+        ("/ledger?kind=bribe", "kind must be"),
+        ("/ledger?from=yesterday", "date"),
+    ],
+)
+def test_malformed_parameters_get_a_clear_400(app, url, message):
+    _settled_ledger(app)
+    response = app.test_client().get(url, headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+
+
+def test_auditor_pages_filters_and_exports(app):
+    cid = _settled_ledger(app)
+    client = app.test_client()
+    with app.app_context():
+        from campaigns.models import Campaign
+
+        slug = db.session.get(Campaign, cid).slug
+    page = client.get("/ledger").get_data(as_text=True)
+    assert "pledge charge" in page and "processor fee" in page
+    only_fees = client.get("/ledger?kind=processor_fee").get_data(as_text=True)
+    assert "processor fee" in only_fees and "pledge charge</td>" not in only_fees
+    assert "No ledger entries match" in client.get(
+        "/ledger?from=2001-01-01&to=2001-01-02"
+    ).get_data(as_text=True)
+    campaign_page = client.get(f"/c/{slug}/ledger").get_data(as_text=True)
+    raised = 2000 + 3500
+    fees = sum(a * 150 // 10_000 + 25 for a in (2000, 3500))
+    assert Money(raised, "EUR").format() in campaign_page
+    assert Money(raised - fees, "EUR").format() in campaign_page
+    csv_text = client.get(f"/c/{slug}/ledger/export.csv").get_data(as_text=True)
+    assert csv_text.splitlines()[0].startswith("index,time,kind")
+    assert len(csv_text.splitlines()) == 1 + 8  # two postings for each of four entries
+    feed = client.get("/ledger/feed.atom")
+    assert feed.mimetype == "application/atom+xml" and "pledge charge" in feed.get_data(
+        as_text=True
+    )
+    entry = client.get("/ledger/entry/0").get_data(as_text=True)
+    assert 'data-proof="' in entry and "counterfund_verify.py" in entry
+
+
+def test_receipt_links_to_the_inclusion_proof(app):
+    slug = live_campaign(
+        app,
+        goal="10",
+        **{"budget_lines-0-amount": "10", "budget_lines-1-item": "", "budget_lines-1-amount": ""},
+    )
+    supporter = app.test_client()
+    pledge(supporter, slug, amount="25")
+    mail = sorted(Path(app.config["OUTBOX_FOLDER"]).glob("*.eml"))[-1].read_text()
+    link = re.search(r"http://[^/]+(/pledge/\S+)", mail).group(1)
+    with app.app_context():
+        from campaigns.models import Campaign
+
+        cid = db.session.scalar(select(Campaign.id).where(Campaign.slug == slug))
+    past_deadline(app, cid)
+    run_sweep(app)
+    receipt = supporter.get(link).get_data(as_text=True)
+    entry_link = re.search(r'href="(/ledger/entry/\d+)"', receipt).group(1)
+    entry = supporter.get(entry_link).get_data(as_text=True)
+    assert "pledge charge" in entry and "€25.00" not in entry  # minor units in the proof
+    index = int(entry_link.rsplit("/", 1)[1])
+    with app.app_context():
+        size = log.tree_size()
+        proof = merkle.inclusion_proof(index, size, log.fetch_nodes)
+        [(_, leaf, doc)] = log.entries(index, index + 1)
+    assert doc["postings"][1]["amount"] == 2500
+    from verifier.counterfund_verify import verify_inclusion
+
+    with app.app_context():
+        verify_inclusion(
+            index, size, merkle.leaf_hash(leaf), proof, merkle.root(size, log.fetch_nodes)
+        )
+
+
+def test_supporter_tags_cannot_be_linked_across_campaigns(app):
+    first, second = make_campaign(app, goal=10), make_campaign(app, goal=10)
+    with app.app_context(), public_request_context():
+        from payments.privacy import supporter_tag
+
+        a = Pledge(campaign_id=first, guest_email="same@example.org")
+        b = Pledge(campaign_id=second, guest_email="same@example.org")
+        c = Pledge(campaign_id=first, guest_email="same@example.org")
+        assert supporter_tag(a) == supporter_tag(c)
+        assert supporter_tag(a) != supporter_tag(b)
+
+
+def test_public_pages_api_and_exports_carry_no_personal_data(app):
+    """After a settlement: no email, no anonymous supporter's name, no provider
+    customer id, no card detail anywhere an outsider can look."""
+    slug = live_campaign(
+        app,
+        goal="10",
+        **{"budget_lines-0-amount": "10", "budget_lines-1-item": "", "budget_lines-1-amount": ""},
+    )
+    pledge(
+        app.test_client(),
+        slug,
+        amount="25",
+        email="named.supporter@example.org",
+        visibility="name",
+        public_name="Rosa Parks",
+    )
+    pledge(
+        app.test_client(),
+        slug,
+        amount="30",
+        email="secret.person@example.org",
+        visibility="anonymous",
+        public_name="Secret Person Name",
+    )
+    with app.app_context():
+        from campaigns.models import Campaign
+
+        cid = db.session.scalar(select(Campaign.id).where(Campaign.slug == slug))
+        secrets_ = db.session.execute(
+            select(
+                Pledge.provider_customer_id,
+                Pledge.provider_payment_method_id,
+                Pledge.provider_setup_id,
+            )
+        ).all()
+    past_deadline(app, cid)
+    run_sweep(app)
+    client = app.test_client()
+    size = int(client.get("/api/v1/ledger/checkpoint").get_data(as_text=True).split("\n")[1])
+    urls = [
+        "/",
+        "/campaigns?status=all",
+        f"/c/{slug}",
+        f"/c/{slug}/ledger",
+        "/ledger",
+        "/ledger/export.json",
+        "/ledger/export.csv",
+        f"/c/{slug}/ledger/export.json",
+        f"/c/{slug}/ledger/export.csv",
+        "/ledger/feed.atom",
+        f"/c/{slug}/ledger/feed.atom",
+        f"/c/{slug}/updates.atom",
+        "/api/v1/campaigns",
+        f"/api/v1/campaigns/{slug}",
+        f"/api/v1/ledger/entries?start=0&end={size}",
+        "/api/v1/ledger/checkpoint",
+    ]
+    urls += [f"/ledger/entry/{i}" for i in range(size)]
+    urls += [f"/api/v1/ledger/proof/inclusion?index={i}" for i in range(size)]
+    forbidden = [
+        re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"),
+        re.compile("Secret Person"),
+        re.compile(r"\b(cus|pm|seti|ch|pi)_(sim_)?[0-9a-zA-Z]{6,}"),
+        re.compile(r"4242|4000\s?0000|last4|card_brand"),
+    ]
+    for secret_row in secrets_:
+        forbidden += [re.compile(re.escape(value)) for value in secret_row if value]
+    for url in urls:
+        body = client.get(url).get_data(as_text=True)
+        for pattern in forbidden:
+            found = pattern.search(body)
+            assert found is None, f"{url} shows {found.group(0)!r}"
+    assert "Rosa Parks" in client.get(f"/c/{slug}/ledger").get_data(as_text=True)
+
+
+def test_drafts_have_no_public_ledger(app, client):
+    slug = live_campaign(app)
+    login(client, email="org@example.org")
+    assert client.get(f"/c/{slug}/ledger").status_code == 200
+    draft = submit(client, "/campaigns/new", __import__(
+        "tests.campaign_helpers", fromlist=["campaign_form"]).campaign_form(title="Quiet draft"))
+    draft_slug = draft.headers["Location"].rsplit("/", 1)[-1]
+    assert app.test_client().get(f"/c/{draft_slug}/ledger").status_code == 404
