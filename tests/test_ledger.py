@@ -416,7 +416,12 @@ def test_drafts_have_no_public_ledger(app, client):
     slug = live_campaign(app)
     login(client, email="org@example.org")
     assert client.get(f"/c/{slug}/ledger").status_code == 200
-    draft = submit(client, "/campaigns/new", __import__(
-        "tests.campaign_helpers", fromlist=["campaign_form"]).campaign_form(title="Quiet draft"))
+    draft = submit(
+        client,
+        "/campaigns/new",
+        __import__("tests.campaign_helpers", fromlist=["campaign_form"]).campaign_form(
+            title="Quiet draft"
+        ),
+    )
     draft_slug = draft.headers["Location"].rsplit("/", 1)[-1]
     assert app.test_client().get(f"/c/{draft_slug}/ledger").status_code == 404
