@@ -72,7 +72,7 @@ def _init_extensions(app: Flask) -> None:
 def _init_jobs(app: Flask) -> None:
     from campaigns import signals
     from core.jobs import init_jobs, start_background_jobs
-    from payments import jobs
+    from payments import jobs, reconcile  # noqa: F401 - registers the report model
 
     init_jobs(app, sweep=jobs.sweep)
     signals.campaign_launched.connect(jobs.schedule_deadline)
@@ -93,6 +93,7 @@ def _register_blueprints(app: Flask) -> None:
     from core.views import handle_http_error
     from ledger.api import bp as ledger_api
     from ledger.cli import bp as ledger_cli
+    from ledger.disbursement_views import bp as disbursements_bp
     from ledger.views import bp as ledger_bp
     from payments.cli import bp as demo_cli
     from payments.cli import settle_cli
@@ -113,6 +114,7 @@ def _register_blueprints(app: Flask) -> None:
         ledger_api,
         ledger_cli,
         ledger_bp,
+        disbursements_bp,
     ):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, handle_http_error)

@@ -172,6 +172,8 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "LEDGER_ORIGIN": env.get("LEDGER_ORIGIN")
         or (urlsplit(env.get("PUBLIC_URL") or "http://127.0.0.1").hostname or "counterfund")
         + "/ledger",
+        "RECONCILE_INTERVAL": _int(env, "RECONCILE_INTERVAL", 24 * 3600, minimum=60),
+        "RECEIPT_MAX_BYTES": _int(env, "RECEIPT_MAX_BYTES", 5 * 1024 * 1024, minimum=1),
         # Email
         "MAIL_FROM": env.get("MAIL_FROM", "Counterfund <no-reply@counterfund.invalid>"),
         "OUTBOX_FOLDER": env.get("OUTBOX_FOLDER") or str(Path(instance_path) / "outbox"),

@@ -163,6 +163,11 @@ def entry(index: int):
     [(_, leaf, doc)] = log.entries(index, index + 1)
     proof = merkle.inclusion_proof(index, size, log.fetch_nodes)
     root = merkle.root(size, log.fetch_nodes)
+    from ledger.disbursements import Disbursement
+
+    disbursement = db.session.scalar(
+        select(Disbursement).where(Disbursement.reference == doc["reference"])
+    )
     return render_template(
         "ledger/entry.html",
         index=index,
@@ -173,6 +178,7 @@ def entry(index: int):
         proof=[base64.b64encode(p).decode() for p in proof],
         root=base64.b64encode(root).decode(),
         key=signing.verifier_key(),
+        disbursement=disbursement,
     )
 
 

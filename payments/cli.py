@@ -8,6 +8,7 @@ from campaigns.demo import load_demo
 from core import outbox
 from core.extensions import db
 from core.urls import public_request_context
+from ledger.cli import bp as ledger_cli
 from payments.demo import load_demo_pledges
 
 bp = Blueprint("demo", __name__, cli_group="demo")
@@ -89,3 +90,21 @@ def failed_jobs(limit: int) -> None:
     for row in rows:
         last = row.error.strip().splitlines()[-1] if row.error.strip() else ""
         click.echo(f"{row.failed_at:%Y-%m-%d %H:%M:%S}  {row.job}{row.arguments}  {last}")
+
+
+@ledger_cli.cli.command("reconcile")
+def reconcile_command() -> None:
+    """Compare the ledger's charges and fees with the payment provider's records."""
+    from payments.reconcile import reconcile
+
+    report = reconcile()
+    summary = report.summary_dict
+    click.echo(
+        f"{summary['provider_charges']} charges at the provider, "
+        f"{summary['ledger_charges']} in the ledger, {summary['matched']} matched."
+    )
+    for difference in report.difference_list:
+        click.echo("DIFFERENCE: " + ", ".join(f"{k}={v}" for k, v in difference.items()))
+    if report.difference_list:
+        raise SystemExit(1)
+    click.echo("No differences.")

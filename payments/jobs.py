@@ -107,7 +107,18 @@ def sweep() -> None:
         release_campaign(campaign_id)
     cancel_abandoned_pledges()
     sequence_ledger()
+    reconcile_if_due()
     outbox.deliver_pending()
+
+
+def reconcile_if_due() -> None:
+    """Once per RECONCILE_INTERVAL, compare the ledger with the provider's records."""
+    from payments.reconcile import latest_report, reconcile
+
+    last = latest_report()
+    interval = timedelta(seconds=current_app.config["RECONCILE_INTERVAL"])
+    if last is None or last.created_at <= utcnow() - interval:
+        reconcile()
 
 
 def sequence_ledger() -> None:

@@ -415,6 +415,19 @@ def settlement_progress(slug: str):
     )
 
 
+@bp.get("/moderation/reconciliation")
+def reconciliation():
+    """Operators: the latest comparison of the ledger with the provider's records."""
+    from campaigns.moderation import moderator_required
+    from payments.reconcile import latest_report
+
+    @moderator_required
+    def page():
+        return render_template("payments/reconciliation.html", report=latest_report())
+
+    return page()
+
+
 @bp.get("/pledges")
 @login_required
 def mine():

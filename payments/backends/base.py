@@ -88,5 +88,9 @@ class PaymentBackend(Protocol):
     def refund(self, charge_id: str, amount: Money, idempotency_key: str) -> str:
         """Refund (part of) a charge; returns the refund id."""
 
+    def charge_records(self):
+        """Every successful charge the provider holds: dicts with pledge_ref, amount,
+        currency, fee and refunded (reconciliation reads these)."""
+
     def release(self, customer_id: str, payment_method_id: str | None) -> None:
         """Detach a saved card (or, with None, every card of the customer)."""

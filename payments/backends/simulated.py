@@ -368,6 +368,15 @@ class SimulatedBackend:
             self.provider._call(conn, "refund", charge["pledge_ref"], refund_id)
             return refund_id
 
+    def charge_records(self):
+        """Every successful charge the provider holds (for reconciliation)."""
+        rows = self.provider._connection().execute(
+            "SELECT pledge_ref, amount, currency, fee, refunded FROM charges"
+            " WHERE status = 'succeeded' ORDER BY created"
+        )
+        for row in rows:
+            yield dict(row)
+
     def release(self, customer_id: str, payment_method_id: str | None) -> None:
         self.provider._wait()
         with self.provider._transaction() as conn:

@@ -142,6 +142,24 @@ class StripeBackend:
                 return self._result(intent)
         return None
 
+    def charge_records(self):
+        """Every succeeded PaymentIntent carrying one of our pledge ids. Stripe's fees
+        live in balance transactions, which this does not read yet (fee 0)."""
+        try:
+            intents = self.client.v1.payment_intents.list(params={"limit": 100})
+            for intent in intents.auto_paging_iter():
+                pledge_ref = metadata_of(intent).get("pledge")
+                if pledge_ref and intent.status == "succeeded":
+                    yield {
+                        "pledge_ref": pledge_ref,
+                        "amount": intent.amount,
+                        "currency": intent.currency.upper(),
+                        "fee": 0,
+                        "refunded": 0,
+                    }
+        except stripe.StripeError as exc:
+            raise BackendError(f"Stripe: {type(exc).__name__}") from exc
+
     def refund(self, charge_id: str, amount: Money, idempotency_key: str) -> str:
         try:
             refund = self.client.v1.refunds.create(

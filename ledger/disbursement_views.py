@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from campaigns.models import Campaign, CampaignStatus, OrganizerRole
+from core.extensions import db
+from core.jobs import enqueue_after_commit
+from core.money import Money, MoneyError
+from ledger import disbursements
+from ledger.disbursements import Disbursement, DisbursementError
+from ledger.forms import DecisionForm, DisbursementForm
+from ledger.jobs import sequence_job
+
+bp = Blueprint("disbursements", __name__)
+
+
+def _campaign(slug: str) -> Campaign:
+    campaign = db.session.scalar(select(Campaign).where(Campaign.slug == slug))
+    if campaign is None or campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SUSPENDED):
+        abort(404)
+    return campaign
+
+
+@bp.get("/c/<slug>/disbursements")
+def listing(slug: str):
+    campaign = _campaign(slug)
+    role = campaign.role_of(current_user)
+    query = select(Disbursement).where(Disbursement.campaign_id == campaign.id)
+    if role is None:
+        query = query.where(Disbursement.status == "approved")
+    items = db.session.scalars(query.order_by(Disbursement.id.desc())).all()
+    return render_template(
+        "ledger/disbursements.html",
+        campaign=campaign,
+        items=items,
+        role=role,
+        form=DecisionForm(),
+        roles=OrganizerRole,
+    )
+
+
+@bp.route("/c/<slug>/disbursements/new", methods=["GET", "POST"])
+@login_required
+def new(slug: str):
+    campaign = _campaign(slug)
+    if campaign.role_of(current_user) not in (OrganizerRole.TREASURER, OrganizerRole.OWNER):
+        abort(403)
+    form = DisbursementForm()
+    if form.validate_on_submit():
+        try:
+            amount = Money.parse(form.amount.data, campaign.currency)
+        except MoneyError as exc:
+            form.amount.errors.append(str(exc))
+        else:
+            stored = None
+            try:
+                upload = form.receipt.data
+                stored = disbursements.store_receipt(upload.stream if upload else _Empty())
+                disbursements.record(
+                    campaign,
+                    current_user,
+                    payee=form.payee.data,
+                    purpose=form.purpose.data,
+                    amount=amount,
+                    receipt=stored,
+                )
+                db.session.commit()
+            except DisbursementError as exc:
+                db.session.rollback()
+                if stored:
+                    (disbursements.receipts_folder() / stored[0]).unlink(missing_ok=True)
+                target = getattr(form, exc.field or "", None)
+                (target.errors if target is not None else form.form_errors).append(str(exc.message))
+            else:
+                flash(
+                    _(
+                        "Recorded. Another organizer must approve it before it is paid out "
+                        "of the campaign's balance."
+                    ),
+                    "success",
+                )
+                return redirect(url_for("disbursements.listing", slug=slug))
+    return render_template("ledger/disbursement_form.html", campaign=campaign, form=form), (
+        422 if request.method == "POST" else 200
+    )
+
+
+class _Empty:
+    def read(self, _size):
+        return b""
+
+
+@bp.post("/c/<slug>/disbursements/<int:item_id>/<any(approve, reject):decision>")
+@login_required
+def decide(slug: str, item_id: int, decision: str):
+    campaign = _campaign(slug)
+    item = db.session.get(Disbursement, item_id)
+    if item is None or item.campaign_id != campaign.id:
+        abort(404)
+    if DecisionForm().validate_on_submit():
+        try:
+            if decision == "approve":
+                disbursements.approve(item, current_user)
+                enqueue_after_commit(sequence_job)
+            else:
+                disbursements.reject(item, current_user)
+            db.session.commit()
+        except DisbursementError as exc:
+            db.session.rollback()
+            flash(str(exc.message), "error")
+        else:
+            flash(
+                _("Approved: it is on the public ledger.")
+                if decision == "approve"
+                else _("Rejected."),
+                "success",
+            )
+    return redirect(url_for("disbursements.listing", slug=slug))
+
+
+@bp.get("/ledger/receipts/<name>")
+def receipt(name: str):
+    item = db.session.scalar(select(Disbursement).where(Disbursement.receipt_file == name))
+    if item is None:
+        abort(404)
+    if item.status != "approved" and item.campaign.role_of(current_user) is None:
+        abort(404)
+    response = send_from_directory(
+        disbursements.receipts_folder(), name, mimetype=item.receipt_type, max_age=3600
+    )
+    # Never rendered as a page of ours: a PDF downloads, an image shows, nothing runs.
+    disposition = "attachment" if item.receipt_type == "application/pdf" else "inline"
+    response.headers["Content-Disposition"] = f'{disposition}; filename="{name}"'
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response

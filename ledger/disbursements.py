@@ -1,0 +1,171 @@
+"""Disbursements: a treasurer records one, a second organizer approves it (the
+two-person rule), and only then does it enter the ledger, with its receipt public."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from pathlib import Path
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import BigInteger, ForeignKey, String, Text, update
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from accounts.models import User
+from campaigns.models import Campaign, OrganizerRole
+from core.clock import utcnow
+from core.extensions import db
+from core.money import Money
+from core.types import UTCDateTime
+from ledger import services as ledger
+from ledger.models import EntryKind
+
+RECEIPT_TYPES = {
+    b"%PDF-": ("pdf", "application/pdf"),
+    b"\x89PNG\r\n\x1a\n": ("png", "image/png"),
+    b"\xff\xd8\xff": ("jpg", "image/jpeg"),
+}
+
+
+class DisbursementError(ValueError):
+    def __init__(self, message, field: str | None = None):
+        super().__init__(str(message))
+        self.message = message
+        self.field = field
+
+
+class Disbursement(db.Model):
+    __tablename__ = "disbursements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    payee: Mapped[str] = mapped_column(String(120))
+    purpose: Mapped[str] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    receipt_file: Mapped[str] = mapped_column(String(80))
+    receipt_type: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # approved, rejected
+    recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    approved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reference: Mapped[str] = mapped_column(String(60), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    campaign: Mapped[Campaign] = relationship()
+    recorder: Mapped[User] = relationship(foreign_keys=[recorded_by])
+    approver: Mapped[User | None] = relationship(foreign_keys=[approved_by])
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+
+def receipts_folder() -> Path:
+    # Outside the web root: served only through the receipt view, with a fixed type.
+    folder = Path(current_app.config["UPLOAD_FOLDER"]) / "receipts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def store_receipt(stream) -> tuple[str, str]:
+    limit = current_app.config["RECEIPT_MAX_BYTES"]
+    data = stream.read(limit + 1)
+    if not data:
+        raise DisbursementError(_l("Attach the receipt (PDF, PNG or JPEG)."), "receipt")
+    if len(data) > limit:
+        raise DisbursementError(
+            _l("The receipt is larger than %(mb).1f MB.", mb=limit / 1048576), "receipt"
+        )
+    for magic, (extension, mimetype) in RECEIPT_TYPES.items():
+        if data.startswith(magic):
+            name = f"{secrets.token_urlsafe(16)}.{extension}"
+            (receipts_folder() / name).write_bytes(data)
+            return name, mimetype
+    raise DisbursementError(_l("The receipt must be a PDF, PNG or JPEG file."), "receipt")
+
+
+def record(
+    campaign: Campaign,
+    user: User,
+    *,
+    payee: str,
+    purpose: str,
+    amount: Money,
+    receipt: tuple[str, str],
+) -> Disbursement:
+    if campaign.role_of(user) not in (OrganizerRole.TREASURER, OrganizerRole.OWNER):
+        raise DisbursementError(_l("Only the campaign's treasurer records disbursements."))
+    if amount.currency != campaign.currency or amount.amount <= 0:
+        raise DisbursementError(_l("Give an amount in %(c)s.", c=campaign.currency), "amount")
+    available = ledger.balance(ledger.campaign_account(campaign.id), campaign.currency)
+    if amount.amount > available:
+        raise DisbursementError(
+            _l(
+                "The campaign holds %(m)s: a disbursement cannot be larger.",
+                m=Money(available, campaign.currency).format(),
+            ),
+            "amount",
+        )
+    disbursement = Disbursement(
+        campaign_id=campaign.id,
+        payee=payee.strip(),
+        purpose=purpose.strip(),
+        amount=amount.amount,
+        currency=amount.currency,
+        receipt_file=receipt[0],
+        receipt_type=receipt[1],
+        recorded_by=user.id,
+        reference="disbursement-" + secrets.token_hex(8),
+    )
+    db.session.add(disbursement)
+    db.session.flush()
+    return disbursement
+
+
+def approve(disbursement: Disbursement, user: User) -> None:
+    campaign = disbursement.campaign
+    if campaign.role_of(user) is None:
+        raise DisbursementError(_l("Only the campaign's organizers approve disbursements."))
+    if user.id == disbursement.recorded_by:
+        raise DisbursementError(
+            _l("Someone other than the treasurer who recorded it must approve it.")
+        )
+    moved = db.session.execute(
+        update(Disbursement)
+        .where(Disbursement.id == disbursement.id, Disbursement.status == "pending")
+        .values(status="approved", approved_by=user.id, decided_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not moved:
+        raise DisbursementError(_l("This disbursement was already decided."))
+    try:
+        ledger.record(
+            EntryKind.DISBURSEMENT,
+            campaign_id=campaign.id,
+            reference=disbursement.reference,
+            postings=[
+                (ledger.campaign_account(campaign.id), -disbursement.money),
+                (f"payee:{disbursement.payee[:70]}", disbursement.money),
+            ],
+            counterparty=disbursement.payee,
+            memo=disbursement.purpose[:500],
+        )
+    except ledger.LedgerError:
+        raise DisbursementError(
+            _l("The campaign no longer holds enough for this disbursement.")
+        ) from None
+
+
+def reject(disbursement: Disbursement, user: User) -> None:
+    if disbursement.campaign.role_of(user) is None:
+        raise DisbursementError(_l("Only the campaign's organizers decide disbursements."))
+    moved = db.session.execute(
+        update(Disbursement)
+        .where(Disbursement.id == disbursement.id, Disbursement.status == "pending")
+        .values(status="rejected", approved_by=user.id, decided_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not moved:
+        raise DisbursementError(_l("This disbursement was already decided."))

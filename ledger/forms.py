@@ -1,0 +1,24 @@
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import StringField, SubmitField, TextAreaField
+from wtforms.validators import DataRequired, Length
+
+
+class DisbursementForm(FlaskForm):
+    payee = StringField(
+        _l("Paid to"),
+        validators=[DataRequired(), Length(max=120)],
+        description=_l("An organization, or a display name: this is public."),
+    )
+    purpose = TextAreaField(_l("What it paid for"), validators=[DataRequired(), Length(max=2000)])
+    amount = StringField(_l("Amount"), validators=[DataRequired(), Length(max=20)])
+    receipt = FileField(
+        _l("Receipt (PDF, PNG or JPEG)"),
+        description=_l("Public with the ledger entry: black out personal data."),
+    )
+    submit = SubmitField(_l("Record for approval"))
+
+
+class DecisionForm(FlaskForm):
+    submit = SubmitField(_l("Confirm"))

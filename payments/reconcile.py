@@ -1,0 +1,157 @@
+"""Reconciliation: the ledger's charges and fees against the payment provider's own
+records. Any difference is listed for operators; nothing is corrected automatically
+(a correction is a new, compensating ledger entry that a person decides on)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime
+
+from sqlalchemy import String, Text, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.clock import utcnow
+from core.extensions import db
+from core.types import UTCDateTime
+from ledger.models import EntryKind, LedgerPosting, LedgerTransaction
+from ledger.services import SUPPORTERS
+from payments.backends import get_backend
+from payments.models import Pledge
+from payments.privacy import public_reference
+
+
+class ReconciliationReport(db.Model):
+    __tablename__ = "reconciliation_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    backend: Mapped[str] = mapped_column(String(20))
+    summary: Mapped[str] = mapped_column(Text)  # JSON: counts and totals
+    differences: Mapped[str] = mapped_column(Text)  # JSON list, no personal data
+
+    @property
+    def difference_list(self) -> list[dict]:
+        return json.loads(self.differences)
+
+    @property
+    def summary_dict(self) -> dict:
+        return json.loads(self.summary)
+
+
+def _ledger_amounts() -> dict[str, dict[str, int]]:
+    """Per ledger reference: what the supporters' account paid, and fees."""
+    rows = db.session.execute(
+        select(
+            LedgerTransaction.kind,
+            LedgerTransaction.reference,
+            LedgerPosting.account,
+            LedgerPosting.amount,
+        )
+        .join(LedgerPosting)
+        .where(LedgerTransaction.kind.in_([EntryKind.PLEDGE_CHARGE, EntryKind.PROCESSOR_FEE]))
+    ).all()
+    found: dict[str, dict[str, int]] = defaultdict(dict)
+    for kind, reference, account, amount in rows:
+        if kind == EntryKind.PLEDGE_CHARGE and account == SUPPORTERS:
+            found[reference]["charge"] = -amount
+        elif kind == EntryKind.PROCESSOR_FEE and amount > 0:
+            found[reference]["fee"] = amount
+    return found
+
+
+def reconcile() -> ReconciliationReport:
+    """Compare every charge the provider holds with the ledger, and the reverse."""
+    backend = get_backend()
+    provider: dict[str, list[dict]] = defaultdict(list)
+    for record in backend.charge_records():
+        provider[record["pledge_ref"]].append(record)
+    ledger_rows = _ledger_amounts()
+    pledges = {
+        p.public_id: p.id
+        for p in db.session.execute(
+            select(Pledge.public_id, Pledge.id).where(Pledge.backend == backend.name)
+        ).all()
+    }
+    differences: list[dict] = []
+    matched = 0
+    seen_references = set()
+    for pledge_ref, charges in provider.items():
+        pledge_id = pledges.get(pledge_ref)
+        if pledge_id is None:
+            differences.append({"problem": "charge for no pledge of ours", "charges": len(charges)})
+            continue
+        charge_ref, fee_ref = (
+            public_reference("charge", pledge_id),
+            public_reference("fee", pledge_id),
+        )
+        seen_references.update({charge_ref, fee_ref})
+        if len(charges) > 1:
+            differences.append(
+                {
+                    "problem": "charged more than once at the provider",
+                    "reference": charge_ref,
+                    "charges": len(charges),
+                }
+            )
+        charged = sum(c["amount"] - c["refunded"] for c in charges)
+        fees = sum(c["fee"] for c in charges)
+        in_ledger = ledger_rows.get(charge_ref, {}).get("charge")
+        if in_ledger is None:
+            differences.append(
+                {
+                    "problem": "charged at the provider, missing from the ledger",
+                    "reference": charge_ref,
+                    "provider_amount": charged,
+                }
+            )
+            continue
+        if in_ledger != charged:
+            differences.append(
+                {
+                    "problem": "amounts differ",
+                    "reference": charge_ref,
+                    "ledger_amount": in_ledger,
+                    "provider_amount": charged,
+                }
+            )
+        if ledger_rows.get(fee_ref, {}).get("fee", 0) != fees:
+            differences.append(
+                {
+                    "problem": "fees differ",
+                    "reference": fee_ref,
+                    "ledger_fee": ledger_rows.get(fee_ref, {}).get("fee", 0),
+                    "provider_fee": fees,
+                }
+            )
+        matched += 1
+    for reference, amounts in ledger_rows.items():
+        if "charge" in amounts and reference not in seen_references:
+            differences.append(
+                {
+                    "problem": "in the ledger, no charge at the provider",
+                    "reference": reference,
+                    "ledger_amount": amounts["charge"],
+                }
+            )
+    report = ReconciliationReport(
+        backend=backend.name,
+        summary=json.dumps(
+            {
+                "provider_charges": sum(len(c) for c in provider.values()),
+                "ledger_charges": sum("charge" in a for a in ledger_rows.values()),
+                "matched": matched,
+                "differences": len(differences),
+            }
+        ),
+        differences=json.dumps(differences),
+    )
+    db.session.add(report)
+    db.session.commit()
+    return report
+
+
+def latest_report() -> ReconciliationReport | None:
+    return db.session.scalar(
+        select(ReconciliationReport).order_by(ReconciliationReport.id.desc()).limit(1)
+    )
