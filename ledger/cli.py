@@ -18,7 +18,7 @@ def verify() -> None:
     click.echo("OK: the ledger verifies.")
 
 
-@bp.cli.command("sequence")
-def sequence() -> None:
-    """Append new transactions to the log and sign a checkpoint."""
-    click.echo(f"{log.sequence()} entries appended.")
+@bp.cli.command("checkpoint")
+def checkpoint() -> None:
+    """Sign a checkpoint for the log as it is now (the sweep does this on its own)."""
+    click.echo(f"Signed a checkpoint adding {log.sequence()} entries.")

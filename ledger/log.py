@@ -95,45 +95,71 @@ def documents_for(transaction_ids: list[int]) -> dict[int, dict]:
     return {tx.id: document(tx, postings.get(tx.id, []), slug) for tx, slug in transactions}
 
 
-def sequence(batch: int = 5000) -> int:
-    """Append every transaction not yet in the log, sign a checkpoint; returns how many.
-    Commits. Safe to run concurrently: a lock (PostgreSQL) or the unique leaf index
-    (SQLite) lets one sequencer win, the other finds nothing left to do."""
-    appended = 0
-    while True:
-        if db.engine.dialect.name == "postgresql":
-            db.session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": SEQUENCE_LOCK})
-        pending = db.session.scalars(
-            select(LedgerTransaction.id)
-            .outerjoin(LedgerLeaf, LedgerLeaf.transaction_id == LedgerTransaction.id)
-            .where(LedgerLeaf.transaction_id.is_(None))
-            .order_by(LedgerTransaction.id)
-            .limit(batch)
-        ).all()
-        if not pending:
-            db.session.commit()
-            return appended
-        size = tree_size()
-        docs = documents_for(pending)
-        hashes = [merkle.leaf_hash(encode(docs[tx_id])) for tx_id in pending]
-        db.session.execute(
-            insert(LedgerLeaf),
-            [{"leaf_index": size + n, "transaction_id": tx_id} for n, tx_id in enumerate(pending)],
+def _lock() -> None:
+    """One writer of the log at a time: PostgreSQL's advisory lock, held until commit
+    (SQLite's single writer lock does the same)."""
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": SEQUENCE_LOCK})
+
+
+def append(items: list, created_at) -> None:
+    """Give new transactions (id, ledger Entry) the next leaf indexes and store the new
+    tree nodes, inside the transaction that writes them."""
+    _lock()
+    size = tree_size()
+    campaign_ids = {entry.campaign_id for _, entry in items if entry.campaign_id is not None}
+    slugs = (
+        dict(
+            db.session.execute(
+                select(Campaign.id, Campaign.slug).where(Campaign.id.in_(campaign_ids))
+            ).all()
         )
-        nodes = merkle.new_nodes(size, hashes, fetch_nodes)
-        db.session.execute(
-            insert(LedgerTreeNode),
-            [
-                {"level": level, "index": index, "hash": value}
-                for (level, index), value in nodes.items()
+        if campaign_ids
+        else {}
+    )
+    hashes = []
+    for _, entry in items:
+        doc = {
+            "version": 1,
+            "kind": str(entry.kind),
+            "campaign": slugs.get(entry.campaign_id),
+            "reference": entry.reference,
+            "counterparty": entry.counterparty,
+            "memo": entry.memo,
+            "time": created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "postings": [
+                {"account": account, "amount": money.amount, "currency": money.currency}
+                for account, money in entry.postings
             ],
-        )
-        new_size = size + len(pending)
-        _checkpoint(new_size)
+        }
+        hashes.append(merkle.leaf_hash(encode(doc)))
+    db.session.execute(
+        insert(LedgerLeaf),
+        [{"leaf_index": size + n, "transaction_id": tx_id} for n, (tx_id, _) in enumerate(items)],
+    )
+    nodes = merkle.new_nodes(size, hashes, fetch_nodes)
+    db.session.execute(
+        insert(LedgerTreeNode),
+        [
+            {"level": level, "index": index, "hash": value}
+            for (level, index), value in nodes.items()
+        ],
+    )
+
+
+def sequence() -> int:
+    """Sign a checkpoint for the log as it is now, if it grew since the last one;
+    returns how many entries the new checkpoint adds. Commits."""
+    _lock()
+    size = tree_size()
+    latest = latest_checkpoint()
+    signed = latest.tree_size if latest else 0
+    if size == signed and latest is not None:
         db.session.commit()
-        appended += len(pending)
-        if len(pending) < batch:
-            return appended
+        return 0
+    _checkpoint(size)
+    db.session.commit()
+    return size - signed
 
 
 def _checkpoint(size: int) -> LedgerCheckpoint:
@@ -275,6 +301,9 @@ def verify_all() -> tuple[bool, list[str]]:
         if expected == signed_size:
             root_at_checkpoint = builder.root()
     report.append(f"{expected} entries re-hashed and balanced")
+    transactions = db.session.scalar(select(func.count(LedgerTransaction.id)))
+    if transactions != expected:
+        return False, [*report, f"{transactions - expected} ledger transactions are not in the log"]
     if checkpoint is None:
         return expected == 0, [*report, "no checkpoint signed yet"]
     if root_at_checkpoint is None:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from core.clock import utcnow
 from core.extensions import db
 from core.money import Money, validate_currency
+from ledger import log
 from ledger.models import EntryKind, LedgerBalance, LedgerPosting, LedgerTransaction
 
 SUPPORTERS = "supporters"  # money coming in from outside (card payments)
@@ -70,6 +71,7 @@ def record_many(entries: list[Entry]) -> list[int]:
     for (account, currency), delta in sorted(deltas.items(), key=lambda item: -item[1]):
         if delta:
             _move_balance(account, Money(delta, currency))
+    now = utcnow()
     ids = db.session.scalars(
         insert(LedgerTransaction).returning(LedgerTransaction.id, sort_by_parameter_order=True),
         [
@@ -79,7 +81,7 @@ def record_many(entries: list[Entry]) -> list[int]:
                 "reference": e.reference,
                 "counterparty": e.counterparty,
                 "memo": e.memo,
-                "created_at": utcnow(),
+                "created_at": now,
             }
             for e in entries
         ],
@@ -97,6 +99,8 @@ def record_many(entries: list[Entry]) -> list[int]:
             for account, money in entry.postings
         ],
     )
+    # Into the Merkle log in the same transaction: no entry is ever outside it.
+    log.append(list(zip(ids, entries, strict=True)), now)
     return list(ids)
 
 

@@ -18,8 +18,11 @@ PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 def _funded(app):
     """A settled campaign holding money; the owner org@ and a treasurer tre@."""
-    slug = live_campaign(app, goal="10", **{
-        "budget_lines-0-amount": "10", "budget_lines-1-item": "", "budget_lines-1-amount": ""})
+    slug = live_campaign(
+        app,
+        goal="10",
+        **{"budget_lines-0-amount": "10", "budget_lines-1-item": "", "budget_lines-1-amount": ""},
+    )
     treasurer = app.test_client()
     register(treasurer, email="tre@example.org", name="Treasurer")
     owner = app.test_client()
@@ -28,6 +31,7 @@ def _funded(app):
     pledge(app.test_client(), slug, amount="100")
     with app.app_context():
         from campaigns.models import Campaign
+
         cid = db.session.scalar(select(Campaign.id).where(Campaign.slug == slug))
     past_deadline(app, cid)
     run_sweep(app)
@@ -35,14 +39,22 @@ def _funded(app):
 
 
 def _record(client, slug, amount="40", receipt=PDF, name="invoice.pdf"):
-    return submit(client, f"/c/{slug}/disbursements/new", {
-        "payee": "Print Cooperative", "purpose": "Strike leaflets", "amount": amount,
-        "receipt": (io.BytesIO(receipt), name, "application/pdf"),
-    }, content_type="multipart/form-data")
+    return submit(
+        client,
+        f"/c/{slug}/disbursements/new",
+        {
+            "payee": "Print Cooperative",
+            "purpose": "Strike leaflets",
+            "amount": amount,
+            "receipt": (io.BytesIO(receipt), name, "application/pdf"),
+        },
+        content_type="multipart/form-data",
+    )
 
 
 def _balance(app, cid):
     from ledger.services import balance
+
     with app.app_context():
         return balance(f"campaign:{cid}", "EUR")
 
@@ -54,16 +66,25 @@ def test_two_people_move_money_and_the_receipt_is_public(app):
     # The treasurer cannot approve their own.
     with app.app_context():
         item = db.session.scalar(select(Disbursement))
-    response = submit(treasurer, f"/c/{slug}/disbursements/{item.id}/approve", {},
-                      form_page=f"/c/{slug}/disbursements")
+    response = submit(
+        treasurer,
+        f"/c/{slug}/disbursements/{item.id}/approve",
+        {},
+        form_page=f"/c/{slug}/disbursements",
+    )
     assert response.status_code == 302
     assert _balance(app, cid) == before
     # Not public until approved.
-    assert "Print Cooperative" not in app.test_client().get(
-        f"/c/{slug}/disbursements").get_data(as_text=True)
+    assert "Print Cooperative" not in app.test_client().get(f"/c/{slug}/disbursements").get_data(
+        as_text=True
+    )
     assert app.test_client().get(f"/ledger/receipts/{item.receipt_file}").status_code == 404
-    submit(owner, f"/c/{slug}/disbursements/{item.id}/approve", {},
-           form_page=f"/c/{slug}/disbursements")
+    submit(
+        owner,
+        f"/c/{slug}/disbursements/{item.id}/approve",
+        {},
+        form_page=f"/c/{slug}/disbursements",
+    )
     assert _balance(app, cid) == before - 4000
     public = app.test_client()
     assert "Print Cooperative" in public.get(f"/c/{slug}/disbursements").get_data(as_text=True)
@@ -78,12 +99,14 @@ def test_two_people_move_money_and_the_receipt_is_public(app):
 
 
 def test_disbursements_above_the_balance_or_badly_formed_are_refused(app):
-    slug, cid, owner, treasurer = _funded(app)
+    slug, cid, _owner, treasurer = _funded(app)
     before = _balance(app, cid)
-    for kwargs, message in [({"amount": "1000"}, "cannot be larger"),
-                            ({"amount": "abc"}, "not a number"),
-                            ({"receipt": b"<html>nope</html>", "name": "x.pdf"}, "PDF, PNG or JPEG"),
-                            ({"receipt": b""}, "Attach the receipt")]:
+    for kwargs, message in [
+        ({"amount": "1000"}, "cannot be larger"),
+        ({"amount": "abc"}, "not a number"),
+        ({"receipt": b"<html>nope</html>", "name": "x.pdf"}, "PDF, PNG or JPEG"),
+        ({"receipt": b""}, "Attach the receipt"),
+    ]:
         response = _record(treasurer, slug, **kwargs)
         assert response.status_code == 422
         assert message in response.get_data(as_text=True)
@@ -96,7 +119,7 @@ def test_disbursements_above_the_balance_or_badly_formed_are_refused(app):
 
 
 def test_reconciliation_finds_no_difference_then_a_missing_entry(app, backend):
-    slug, cid, owner, treasurer = _funded(app)
+    _slug, _cid, _owner, treasurer = _funded(app)
     runner = app.test_cli_runner()
     result = runner.invoke(args=["ledger", "reconcile"])
     assert result.exit_code == 0, result.output
@@ -105,11 +128,15 @@ def test_reconciliation_finds_no_difference_then_a_missing_entry(app, backend):
     provider = app.extensions["payment_backend"].provider
     with app.app_context():
         from payments.models import Pledge
+
         ref = db.session.scalar(select(Pledge.public_id))
     conn = provider._connection()
-    conn.execute("INSERT INTO charges (id, idempotency_key, pledge_ref, customer_id, amount,"
-                 " currency, fee, status, decline_code, created) VALUES"
-                 " ('ch_extra', 'manual', ?, 'c', 500, 'EUR', 0, 'succeeded', '', 0)", (ref,))
+    conn.execute(
+        "INSERT INTO charges (id, idempotency_key, pledge_ref, customer_id, amount,"
+        " currency, fee, status, decline_code, created) VALUES"
+        " ('ch_extra', 'manual', ?, 'c', 500, 'EUR', 0, 'succeeded', '', 0)",
+        (ref,),
+    )
     result = runner.invoke(args=["ledger", "reconcile"])
     assert result.exit_code == 1
     assert "charged more than once" in result.output and "amounts differ" in result.output
