@@ -425,3 +425,41 @@ def test_drafts_have_no_public_ledger(app, client):
     )
     draft_slug = draft.headers["Location"].rsplit("/", 1)[-1]
     assert app.test_client().get(f"/c/{draft_slug}/ledger").status_code == 404
+
+
+def test_demo_settlement_verifies_end_to_end(app, tmp_path):
+    """The issue's acceptance: settle the demo campaigns, then the checkpoint, every
+    entry's inclusion proof and a consistency proof verify with the standalone tool."""
+    from datetime import timedelta
+
+    from core import clock
+
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["demo", "load"]).exit_code == 0
+    start = clock.utcnow()
+    clock.freeze(start + timedelta(days=50))  # the cleaners' campaign (45 days) is due
+    assert runner.invoke(args=["settle", "--due"]).exit_code == 0
+    client = app.test_client()
+    early = client.get("/api/v1/ledger/checkpoint").get_data(as_text=True)
+    clock.freeze(start + timedelta(days=61))  # now every demo campaign is past its deadline
+    result = runner.invoke(args=["settle", "--due"])
+    assert result.exit_code == 0, result.output
+    note = client.get("/api/v1/ledger/checkpoint").get_data(as_text=True)
+    key = client.get("/api/v1/ledger/key").get_data(as_text=True).strip()
+    size, early_size = int(note.split("\n")[1]), int(early.split("\n")[1])
+    assert 0 < early_size < size
+    verified = _verify_offline(
+        tmp_path, key, note, export=client.get("/ledger/export.json").get_data(as_text=True)
+    )
+    assert verified.returncode == 0, verified.stderr
+    for index in range(size):
+        proof = client.get(f"/api/v1/ledger/proof/inclusion?index={index}&size={size}")
+        verified = _verify_offline(tmp_path, key, note, inclusion=proof.get_data(as_text=True))
+        assert verified.returncode == 0, (index, verified.stderr)
+    proof = client.get(f"/api/v1/ledger/proof/consistency?first={early_size}&second={size}")
+    verified = _verify_offline(
+        tmp_path, key, note, old_checkpoint=early, consistency=proof.get_data(as_text=True)
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+    assert runner.invoke(args=["ledger", "reconcile"]).exit_code == 0
