@@ -463,3 +463,22 @@ def test_demo_settlement_verifies_end_to_end(app, tmp_path):
     assert verified.returncode == 0, verified.stderr
     assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
     assert runner.invoke(args=["ledger", "reconcile"]).exit_code == 0
+
+
+def test_erasing_supporters_personal_data_leaves_every_proof_valid(app):
+    _settled_ledger(app)
+    client = app.test_client()
+    before = client.get("/api/v1/ledger/checkpoint").get_data(as_text=True)
+    with app.app_context():
+        db.session.execute(sa.update(Pledge).values(guest_email="erased@invalid",
+                                                    public_name="", private_message=""))
+        db.session.commit()
+    assert app.test_cli_runner().invoke(args=["ledger", "verify"]).exit_code == 0
+    assert client.get("/api/v1/ledger/checkpoint").get_data(as_text=True) == before
+    with app.app_context():
+        size = log.tree_size()
+        root = merkle.root(size, log.fetch_nodes)
+        from verifier.counterfund_verify import verify_inclusion
+        for index, leaf, _doc in log.entries(0, size):
+            verify_inclusion(index, size, merkle.leaf_hash(leaf),
+                             merkle.inclusion_proof(index, size, log.fetch_nodes), root)
