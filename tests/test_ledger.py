@@ -470,8 +470,11 @@ def test_erasing_supporters_personal_data_leaves_every_proof_valid(app):
     client = app.test_client()
     before = client.get("/api/v1/ledger/checkpoint").get_data(as_text=True)
     with app.app_context():
-        db.session.execute(sa.update(Pledge).values(guest_email="erased@invalid",
-                                                    public_name="", private_message=""))
+        db.session.execute(
+            sa.update(Pledge).values(
+                guest_email="erased@invalid", public_name="", private_message=""
+            )
+        )
         db.session.commit()
     assert app.test_cli_runner().invoke(args=["ledger", "verify"]).exit_code == 0
     assert client.get("/api/v1/ledger/checkpoint").get_data(as_text=True) == before
@@ -479,6 +482,12 @@ def test_erasing_supporters_personal_data_leaves_every_proof_valid(app):
         size = log.tree_size()
         root = merkle.root(size, log.fetch_nodes)
         from verifier.counterfund_verify import verify_inclusion
+
         for index, leaf, _doc in log.entries(0, size):
-            verify_inclusion(index, size, merkle.leaf_hash(leaf),
-                             merkle.inclusion_proof(index, size, log.fetch_nodes), root)
+            verify_inclusion(
+                index,
+                size,
+                merkle.leaf_hash(leaf),
+                merkle.inclusion_proof(index, size, log.fetch_nodes),
+                root,
+            )
