@@ -108,3 +108,26 @@ def reconcile_command() -> None:
     if report.difference_list:
         raise SystemExit(1)
     click.echo("No differences.")
+
+
+@settle_cli.cli.command("refund")
+@click.argument("pledge_id")
+@click.option("--reason", default="", help="A public memo for the ledger entry.")
+def refund_command(pledge_id: str, reason: str) -> None:
+    """Refund a charged pledge (by its public id) at the provider and in the ledger."""
+    from sqlalchemy import select
+
+    from ledger import log
+    from payments.models import Pledge
+    from payments.refunds import refund
+    from payments.services import PledgeError
+
+    pledge = db.session.scalar(select(Pledge).where(Pledge.public_id == pledge_id))
+    if pledge is None:
+        raise click.ClickException("No pledge has that id.")
+    try:
+        refund_id = refund(pledge, reason)
+    except PledgeError as exc:
+        raise click.ClickException(str(exc.message)) from None
+    log.sequence()
+    click.echo(f"Refunded ({refund_id}).")

@@ -49,12 +49,18 @@ def _ledger_amounts() -> dict[str, dict[str, int]]:
             LedgerPosting.amount,
         )
         .join(LedgerPosting)
-        .where(LedgerTransaction.kind.in_([EntryKind.PLEDGE_CHARGE, EntryKind.PROCESSOR_FEE]))
+        .where(
+            LedgerTransaction.kind.in_(
+                [EntryKind.PLEDGE_CHARGE, EntryKind.PROCESSOR_FEE, EntryKind.REFUND]
+            )
+        )
     ).all()
     found: dict[str, dict[str, int]] = defaultdict(dict)
     for kind, reference, account, amount in rows:
         if kind == EntryKind.PLEDGE_CHARGE and account == SUPPORTERS:
             found[reference]["charge"] = -amount
+        elif kind == EntryKind.REFUND and account == SUPPORTERS:
+            found[reference]["refund"] = amount
         elif kind == EntryKind.PROCESSOR_FEE and amount > 0:
             found[reference]["fee"] = amount
     return found
@@ -97,6 +103,10 @@ def reconcile() -> ReconciliationReport:
         charged = sum(c["amount"] - c["refunded"] for c in charges)
         fees = sum(c["fee"] for c in charges)
         in_ledger = ledger_rows.get(charge_ref, {}).get("charge")
+        refund_ref = public_reference("refund", pledge_id)
+        seen_references.add(refund_ref)
+        if in_ledger is not None:
+            in_ledger -= ledger_rows.get(refund_ref, {}).get("refund", 0)
         if in_ledger is None:
             differences.append(
                 {

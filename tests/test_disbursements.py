@@ -146,3 +146,47 @@ def test_reconciliation_finds_no_difference_then_a_missing_entry(app, backend):
     page = moderator.get("/moderation/reconciliation").get_data(as_text=True)
     assert "charged more than once" in page
     assert treasurer.get("/moderation/reconciliation").status_code == 403
+
+
+def test_refund_once_at_the_provider_and_in_the_ledger(app):
+    slug, cid, _owner, _treasurer = _funded(app)
+    with app.app_context():
+        from payments.models import Pledge
+
+        pledge_ref = db.session.scalar(select(Pledge.public_id))
+    runner = app.test_cli_runner()
+    # The campaign holds the pledge less the processor's fee: not enough to refund it.
+    refused = runner.invoke(args=["refund", pledge_ref])
+    assert refused.exit_code != 0 and "no longer holds enough" in refused.output
+    provider = app.extensions["payment_backend"].provider
+    assert provider._connection().execute("SELECT count(*) FROM refunds").fetchone()[0] == 0
+    with app.app_context():
+        from core.money import Money as M
+        from ledger.models import EntryKind as K
+        from ledger.services import record
+
+        record(
+            K.ADJUSTMENT,
+            campaign_id=cid,
+            reference="platform-top-up",
+            postings=[("platform", M(-500, "EUR")), (f"campaign:{cid}", M(500, "EUR"))],
+            counterparty="platform",
+            memo="Covering a refund's fee",
+        )
+        db.session.commit()
+    before = _balance(app, cid)
+    result = runner.invoke(args=["refund", pledge_ref, "--reason", "Duplicate gift"])
+    assert result.exit_code == 0, result.output
+    again = runner.invoke(args=["refund", pledge_ref])
+    assert again.exit_code != 0 and "already refunded" in again.output
+    assert _balance(app, cid) == before - 10000
+    conn = provider._connection()
+    assert tuple(conn.execute("SELECT count(*), sum(amount) FROM refunds").fetchone()) == (1, 10000)
+    with app.app_context():
+        from payments.models import Pledge
+
+        assert db.session.scalar(select(Pledge.status)) == "refunded"
+    assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+    assert runner.invoke(args=["ledger", "reconcile"]).exit_code == 0
+    page = app.test_client().get(f"/c/{slug}/ledger").get_data(as_text=True)
+    assert "refund" in page

@@ -1,0 +1,72 @@
+"""Refunding a charged pledge: once, at the provider and in the ledger.
+
+The refund's idempotency key is our own (`refund-<pledge id>`): calling the provider
+twice refunds once, so a crash between the call and our commit is repaired by simply
+running the refund again.
+"""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import update
+
+from core.extensions import db
+from core.money import Money
+from ledger import services as ledger
+from ledger.models import EntryKind
+from payments.backends import get_backend
+from payments.models import Pledge, PledgeEvent, PledgeStatus
+from payments.privacy import public_counterparty, public_reference
+from payments.services import PledgeError
+
+
+def refund(pledge: Pledge, reason: str = "") -> str:
+    """Refund a charged pledge in full (the processor keeps its fee, as Stripe does).
+    Returns the provider's refund id. Commits."""
+    if pledge.status == PledgeStatus.REFUNDED:
+        raise PledgeError(_l("This pledge was already refunded."))
+    if pledge.status != PledgeStatus.CHARGED or not pledge.provider_charge_id:
+        raise PledgeError(_l("Only charged pledges can be refunded."))
+    amount = Money(pledge.charged_amount, pledge.currency)
+    account = ledger.campaign_account(pledge.campaign_id)
+    # Checked before the money moves at the provider. (Should a disbursement drain the
+    # balance in the instant between, the ledger refuses the entry below and the daily
+    # reconciliation lists the refund for an operator.)
+    if ledger.balance(account, pledge.currency) < amount.amount:
+        raise PledgeError(_l("The campaign no longer holds enough to refund this pledge."))
+    refund_id = get_backend().refund(pledge.provider_charge_id, amount, f"refund-{pledge.id}")
+    moved = db.session.execute(
+        update(Pledge)
+        .where(Pledge.id == pledge.id, Pledge.status == PledgeStatus.CHARGED)
+        .values(status=PledgeStatus.REFUNDED)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not moved:
+        db.session.rollback()
+        raise PledgeError(_l("This pledge was already refunded."))
+    ledger.record(
+        EntryKind.REFUND,
+        campaign_id=pledge.campaign_id,
+        reference=public_reference("refund", pledge.id),
+        postings=[(account, -amount), (ledger.SUPPORTERS, amount)],
+        counterparty=public_counterparty(pledge),
+        memo=(reason or "Refund")[:500],
+    )
+    db.session.add(
+        PledgeEvent(
+            pledge_id=pledge.id,
+            kind="refunded",
+            from_status="charged",
+            to_status="refunded",
+            amount=amount.amount,
+            detail=refund_id,
+        )
+    )
+    db.session.execute(
+        update(type(pledge.campaign))
+        .where(type(pledge.campaign).id == pledge.campaign_id)
+        .values(collected_amount=type(pledge.campaign).collected_amount - amount.amount)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return refund_id
