@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from babel.numbers import format_currency, get_currency_precision, list_currencies
+from flask_babel import lazy_gettext as _l
 
 # Currencies that are ISO codes but not money anyone pledges in (funds, metals, testing).
 _NOT_FOR_PLEDGES = {
@@ -42,7 +43,7 @@ class MoneyError(ValueError):
 def validate_currency(code: str) -> str:
     code = (code or "").strip().upper()
     if len(code) != 3 or not code.isalpha() or code not in CURRENCIES:
-        raise MoneyError(f"{code or 'An empty value'} is not an ISO 4217 currency code")
+        raise MoneyError(_l("%(code)s is not an ISO 4217 currency code", code=code or "''"))
     return code
 
 
@@ -69,17 +70,23 @@ class Money:
         """Parse what a person typed in major units ("12", "12.50") exactly."""
         cleaned = (text or "").strip().replace(",", "").replace("_", "")
         if not cleaned:
-            raise MoneyError("Enter an amount")
+            raise MoneyError(_l("Enter an amount"))
         try:
             value = Decimal(cleaned)
         except InvalidOperation:
-            raise MoneyError(f"{text!r} is not a number") from None
+            raise MoneyError(_l("“%(text)s” is not a number", text=text)) from None
         if not value.is_finite():
-            raise MoneyError(f"{text!r} is not a number")
+            raise MoneyError(_l("“%(text)s” is not a number", text=text))
         places = exponent(currency)
         minor = value.scaleb(places)
         if minor != minor.to_integral_value():
-            raise MoneyError(f"{currency.upper()} amounts have at most {places} decimal places")
+            raise MoneyError(
+                _l(
+                    "%(currency)s amounts have at most %(n)d decimal places",
+                    currency=currency.upper(),
+                    n=places,
+                )
+            )
         return cls(int(minor), currency)
 
     @classmethod
