@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 export FLASK_APP := app
 
-.PHONY: run test lint install install-dev migrate demo clean
+.PHONY: run test lint install install-dev migrate demo clean translations translations-update
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,19 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
 
-install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+install: $(VENV)/.installed translations
+install-dev: $(VENV)/.installed-dev translations
+
+# The interface's gettext catalogs are compiled at install (the .mo files are not
+# committed). `make translations-update` re-extracts the strings and merges them in.
+translations: | $(VENV)/.installed
+	$(BIN)/pybabel compile -d translations --statistics
+
+translations-update: install-dev
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o translations/messages.pot \
+		--no-location --sort-output --project=Counterfund --copyright-holder=Counterfund \
+		--ignore-dirs=".venv tests bench migrations verifier instance" .
+	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-location --width=100
 
 migrate: install
 	$(BIN)/flask db upgrade

@@ -126,8 +126,9 @@ def _init_templating(app: Flask) -> None:
 
     from campaigns.forms import ConfirmForm
     from core.clock import utcnow
-    from core.i18n import datetime_filter, money_filter, time_left_filter
+    from core.i18n import LOCALE_NAMES, datetime_filter, money_filter, time_left_filter
     from core.money import Money
+    from payments.chart import pledge_chart
     from payments.services import recent_supporters
 
     app.jinja_env.filters["money"] = money_filter
@@ -137,12 +138,14 @@ def _init_templating(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = datetime_filter
     app.jinja_env.filters["time_left"] = time_left_filter
     app.jinja_env.globals["recent_supporters"] = recent_supporters
+    app.jinja_env.globals["pledge_chart"] = pledge_chart
 
     @app.context_processor
     def globals_for_templates():
         return {
             "get_locale": get_locale,
             "now_utc": utcnow,
+            "locale_names": LOCALE_NAMES,
             "payment_backend": app.config["PAYMENT_BACKEND"],
             "logout_form": ConfirmForm() if current_user.is_authenticated else None,
         }

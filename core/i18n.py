@@ -6,8 +6,10 @@ from babel.dates import format_datetime, format_timedelta
 from flask import has_request_context, request, session
 from flask_babel import get_locale
 
-# Interface translations shipped (the campaign's own language is separate).
-INTERFACE_LOCALES = ("en",)
+# Interface translations shipped (the campaign's own language is separate), each named
+# in its own language for the switcher.
+INTERFACE_LOCALES = ("en", "es", "de", "pt_BR")
+LOCALE_NAMES = {"en": "English", "es": "Español", "de": "Deutsch", "pt_BR": "Português (Brasil)"}
 
 
 def select_locale() -> str:

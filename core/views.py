@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
@@ -27,6 +27,18 @@ def healthz():
         db.session.rollback()
         return jsonify(status="unavailable", database="unreachable"), 503
     return jsonify(status="ok", database="ok")
+
+
+@bp.post("/language")
+def choose_language():
+    """The language switcher: remembered in the session, for this browser only."""
+    from core.i18n import INTERFACE_LOCALES
+    from core.urls import safe_next
+
+    choice = request.form.get("locale", "")
+    if choice in INTERFACE_LOCALES:
+        session["locale"] = choice
+    return redirect(safe_next(request.form.get("next"), url_for("core.home")))
 
 
 @bp.get("/privacy")
