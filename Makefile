@@ -31,7 +31,7 @@ translations-update: install-dev
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o translations/messages.pot \
 		--no-location --sort-output --project=Counterfund --copyright-holder=Counterfund \
 		--ignore-dirs=".venv tests bench migrations verifier instance" .
-	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-location --width=100
+	$(BIN)/pybabel update -i translations/messages.pot -d translations --width=100 --ignore-obsolete -N
 
 migrate: install
 	$(BIN)/flask db upgrade

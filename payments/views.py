@@ -407,6 +407,8 @@ def settlement_progress(slug: str):
     if campaign is None or campaign.role_of(current_user) is None:
         abort(404)
     counts = settlement.progress(campaign.id)
+    if request.args.get("format") == "json":
+        return {"status": campaign.status, "counts": counts}
     return render_template(
         "payments/settlement.html",
         campaign=campaign,

@@ -274,7 +274,7 @@ def test_organizers_see_progress_and_supporters_their_receipt(app, client):
 
     login(organizer, email="org@example.org")
     page = organizer.get(f"/c/{slug}/settlement").get_data(as_text=True)
-    assert re.search(r"Charged</td><td class=\"num\">1<", page)
+    assert re.search(r"Charged</td><td class=\"num\" data-status=\"charged\">1<", page)
     assert app.test_client().get(f"/c/{slug}/settlement").status_code == 302
     stranger = app.test_client()
     register(stranger, email="x@example.org", name="X")
@@ -302,3 +302,14 @@ def test_claims_skip_rows_locked_by_another_worker(app):
             claims = settlement.claim_batch(cid, 10)
         assert len(claims) == 3
         holder.rollback()
+
+
+def test_progress_is_available_as_json_for_the_live_page(app, client):
+    from tests.conftest import login
+    from tests.pledge_helpers import live_campaign, pledge
+
+    slug = live_campaign(app)
+    pledge(app.test_client(), slug, amount="25")
+    login(client, email="org@example.org")
+    body = client.get(f"/c/{slug}/settlement?format=json").get_json()
+    assert body == {"status": "live", "counts": {"active": 1}}

@@ -1,0 +1,226 @@
+"""The five journeys people take through Counterfund, in a real browser.
+
+Each journey saves screenshots (desktop 1280×800 and phone 390×844) under
+test-artifacts/e2e/<journey>/, checks the listed pages with axe (no serious or
+critical violations), and asserts the browser never requested anything from another
+origin (Stripe.js on payment pages, with the Stripe backend, being the one exception).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import Journey, Server
+
+PASSWORD = "a sturdy picket line 2026"
+
+
+@pytest.fixture
+def journey(browser, server, request):
+    walk = Journey(browser, server, request.node.name.removeprefix("test_"))
+    yield walk
+    walk.close()
+
+
+def _register(page, base, email, name):
+    page.goto(base + "/register")
+    page.get_by_label("Email address", exact=True).fill(email)
+    page.get_by_label("Display name").fill(name)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Repeat password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Your campaigns")).to_be_visible()
+
+
+def test_1_organizer_launches_a_campaign(journey):
+    page, base = journey.page, journey.server.url
+    _register(page, base, "friend@example.org", "Friend of the Bakers")
+    page.get_by_role("button", name="Log out").click()
+    _register(page, base, "bakers@example.org", "Bakers' Committee")
+    journey.axe("dashboard")
+    journey.shoot("dashboard")
+
+    page.get_by_role("link", name="Start a campaign").first.click()
+    page.get_by_label("Title", exact=True).fill("Strike fund for the night bakers")
+    page.get_by_label("One-line summary").fill("Sixty bakers on strike for a union contract.")
+    page.get_by_label("Story", exact=True).fill("## Why\n\nNo raise in **six years**.")
+    page.get_by_label("Kind", exact=True).select_option("strike_fund")
+    page.get_by_label("Goal", exact=True).fill("3000")
+    deadline = (datetime.now(UTC) + timedelta(days=20)).strftime("%Y-%m-%dT%H:%M")
+    page.get_by_label("Deadline (UTC)").fill(deadline)
+    page.get_by_label("Budget line 1: what it pays for").fill("Strike pay")
+    page.get_by_label("Budget line 1: amount").fill("2500")
+    page.get_by_label("Budget line 2: what it pays for").fill("Picket supplies")
+    page.get_by_label("Budget line 2: amount").fill("500")
+    page.get_by_label("Source 1 title").fill("Strike ballot")
+    page.get_by_label("Source 1 link").fill("https://example.org/ballot")
+    journey.shoot("draft-form")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Draft saved")).to_be_visible()
+    page.get_by_role("button", name="Launch campaign").click()
+    expect(page.get_by_text("Your campaign is live.")).to_be_visible()
+    journey.shoot("launched")
+
+    page.get_by_role("link", name="Committee").click()
+    page.get_by_label("Email address of their Counterfund account").fill("friend@example.org")
+    page.get_by_label("Role", exact=True).select_option("treasurer")
+    page.get_by_role("button", name="Add to the committee").click()
+    expect(page.get_by_role("cell", name="Friend of the Bakers", exact=True)).to_be_visible()
+    page.get_by_role("link", name="Back to the campaign").click()
+    page.get_by_role("link", name="Post an update").click()
+    page.get_by_label("Title", exact=True).fill("Day one on the picket")
+    page.get_by_label("Message", exact=True).fill("Thank you for the *soup*.")
+    page.get_by_role("button", name="Post update").click()
+    expect(page.get_by_role("heading", name="Day one on the picket")).to_be_visible()
+    journey.axe("campaign")
+    journey.shoot("update-posted")
+    journey.assert_no_third_party_requests()
+
+
+def _pledge(page, base, slug, email, amount="25"):
+    page.goto(f"{base}/c/{slug}")
+    page.get_by_role("link", name="Back this campaign").click()
+    page.get_by_label("Amount", exact=True).fill(amount)
+    page.get_by_label("Email address", exact=True).fill(email)
+    page.get_by_label("Card number (demo)").fill("4242 4242 4242 4242")
+    page.get_by_role("button", name="Pledge").click()
+    expect(page.get_by_text("Your pledge is active")).to_be_visible()
+
+
+def test_2_guest_supporter_pledges_changes_cancels_and_pledges_again(journey):
+    page, base, server = journey.page, journey.server.url, journey.server
+    journey.go("/")
+    journey.axe("home")
+    page.get_by_role("link", name="Campaigns", exact=True).click()
+    page.get_by_label("Search", exact=True).fill("night bakers")
+    page.get_by_role("button", name="Show").click()
+    journey.axe("listing")
+    journey.shoot("search")
+    page.get_by_role("link", name="Strike fund for the night bakers").click()
+    page.get_by_role("link", name="Back this campaign").click()
+    expect(page.get_by_text("Demo payments.")).to_be_visible()
+    journey.axe("pledge")
+    page.get_by_label("Amount", exact=True).fill("25")
+    page.get_by_label("Email address", exact=True).fill("guest@example.org")
+    page.get_by_label("Card number (demo)").fill("4242 4242 4242 4242")
+    journey.shoot("pledge-form")
+    page.get_by_role("button", name="Pledge").click()
+    expect(page.get_by_text("Your pledge is active")).to_be_visible()
+
+    journey.go(server.last_link("guest@example.org"))
+    journey.axe("manage-pledge")
+    journey.shoot("manage")
+    page.get_by_label("New amount").fill("40")
+    page.get_by_role("button", name="Change amount").click()
+    expect(page.get_by_text("Your pledge is now €40.00")).to_be_visible()
+    page.get_by_role("button", name="Cancel my pledge").click()
+    expect(page.get_by_text("Your pledge is cancelled")).to_be_visible()
+    journey.shoot("cancelled")
+    _pledge(page, base, "strike-fund-for-the-night-bakers", "guest@example.org", "30")
+    journey.shoot("pledged-again")
+    journey.go("/c/strike-fund-for-the-night-bakers")
+    expect(page.get_by_text("€30.00", exact=True)).to_be_visible()
+    journey.assert_no_third_party_requests()
+
+
+@pytest.fixture(scope="module")
+def stripe_server(tmp_path_factory, localstripe):
+    from tests.conftest import STRIPE_TEST_CONFIG
+
+    running = Server(
+        tmp_path_factory.mktemp("stripe-server"),
+        **STRIPE_TEST_CONFIG,
+        STRIPE_API_BASE=localstripe,
+        STRIPE_JS_URL=f"{localstripe}/js.stripe.com/v3/",
+    )
+    yield running
+    running.stop()
+
+
+def test_3_pledge_through_stripe_elements_on_localstripe(browser, stripe_server, localstripe):
+    journey = Journey(browser, stripe_server, "3_stripe_pledge", third_party_ok=(localstripe,))
+    page = journey.page
+    try:
+        journey.go("/c/northside-winter-heating-fund")
+        page.get_by_role("link", name="Back this campaign").click()
+        expect(page.get_by_label("Card number (demo)")).to_have_count(0)
+        page.get_by_label("Amount", exact=True).fill("15")
+        page.get_by_label("Email address", exact=True).fill("stripe-guest@example.org")
+        page.get_by_role("button", name="Pledge").click()
+        expect(page.get_by_role("heading", name=re.compile("Card for your pledge"))).to_be_visible()
+        card = page.locator("#card-element")
+        card.locator("input[placeholder=number]").fill("4242424242424242")
+        card.locator("input[placeholder=exp_month]").fill("12")
+        card.locator("input[placeholder=exp_year]").fill("34")
+        card.locator("input[placeholder=cvc]").fill("123")
+        card.locator("input[placeholder=postal_code]").fill("12345")
+        journey.shoot("stripe-elements")
+        page.get_by_role("button", name="Save card").click()
+        expect(page.get_by_text("Your pledge is active")).to_be_visible(timeout=15000)
+        expect(page.get_by_text("Visa ···· 4242", exact=False)).to_be_visible()
+        journey.shoot("active")
+        stripe_js = [url for _, url in journey.requests if url.startswith(localstripe)]
+        assert stripe_js, "Stripe.js (localstripe's stand-in) was never loaded"
+        journey.assert_no_third_party_requests()
+    finally:
+        journey.close()
+
+
+def test_4_deadline_passes_settlement_charges_and_everyone_sees_it(journey):
+    page, base, server = journey.page, journey.server.url, journey.server
+    slug = "living-wage-for-university-cleaners"
+    _pledge(page, base, slug, "settled@example.org", "12")
+    # The test holds the clock: the deadline moves into the past, then settlement runs.
+    server.sql("UPDATE campaigns SET deadline = datetime('now', '-1 minute') WHERE slug = ?", slug)
+    output = server.flask("settle", "--due")
+    assert "charged" in output
+    journey.go(server.last_link("settled@example.org"))
+    expect(page.get_by_role("heading", name="Receipt")).to_be_visible()
+    expect(page.get_by_text("£12.00").first).to_be_visible()
+    journey.axe("receipt")
+    journey.shoot("receipt")
+
+    page.goto(base + "/login")
+    page.get_by_label("Email address", exact=True).fill("cleaners@example.org")
+    page.get_by_label("Password", exact=True).fill("solidarity-forever")
+    page.get_by_role("button", name="Log in").click()
+    page.goto(f"{base}/c/{slug}")
+    page.get_by_role("link", name="Settlement progress").click()
+    expect(page.get_by_role("row", name=re.compile(r"^Charged \d+"))).to_be_visible()
+    journey.axe("settlement")
+    journey.shoot("organizer-progress")
+    journey.assert_no_third_party_requests()
+
+
+def test_5_auditor_filters_downloads_and_verifies_a_proof(journey, tmp_path):
+    page, server = journey.page, journey.server
+    journey.go("/ledger")
+    journey.axe("ledger")
+    page.get_by_label("Kind", exact=True).select_option("pledge_charge")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("cell", name="pledge charge").first).to_be_visible()
+    expect(page.get_by_role("cell", name="processor fee")).to_have_count(0)
+    journey.shoot("ledger-filtered")
+    with page.expect_download() as csv_download:
+        page.get_by_role("link", name="Download CSV").click()
+    csv_path = tmp_path / "ledger.csv"
+    csv_download.value.save_as(csv_path)
+    assert csv_path.read_text().startswith("index,time,kind")
+    with page.expect_download() as json_download:
+        page.get_by_role("link", name="Download JSON").click()
+    json_path = tmp_path / "ledger.json"
+    json_download.value.save_as(json_path)
+    export = json.loads(json_path.read_text())
+    assert export["entries"] and export["checkpoint"]
+
+    journey.go(server.last_link("settled@example.org"))
+    page.get_by_role("link", name=re.compile("See this charge on the public ledger")).click()
+    expect(page.get_by_text("Verified in your browser")).to_be_visible()
+    journey.axe("ledger-entry")
+    journey.shoot("proof-verified")
+    journey.assert_no_third_party_requests()
