@@ -1,6 +1,6 @@
 """The five journeys people take through Counterfund, in a real browser.
 
-Each journey saves screenshots (desktop 1280×800 and phone 390×844) under
+Each journey saves screenshots (desktop 1280x800 and phone 390x844) under
 test-artifacts/e2e/<journey>/, checks the listed pages with axe (no serious or
 critical violations), and asserts the browser never requested anything from another
 origin (Stripe.js on payment pages, with the Stripe backend, being the one exception).
