@@ -59,17 +59,25 @@ def _fan_out(job, campaign_id: int) -> None:
 
 @app_job
 def charge_campaign(campaign_id: int) -> dict[str, int]:
-    totals: dict[str, int] = {}
-    batch = current_app.config["SETTLEMENT_BATCH_SIZE"]
-    while True:
-        claims = settlement.claim_batch(campaign_id, batch)
-        if not claims:
-            break
-        for outcome, count in settlement.charge_claims(claims).items():
-            totals[outcome] = totals.get(outcome, 0) + count
-    settlement.finish_if_done(campaign_id)
+    totals = charge_until_done(campaign_id)
     sequence_ledger()
     outbox.deliver_pending()
+    return totals
+
+
+def charge_until_done(
+    campaign_id: int, totals: dict[str, int] | None = None, progress=None
+) -> dict[str, int]:
+    """Claim and charge batches until nothing is left to claim, then settle the
+    campaign if every pledge is done. Adds outcomes to `totals`."""
+    totals = {} if totals is None else totals
+    batch = current_app.config["SETTLEMENT_BATCH_SIZE"]
+    while claims := settlement.claim_batch(campaign_id, batch):
+        for outcome, count in settlement.charge_claims(claims).items():
+            totals[outcome] = totals.get(outcome, 0) + count
+        if progress is not None:
+            progress(len(claims))
+    settlement.finish_if_done(campaign_id)
     return totals
 
 
@@ -224,13 +232,7 @@ def run_due_now(progress=None) -> dict[str, int]:
             continue
         settlement.start_settling(campaign_id)
         db.session.commit()
-        batch = current_app.config["SETTLEMENT_BATCH_SIZE"]
-        while claims := settlement.claim_batch(campaign_id, batch):
-            for outcome, count in settlement.charge_claims(claims).items():
-                summary[outcome] = summary.get(outcome, 0) + count
-            if progress is not None:
-                progress(len(claims))
-        settlement.finish_if_done(campaign_id)
+        charge_until_done(campaign_id, summary, progress)
     sequence_ledger()
     outbox.deliver_pending()
     return summary
