@@ -141,7 +141,8 @@ def test_double_submission_makes_one_pledge(app, client):
     first = pledge(client, slug, key=key)
     second = pledge(client, slug, key=key)
     assert first.status_code == second.status_code == 302
-    assert first.headers["Location"] == second.headers["Location"]
+    # The same pledge (links are signed with a timestamp, so compare their payload).
+    assert first.headers["Location"].split(".")[0] == second.headers["Location"].split(".")[0]
     assert len(pledges(app)) == 1
     assert campaign_row(app, slug).backer_count == 1
 

@@ -170,7 +170,7 @@ def test_sigkilled_workers_never_double_charge(make_app, redis_url):
     # 40 ms a call, 4 at a time, is about 5 s of charging.
     slow = {"SIMULATED_LATENCY_MS": 40, "SETTLEMENT_CONCURRENCY": 4}
     kills = rounds = 0
-    while kills < 10 and rounds < 40:
+    while kills < 10 and rounds < 60:
         rounds += 1
         with app.app_context():
             open_before = db.session.scalar(
@@ -188,7 +188,7 @@ def test_sigkilled_workers_never_double_charge(make_app, redis_url):
         else:
             # Kills itself right after a provider call, before recording it.
             worker = _start_worker(
-                _worker_env(app, redis_url, queue, **slow, COUNTERFUND_FAULT_KILL_RATE="0.03")
+                _worker_env(app, redis_url, queue, **slow, COUNTERFUND_FAULT_KILL_RATE="0.06")
             )
             worker.wait(timeout=120)
         if worker.returncode == -signal.SIGKILL and open_before:
