@@ -63,20 +63,6 @@ class CampaignDraft:
     sources: list[tuple[str, str]] = field(default_factory=list)
 
 
-# Fields of a live campaign that supporters relied on when they pledged.
-FROZEN_AFTER_LAUNCH = (
-    "slug",
-    "goal",
-    "currency",
-    "funding_model",
-    "deadline",
-    "min_backers",
-    "budget_lines",
-    "budget_note",
-    "kind",
-)
-
-
 def _duration_bounds() -> tuple[timedelta, timedelta]:
     config = current_app.config
     return (

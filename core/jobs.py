@@ -126,14 +126,12 @@ class EagerRunner:
 
     def __init__(self, app: Flask):
         self.app = app
-        self.scheduled: list[tuple[datetime, Callable, tuple]] = []
         self._running = False
         self._queue: list[tuple[Callable, tuple]] = []
 
     def enqueue(self, func, *args, at=None, job_id=None):
         if at is not None and at > utcnow():
-            self.scheduled.append((at, func, args))  # the sweep finds due work anyway
-            return
+            return  # a job for later: the sweep runs it once it is due
         self._queue.append((func, args))
         if self._running:
             return  # the outer loop runs it once the current job has finished

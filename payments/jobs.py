@@ -6,7 +6,6 @@ worker: every step is a guarded transition in the database (see settlement.py).
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 from flask import current_app
@@ -17,10 +16,9 @@ from core import outbox
 from core.clock import utcnow
 from core.extensions import db
 from core.jobs import app_job, enqueue_after_commit
+from ledger import log as ledger_log
 from payments import settlement
 from payments.models import Pledge, PledgeEvent, PledgeStatus
-
-log = logging.getLogger(__name__)
 
 
 @app_job
@@ -60,7 +58,7 @@ def _fan_out(job, campaign_id: int) -> None:
 @app_job
 def charge_campaign(campaign_id: int) -> dict[str, int]:
     totals = charge_until_done(campaign_id)
-    sequence_ledger()
+    ledger_log.sequence()
     outbox.deliver_pending()
     return totals
 
@@ -114,7 +112,7 @@ def sweep() -> None:
     for campaign_id in cancelled_with_open_pledges():
         release_campaign(campaign_id)
     cancel_abandoned_pledges()
-    sequence_ledger()
+    ledger_log.sequence()
     reconcile_if_due()
     outbox.deliver_pending()
 
@@ -127,13 +125,6 @@ def reconcile_if_due() -> None:
     interval = timedelta(seconds=current_app.config["RECONCILE_INTERVAL"])
     if last is None or last.created_at <= utcnow() - interval:
         reconcile()
-
-
-def sequence_ledger() -> None:
-    """Append new ledger transactions to the Merkle log and sign a checkpoint."""
-    from ledger import log
-
-    log.sequence()
 
 
 def cancelled_with_open_pledges() -> list[int]:
@@ -233,6 +224,6 @@ def run_due_now(progress=None) -> dict[str, int]:
         settlement.start_settling(campaign_id)
         db.session.commit()
         charge_until_done(campaign_id, summary, progress)
-    sequence_ledger()
+    ledger_log.sequence()
     outbox.deliver_pending()
     return summary

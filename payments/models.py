@@ -28,14 +28,6 @@ class PledgeStatus(enum.StrEnum):
     REFUNDED = "refunded"
 
 
-TERMINAL_STATUSES = (
-    PledgeStatus.CANCELLED,
-    PledgeStatus.CHARGED,
-    PledgeStatus.DROPPED,
-    PledgeStatus.RELEASED,
-    PledgeStatus.REFUNDED,
-)
-
 PLEDGE_STATUS_LABELS = {
     PledgeStatus.PENDING: _l("Waiting for card"),
     PledgeStatus.ACTIVE: _l("Active"),
