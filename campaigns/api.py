@@ -7,6 +7,7 @@ from flask import Blueprint, abort, current_app, jsonify, request, url_for
 from campaigns import services
 from campaigns.models import Campaign, CampaignStatus
 from core.extensions import db
+from core.urls import query_int
 
 bp = Blueprint("campaigns_api", __name__, url_prefix="/api/v1")
 
@@ -32,14 +33,7 @@ def campaign_json(campaign: Campaign) -> dict:
 
 
 def _positive_int(name: str, default: int, maximum: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        abort(400, description=f"{name} must be a whole number of at least 1")
-    if int(raw) > maximum:
-        abort(400, description=f"{name} must be at most {maximum}")
-    return int(raw)
+    return query_int(name, default=default, minimum=1, maximum=maximum)
 
 
 @bp.get("/campaigns")

@@ -28,7 +28,8 @@ from wtforms.validators import (
 )
 
 from campaigns.models import FUNDING_LABELS, KIND_LABELS, ROLE_LABELS, OrganizerRole
-from core.money import CURRENCIES, Money, MoneyError
+from core.i18n import current_locale
+from core.money import PLEDGE_CURRENCIES, Money, MoneyError, currency_name
 
 # Languages a campaign can be written in (BCP 47). Interface translations are separate.
 CAMPAIGN_LANGUAGES = (
@@ -78,7 +79,12 @@ def language_choices():
 
 
 def currency_choices():
-    return [SelectChoice(code) for code in sorted(CURRENCIES)]
+    """Active currencies a processor can charge, named in the visitor's language."""
+    locale = current_locale()
+    return [
+        SelectChoice(code, f"{code} — {currency_name(code, locale)}")
+        for code in sorted(PLEDGE_CURRENCIES)
+    ]
 
 
 class BudgetLineForm(Form):
@@ -143,7 +149,7 @@ class CampaignForm(FlaskForm):
 
     def validate_goal(self, field):
         try:
-            money = Money.parse(field.data, self.currency.data)
+            money = Money.parse(field.data, self.currency.data, current_locale())
         except MoneyError as exc:
             raise ValidationError(str(exc)) from None
         if money.amount <= 0:
@@ -161,7 +167,7 @@ class CampaignForm(FlaskForm):
                 errors = True
                 continue
             try:
-                money = Money.parse(amount, self.currency.data)
+                money = Money.parse(amount, self.currency.data, current_locale())
                 if money.amount <= 0:
                     raise MoneyError(str(_l("Amounts must be more than zero.")))
             except MoneyError as exc:
@@ -234,7 +240,7 @@ def load_campaign_into(form: CampaignForm, campaign) -> None:
     form.slug.data = campaign.slug
     form.kind.data = campaign.kind
     form.currency.data = campaign.currency
-    form.goal.data = campaign.goal.input_value()
+    form.goal.data = campaign.goal.input_value(current_locale())
     form.funding_model.data = campaign.funding_model
     form.min_backers.data = campaign.min_backers
     form.deadline.data = campaign.deadline.replace(tzinfo=None)
@@ -246,7 +252,11 @@ def load_lists_into(form: CampaignForm, campaign) -> None:
         form.budget_lines,
         BUDGET_ROWS,
         [
-            {"item": b.label, "amount": b.money.input_value(), "required": b.required}
+            {
+                "item": b.label,
+                "amount": b.money.input_value(current_locale()),
+                "required": b.required,
+            }
             for b in campaign.budget_lines
         ],
     )

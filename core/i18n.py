@@ -21,6 +21,11 @@ def select_locale() -> str:
     return request.accept_languages.best_match(INTERFACE_LOCALES) or "en"
 
 
+def current_locale() -> str:
+    """The visitor's interface locale ("en" outside a request), for reading amounts."""
+    return str(get_locale()) if has_request_context() else "en"
+
+
 def money_filter(money) -> str:
     return money.format(locale=str(get_locale()))
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import current_app
+from flask import abort, current_app, request
 
 
 def safe_next(target: str | None, fallback: str) -> str:
@@ -21,3 +21,25 @@ def public_request_context():
     """A request context on the public base URL, for CLI commands and jobs that build
     absolute links (emails) outside any HTTP request."""
     return current_app.test_request_context("/", base_url=current_app.config["PUBLIC_URL"])
+
+
+def query_int(name: str, *, default: int | None = None, minimum: int = 0, maximum: int) -> int:
+    """A whole-number query parameter, or a clear 400: ASCII digits only (Python's int()
+    also reads "٣" and refuses "²" with an exception), bounded before conversion."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            abort(400, description=f"{name} is required")
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(maximum)):
+        abort(
+            400,
+            description=f"{name} must be a whole number, at least {minimum} and at most {maximum}",
+        )
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        abort(
+            400,
+            description=f"{name} must be a whole number, at least {minimum} and at most {maximum}",
+        )
+    return value

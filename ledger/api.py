@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, abort, jsonify
 
+from core.urls import query_int
 from ledger import log, merkle, signing
 
 bp = Blueprint("ledger_api", __name__, url_prefix="/api/v1/ledger")
@@ -17,18 +18,12 @@ def _b64(value: bytes) -> str:
     return base64.b64encode(value).decode()
 
 
+# Far above any ledger's size; bounds the digits read from a query string.
+MAX_INDEX = 10**12
+
+
 def _int_arg(name: str, *, default: int | None = None, minimum: int = 0) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        if default is None:
-            abort(400, description=f"{name} is required")
-        return default
-    if not raw.isdigit():
-        abort(400, description=f"{name} must be a whole number")
-    value = int(raw)
-    if value < minimum:
-        abort(400, description=f"{name} must be at least {minimum}")
-    return value
+    return query_int(name, default=default, minimum=minimum, maximum=MAX_INDEX)
 
 
 def _text(body: str):

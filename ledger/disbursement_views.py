@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from campaigns.models import Campaign, CampaignStatus, OrganizerRole
 from core.extensions import db
+from core.i18n import current_locale
 from core.jobs import enqueue_after_commit
 from core.money import Money, MoneyError
 from ledger import disbursements
@@ -60,7 +61,7 @@ def new(slug: str):
     form = DisbursementForm()
     if form.validate_on_submit():
         try:
-            amount = Money.parse(form.amount.data, campaign.currency)
+            amount = Money.parse(form.amount.data, campaign.currency, current_locale())
         except MoneyError as exc:
             form.amount.errors.append(str(exc))
         else:

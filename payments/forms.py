@@ -14,6 +14,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from accounts.services import AccountError, normalise_email
+from core.i18n import current_locale
 from core.money import Money, MoneyError
 
 
@@ -32,16 +33,27 @@ class AmountMixin:
 
     def validate_amount(self, field):
         try:
-            self.amount_money = Money.parse(field.data, self.currency)
+            self.amount_money = Money.parse(field.data, self.currency, current_locale())
         except MoneyError as exc:
             raise ValidationError(str(exc)) from None
+
+    def amount_confirmed(self) -> bool:
+        """Whether the supporter has seen and confirmed exactly this amount (in minor
+        units). If not, the form now carries it, for the confirmation step."""
+        exact = str(self.amount_money.amount)
+        if self.confirmed_amount.data == exact:
+            return True
+        self.confirmed_amount.data = exact
+        return False
 
 
 class PledgeForm(AmountMixin, FlaskForm):
     submission_key = HiddenField(validators=[DataRequired(), Length(min=16, max=64)])
     # Sent back by the form; a pledge in any other currency than the campaign's is refused.
     currency_code = HiddenField(validators=[Optional(), Length(max=3)])
-    amount = StringField(_l("Amount"), validators=[DataRequired(), Length(max=20)])
+    amount = StringField(_l("Amount"), validators=[DataRequired(), Length(max=32)])
+    # The exact amount (minor units) the supporter saw on the confirmation step.
+    confirmed_amount = HiddenField(validators=[Optional(), Length(max=20)])
     visibility = RadioField(
         _l("How you appear on the campaign page"),
         choices=[
@@ -84,7 +96,8 @@ class PledgeForm(AmountMixin, FlaskForm):
 
 
 class AmountForm(AmountMixin, FlaskForm):
-    amount = StringField(_l("New amount"), validators=[DataRequired(), Length(max=20)])
+    amount = StringField(_l("New amount"), validators=[DataRequired(), Length(max=32)])
+    confirmed_amount = HiddenField(validators=[Optional(), Length(max=20)])
     submit = SubmitField(_l("Change amount"))
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from campaigns.models import Campaign
 from core import outbox
 from core.extensions import db, limiter
+from core.i18n import current_locale
 from core.security import content_security_policy
 from payments import services
 from payments.backends import get_backend
@@ -76,7 +77,9 @@ def pledge(slug: str):
     if request.method == "GET":
         form.submission_key.data = secrets.token_urlsafe(24)
         form.currency_code.data = campaign.currency
-    if form.validate_on_submit():
+    step = _amount_step(form, campaign)
+    confirming = step == "confirm"
+    if step == "go":
         outcome = _create_pledge(campaign, form)
         if outcome is not None:
             return outcome
@@ -88,7 +91,20 @@ def pledge(slug: str):
         low=low,
         high=high,
         simulated=_simulated(),
-    ), (422 if request.method == "POST" else 200)
+        confirming=confirming,
+    ), (422 if request.method == "POST" and not confirming else 200)
+
+
+def _amount_step(form: PledgeForm | AmountForm, campaign: Campaign) -> str:
+    """ "invalid" (errors on the form), "confirm" (show the exact amount first) or "go"."""
+    if not form.validate_on_submit():
+        return "invalid"
+    try:
+        services.check_amount(campaign, form.amount_money)
+    except services.PledgeError as exc:
+        form.amount.errors.append(str(exc.message))
+        return "invalid"
+    return "go" if form.amount_confirmed() else "confirm"
 
 
 def _create_pledge(campaign: Campaign, form: PledgeForm):
@@ -210,7 +226,7 @@ def manage(pledge: Pledge, key: str):
     from ledger.views import entry_url_for_reference
     from payments.privacy import public_reference
 
-    amount_form = AmountForm(amount=pledge.money.input_value())
+    amount_form = AmountForm(amount=pledge.money.input_value(current_locale()))
     entry_url = (
         entry_url_for_reference(public_reference("charge", pledge.id))
         if pledge.status == PledgeStatus.CHARGED
@@ -233,7 +249,9 @@ def manage(pledge: Pledge, key: str):
 def change_amount(pledge: Pledge, key: str):
     form = AmountForm()
     form.currency = pledge.currency
-    if form.validate_on_submit():
+    step = _amount_step(form, pledge.campaign)
+    confirming = step == "confirm"
+    if step == "go":
         try:
             services.change_amount(pledge, form.amount_money)
         except services.PledgeError as exc:
@@ -241,7 +259,9 @@ def change_amount(pledge: Pledge, key: str):
             form.amount.errors.append(str(exc.message))
         else:
             db.session.commit()
-            flash(_("Your pledge is now %(m)s.", m=pledge.money.format()), "success")
+            flash(
+                _("Your pledge is now %(m)s.", m=pledge.money.format(current_locale())), "success"
+            )
             return redirect(url_for("payments.manage", key=key))
     return render_template(
         "payments/manage.html",
@@ -250,7 +270,8 @@ def change_amount(pledge: Pledge, key: str):
         amount_form=form,
         cancel_form=CancelForm(),
         can_change=True,
-    ), 422
+        confirming=confirming,
+    ), (200 if confirming else 422)
 
 
 @bp.post("/pledge/<key>/cancel")

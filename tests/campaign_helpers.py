@@ -36,9 +36,9 @@ def campaign_form(**overrides) -> dict:
     return {k: v for k, v in data.items() if v is not None}
 
 
-def create_draft(client, **overrides):
+def create_draft(client, headers=None, **overrides):
     form = campaign_form(**overrides)
-    return submit(client, "/campaigns/new", form)
+    return submit(client, "/campaigns/new", form, headers=headers)
 
 
 def launch(client, slug: str):

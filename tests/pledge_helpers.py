@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from campaigns.models import Campaign
 from core.extensions import db
+from core.money import Money, MoneyError
 from payments.models import Pledge
 from tests.campaign_helpers import create_draft, launch
 from tests.conftest import register, submit
@@ -28,11 +29,21 @@ def pledge_form(client, slug) -> dict:
     return {"submission_key": SUBMISSION_KEY.search(page).group(1), "currency_code": "EUR"}
 
 
+def confirmed(amount: str, currency: str = "EUR", locale: str = "en") -> str:
+    """What the confirmation step carries for an amount a test pledges: its exact minor
+    units (empty when the amount does not parse, so the form's own error shows)."""
+    try:
+        return str(Money.parse(amount, currency, locale).amount)
+    except MoneyError:
+        return ""
+
+
 def pledge(
     client, slug, amount="25", card="4242424242424242", email="sup@example.org", key=None, **extra
 ):
     data = {
         "amount": amount,
+        "confirmed_amount": confirmed(amount),
         "card_number": card,
         "email": email,
         "visibility": "anonymous",

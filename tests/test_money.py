@@ -1,8 +1,16 @@
 import pytest
+from babel.numbers import format_decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.money import Money, MoneyError, exponent, validate_currency
+from core.money import (
+    PLEDGE_CURRENCIES,
+    Money,
+    MoneyError,
+    currency_name,
+    exponent,
+    validate_currency,
+)
 
 
 def test_parse_uses_the_currency_exponent():
@@ -61,3 +69,100 @@ def test_formatting_is_locale_aware():
     assert Money(123456, "EUR").format("en") == "€1,234.56"
     assert Money(123456, "EUR").format("de_DE") == "1.234,56\xa0€"
     assert exponent("JPY") == 0
+
+
+# ---- Amounts read in the visitor's locale ------------------------------------------
+
+LOCALES = ("en", "es", "de", "pt_BR")
+
+
+@pytest.mark.parametrize(
+    ("text", "locale", "minor"),
+    [
+        ("12,50", "de", 1250),
+        ("12,50", "es", 1250),
+        ("12,50", "pt_BR", 1250),
+        ("1.000,50", "de", 100_050),
+        ("1.000,50", "pt_BR", 100_050),
+        ("1.000", "de", 100_000),
+        ("1000,5", "es", 100_050),
+        ("12.50", "en", 1250),
+        ("1,000.50", "en", 100_050),
+        ("12,50 €", "de", 1250),
+        ("€12.50", "en", 1250),
+        ("EUR 7", "en", 700),
+    ],
+)
+def test_amounts_are_read_in_the_visitors_locale(text, locale, minor):
+    assert Money.parse(text, "EUR", locale) == Money(minor, "EUR")
+
+
+@pytest.mark.parametrize(
+    ("text", "locale", "says"),
+    [
+        ("12,50", "en", "did you mean 1,250 / 12.5"),  # the comma defect, in English
+        ("1.000,50", "en", "ambiguous"),
+        ("12.50", "de", "did you mean 1.250 / 12,5"),
+        ("1,000.50", "es", "ambiguous"),
+        ("12,5,0", "de", "not a number"),
+        ("12,5,0", "en", "ambiguous"),
+        ("1.2.3", "en", "not a number"),
+        ("1.2.3", "pt_BR", "ambiguous"),
+        ("1.000", "en", "3 decimal places"),
+        ("12,505", "de", "3 decimal places"),
+        ("1e999999", "en", "not a number"),
+        ("1E5", "de", "not a number"),
+        ("\u0663", "en", "not a number"),  # Arabic-Indic three: Decimal would read it
+        ("\u00b2", "en", "not a number"),
+        ("1\u00a0000", "de", "not a number"),
+        ("9" * 40, "en", "not a number"),
+        ("9" * 20, "en", "too large"),
+        ("--1", "en", "not a number"),
+        ("+", "en", "not a number"),
+        ("", "de", "Enter an amount"),
+        ("€", "en", "Enter an amount"),
+    ],
+)
+def test_misread_amounts_are_refused_saying_what_was_understood(text, locale, says):
+    with pytest.raises(MoneyError) as refused:
+        Money.parse(text, "EUR", locale)
+    assert says in str(refused.value)
+
+
+def test_the_currencys_decimals_limit_what_is_typed_not_the_value():
+    # "1.000" is 1 with three decimals in English: EUR has two, so it is refused, even
+    # though its value fits; in German it is a thousand.
+    with pytest.raises(MoneyError, match="at most 2 decimal places"):
+        Money.parse("1.000", "EUR", "en")
+    assert Money.parse("1.000", "EUR", "de") == Money(100_000, "EUR")
+    assert Money.parse("1.234", "KWD", "en") == Money(1234, "KWD")
+    with pytest.raises(MoneyError, match="at most 0 decimal places"):
+        Money.parse("1,5", "JPY", "de")
+
+
+@given(
+    amount=st.integers(min_value=0, max_value=10**13),
+    currency=st.sampled_from(sorted(PLEDGE_CURRENCIES)),
+    locale=st.sampled_from(LOCALES),
+    grouped=st.booleans(),
+)
+def test_formatting_then_parsing_gives_the_same_minor_units(amount, currency, locale, grouped):
+    """What we show a person in their locale reads back as exactly the same money, with
+    or without thousands separators and with the currency's symbol around it."""
+    money = Money(amount, currency)
+    places = exponent(currency)
+    pattern = ("#,##0" if grouped else "0") + ("." + "0" * places if places else "")
+    shown = format_decimal(money.decimal, format=pattern, locale=locale, decimal_quantization=False)
+    assert Money.parse(shown, currency, locale) == money
+    assert Money.parse(money.format(locale), currency, locale) == money
+    assert Money.parse(money.input_value(locale), currency, locale) == money
+
+
+def test_only_active_chargeable_currencies_are_offered():
+    assert {"EUR", "USD", "GBP", "BRL", "JPY", "KWD"} <= PLEDGE_CURRENCIES
+    for gone in ("DEM", "FRF", "ESP", "VEF", "ZWL", "HRK", "XAU", "XTS"):
+        assert gone not in PLEDGE_CURRENCIES
+    # Old rows may still carry a code; Money can still read them.
+    assert Money(100, "DEM").currency == "DEM"
+    assert currency_name("EUR", "de") == "Euro"
+    assert currency_name("USD", "es") == "dólar estadounidense"

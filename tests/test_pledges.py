@@ -90,7 +90,15 @@ def test_invalid_card_number_is_refused(app, client):
         ("ten", "not a number"),
         ("", "This field is required"),
         ("100001", "largest pledge"),
-        ("1e9", "largest pledge"),
+        ("1000000000", "largest pledge"),
+        # Exponents, other scripts' digits and misplaced separators are not amounts.
+        ("1e9", "not a number"),
+        ("1e999999", "not a number"),
+        ("\u0663", "not a number"),
+        ("12,50", "ambiguous"),
+        ("1.000,50", "ambiguous"),
+        ("12,5,0", "ambiguous"),
+        ("1.2.3", "not a number"),
     ],
 )
 def test_bad_amounts_change_nothing(app, client, amount, message):
@@ -208,7 +216,9 @@ def test_change_amount_and_cancel_keep_totals_right(app, client):
     pledge(app.test_client(), slug, amount="10", email="other@example.org")
     link = _outbox(app)[0] and re.search(r"http://localhost(/pledge/\S+)", _outbox(app)[0]).group(1)
     guest = app.test_client()
-    response = submit(guest, link + "/amount", {"amount": "55"}, form_page=link)
+    response = submit(
+        guest, link + "/amount", {"amount": "55", "confirmed_amount": "5500"}, form_page=link
+    )
     assert response.status_code == 302
     assert (campaign_row(app, slug).pledged_amount, campaign_row(app, slug).backer_count) == (
         6500,
@@ -300,15 +310,27 @@ def _funded_campaign_near_deadline(app, client):
 def test_last_day_change_that_unfunds_is_refused(app, client):
     slug, link = _funded_campaign_near_deadline(app, client)
     guest = app.test_client()
-    response = submit(guest, link + "/amount", {"amount": "5"}, form_page=link)
+    response = submit(
+        guest, link + "/amount", {"amount": "5", "confirmed_amount": "500"}, form_page=link
+    )
     assert response.status_code == 422
     assert "last day before the deadline" in response.get_data(as_text=True)
     response = submit(guest, link + "/cancel", {}, form_page=link)
     assert "last day before the deadline" in guest.get(link).get_data(as_text=True)
     assert campaign_row(app, slug).pledged_amount == 11000
     # Changes that keep it funded are fine.
-    assert submit(guest, link + "/amount", {"amount": "20"}, form_page=link).status_code == 302
-    assert submit(guest, link + "/amount", {"amount": "50"}, form_page=link).status_code == 302
+    assert (
+        submit(
+            guest, link + "/amount", {"amount": "20", "confirmed_amount": "2000"}, form_page=link
+        ).status_code
+        == 302
+    )
+    assert (
+        submit(
+            guest, link + "/amount", {"amount": "50", "confirmed_amount": "5000"}, form_page=link
+        ).status_code
+        == 302
+    )
     assert campaign_row(app, slug).pledged_amount == 13000
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from core.extensions import db
 from payments.models import Pledge, ProcessedWebhookEvent
 from tests.conftest import STRIPE_TEST_CONFIG, submit
-from tests.pledge_helpers import campaign_row, live_campaign, pledge_form, pledges
+from tests.pledge_helpers import campaign_row, confirmed, live_campaign, pledge_form, pledges
 
 SECRET = STRIPE_TEST_CONFIG["STRIPE_WEBHOOK_SECRET"]
 
@@ -31,6 +31,7 @@ def _client(app) -> stripe.StripeClient:
 def _start(app, client, slug, amount="30"):
     data = {
         "amount": amount,
+        "confirmed_amount": confirmed(amount),
         "email": "sup@example.org",
         "visibility": "anonymous",
         **pledge_form(client, slug),

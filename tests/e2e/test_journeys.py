@@ -82,6 +82,12 @@ def test_1_organizer_launches_a_campaign(journey):
     journey.assert_no_third_party_requests()
 
 
+def _confirm_amount(page, button: str) -> None:
+    """The exact amount is shown before anything is saved; the supporter confirms it."""
+    expect(page.locator("#confirm-amount")).to_be_visible()
+    page.get_by_role("button", name=re.compile("^" + re.escape(button))).click()
+
+
 def _pledge(page, base, slug, email, amount="25"):
     page.goto(f"{base}/c/{slug}")
     page.get_by_role("link", name="Back this campaign").click()
@@ -89,6 +95,7 @@ def _pledge(page, base, slug, email, amount="25"):
     page.get_by_label("Email address", exact=True).fill(email)
     page.get_by_label("Card number (demo)").fill("4242 4242 4242 4242")
     page.get_by_role("button", name="Pledge").click()
+    _confirm_amount(page, "Confirm my pledge")
     expect(page.get_by_text("Your pledge is active")).to_be_visible()
 
 
@@ -110,6 +117,7 @@ def test_2_guest_supporter_pledges_changes_cancels_and_pledges_again(journey):
     page.get_by_label("Card number (demo)").fill("4242 4242 4242 4242")
     journey.shoot("pledge-form")
     page.get_by_role("button", name="Pledge").click()
+    _confirm_amount(page, "Confirm my pledge")
     expect(page.get_by_text("Your pledge is active")).to_be_visible()
 
     journey.go(server.last_link("guest@example.org"))
@@ -117,6 +125,7 @@ def test_2_guest_supporter_pledges_changes_cancels_and_pledges_again(journey):
     journey.shoot("manage")
     page.get_by_label("New amount").fill("40")
     page.get_by_role("button", name="Change amount").click()
+    _confirm_amount(page, "Confirm: €40.00")
     expect(page.get_by_text("Your pledge is now €40.00")).to_be_visible()
     page.get_by_role("button", name="Cancel my pledge").click()
     expect(page.get_by_text("Your pledge is cancelled")).to_be_visible()
@@ -152,6 +161,7 @@ def test_3_pledge_through_stripe_elements_on_localstripe(browser, stripe_server,
         page.get_by_label("Amount", exact=True).fill("15")
         page.get_by_label("Email address", exact=True).fill("stripe-guest@example.org")
         page.get_by_role("button", name="Pledge").click()
+        _confirm_amount(page, "Confirm my pledge")
         expect(page.get_by_role("heading", name=re.compile("Card for your pledge"))).to_be_visible()
         card = page.locator("#card-element")
         card.locator("input[placeholder=number]").fill("4242424242424242")
