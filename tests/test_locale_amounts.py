@@ -66,9 +66,7 @@ def test_a_confirmation_binds_the_amount_it_showed(app, client):
 
 
 @pytest.mark.parametrize("typed", ["12,50", "1.000,50", "1e999999", "12,5,0", "\u0663"])
-def test_english_visitors_get_a_clear_refusal_for_foreign_or_malformed_amounts(
-    app, client, typed
-):
+def test_english_visitors_get_a_clear_refusal_for_foreign_or_malformed_amounts(app, client, typed):
     slug = live_campaign(app)
     response = _pledge_in(client, slug, typed, {"Accept-Language": "en"})
     assert response.status_code == 422
