@@ -176,6 +176,8 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "RECEIPT_MAX_BYTES": _int(env, "RECEIPT_MAX_BYTES", 5 * 1024 * 1024, minimum=1),
         # Email
         "MAIL_FROM": env.get("MAIL_FROM", "Counterfund <no-reply@counterfund.invalid>"),
+        # Where alerts about money that needs a person go (optional).
+        "OPERATOR_EMAIL": env.get("OPERATOR_EMAIL", ""),
         "OUTBOX_FOLDER": env.get("OUTBOX_FOLDER") or str(Path(instance_path) / "outbox"),
         "SMTP_HOST": smtp_host,
         "SMTP_PORT": _int(env, "SMTP_PORT", 587, minimum=1),

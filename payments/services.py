@@ -268,8 +268,19 @@ def card_replaced(pledge: Pledge, saved: SavedCard) -> str | None:
         raise PledgeError(_l("That card could not be saved."), "card")
     if saved.payment_method_id == pledge.provider_payment_method_id:
         return None  # a replay
+    if pledge.status not in CARD_REPLACEABLE:
+        raise too_late(pledge)
     old = pledge.provider_payment_method_id
-    pledge.provider_payment_method_id = saved.payment_method_id
+    swapped = db.session.execute(
+        update(Pledge)
+        .where(Pledge.id == pledge.id, Pledge.status.in_(CARD_REPLACEABLE))
+        .values(provider_payment_method_id=saved.payment_method_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if swapped != 1:
+        _refresh_status(pledge)
+        raise too_late(pledge)
+    set_committed_value(pledge, "provider_payment_method_id", saved.payment_method_id)
     if pledge.status in (PledgeStatus.FAILED, PledgeStatus.NEEDS_AUTHENTICATION):
         # A fixed card after a decline: retry at once instead of at the window's end.
         pledge.retry_requested = True
@@ -281,27 +292,101 @@ def card_replaced(pledge: Pledge, saved: SavedCard) -> str | None:
     return old
 
 
+# What a supporter may still do to a pledge, by its state. A page left open across
+# the deadline submits its form late: every action re-checks here, and the guarded
+# UPDATE that performs it re-checks in the database.
+CANCELLABLE = (PledgeStatus.PENDING, PledgeStatus.ACTIVE)
+AMOUNT_CHANGEABLE = (PledgeStatus.ACTIVE,)
+CARD_REPLACEABLE = (PledgeStatus.ACTIVE, PledgeStatus.FAILED, PledgeStatus.NEEDS_AUTHENTICATION)
+
+
+def too_late(pledge: Pledge) -> PledgeError:
+    """Why an action on this pledge is no longer possible, in the supporter's words."""
+    status = pledge.status
+    if status == PledgeStatus.CHARGED:
+        when = pledge.charged_at.strftime("%Y-%m-%d") if pledge.charged_at else ""
+        return PledgeError(_l("This pledge was charged on %(d)s; see your receipt.", d=when))
+    if status == PledgeStatus.CHARGING:
+        return PledgeError(
+            _l(
+                "The campaign was funded and this pledge is being charged now; it can no "
+                "longer be changed or cancelled."
+            )
+        )
+    if status in (PledgeStatus.FAILED, PledgeStatus.NEEDS_AUTHENTICATION):
+        return PledgeError(
+            _l(
+                "The campaign was funded and its deadline has passed, so this pledge can no "
+                "longer be changed or cancelled. If you do not update your card, it will "
+                "not be charged."
+            )
+        )
+    if status == PledgeStatus.RELEASED:
+        return PledgeError(_l("This pledge was released: nothing was charged."))
+    if status == PledgeStatus.REFUNDED:
+        return PledgeError(_l("This pledge was charged and then refunded."))
+    if status == PledgeStatus.DROPPED:
+        return PledgeError(_l("This pledge could not be collected; nothing was charged."))
+    if status == PledgeStatus.CANCELLED:
+        return PledgeError(_l("This pledge is cancelled."))
+    return PledgeError(_l("This campaign is not taking pledges any more."))
+
+
+def _refresh_status(pledge: Pledge) -> None:
+    """Read the pledge's state as the database has it now (a stale page's pledge)."""
+    db.session.refresh(pledge, ["status", "charged_at", "amount"])
+
+
 def change_amount(pledge: Pledge, amount: Money) -> None:
-    if pledge.status != PledgeStatus.ACTIVE:
-        raise PledgeError(_l("Only active pledges can be changed."))
+    if pledge.status not in AMOUNT_CHANGEABLE:
+        raise too_late(pledge)
     check_amount(pledge.campaign, amount)
     if amount.amount == pledge.amount:
         return
-    adjust_totals(pledge.campaign, amount.amount - pledge.amount, 0)
+    previous = pledge.amount
+    changed = db.session.execute(
+        update(Pledge)
+        .where(Pledge.id == pledge.id, Pledge.status.in_(AMOUNT_CHANGEABLE))
+        .values(amount=amount.amount)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        _refresh_status(pledge)
+        raise too_late(pledge)
+    adjust_totals(pledge.campaign, amount.amount - previous, 0)
+    set_committed_value(pledge, "amount", amount.amount)
     record_event(
-        pledge, "amount_changed", amount=amount.amount, detail=f"{pledge.amount}->{amount.amount}"
+        pledge, "amount_changed", amount=amount.amount, detail=f"{previous}->{amount.amount}"
     )
-    pledge.amount = amount.amount
     db.session.flush()
 
 
 def cancel(pledge: Pledge) -> None:
+    """Cancel a pledge that has not been charged; refused once settlement has it."""
     if pledge.status == PledgeStatus.CANCELLED:
         return
-    if pledge.status == PledgeStatus.ACTIVE:
+    if pledge.status not in CANCELLABLE:
+        raise too_late(pledge)
+    was = pledge.status
+    now = utcnow()
+    moved = db.session.execute(
+        update(Pledge)
+        .where(Pledge.id == pledge.id, Pledge.status == was)
+        .values(status=PledgeStatus.CANCELLED, cancelled_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        _refresh_status(pledge)
+        if pledge.status == PledgeStatus.CANCELLED:
+            return
+        raise too_late(pledge)
+    if was == PledgeStatus.ACTIVE:
         adjust_totals(pledge.campaign, -pledge.amount, -1)
-    pledge.cancelled_at = utcnow()
-    transition(pledge, PledgeStatus.CANCELLED, "cancelled")
+    set_committed_value(pledge, "status", PledgeStatus.CANCELLED)
+    set_committed_value(pledge, "cancelled_at", now)
+    record_event(
+        pledge, "cancelled", from_status=was, to_status=PledgeStatus.CANCELLED, amount=pledge.amount
+    )
 
 
 def manage_url(pledge: Pledge, external: bool = False) -> str:

@@ -507,7 +507,10 @@ def record_result(claim: Claim, result: ChargeResult) -> str:
         .execution_options(synchronize_session=False)
     ).first()
     if row is None:
-        outcome = "already_recorded"
+        db.session.rollback()
+        if result.status == "succeeded":
+            return follow_lost_charge(claim, result)
+        return "already_recorded"
     else:
         # Keep the loaded pledge in step without reading it back.
         for name, value in values.items():
@@ -533,6 +536,107 @@ def record_result(claim: Claim, result: ChargeResult) -> str:
         _email_outcome(pledge, outcome)
     db.session.commit()
     return outcome
+
+
+def follow_lost_charge(claim: Claim, result: ChargeResult) -> str:
+    """The provider charged, but the pledge is no longer `charging` under this claim's
+    key. Money that moved must never vanish: if this charge is already recorded, there
+    is nothing to do; otherwise the ledger and the pledge follow the money (the charge,
+    its fee and the collected total are recorded) and, since the pledge had left
+    settlement, the charge is refunded at once, in the ledger too; the supporter and
+    operators are told. Commits. Returns "already_recorded" or "followed"."""
+    from payments.refunds import refund
+
+    pledge = db.session.get(Pledge, claim.pledge_id)
+    db.session.refresh(pledge)
+    if pledge.provider_charge_id == result.charge_id:
+        return "already_recorded"
+    was = pledge.status
+    if was in (PledgeStatus.CHARGED, PledgeStatus.REFUNDED, PledgeStatus.CHARGING):
+        # A second charge for one pledge: it never belonged to it. Refund it at the
+        # provider under a key of its own and tell operators (reconciliation lists it).
+        get_backend().refund(
+            result.charge_id, Money(result.amount, result.currency), f"extra-{result.charge_id}"
+        )
+        _tell_operators(pledge, f"second charge {result.charge_id} refunded at the provider")
+        db.session.commit()
+        return "refunded_extra"
+    now = utcnow()
+    moved = db.session.execute(
+        update(Pledge)
+        .where(Pledge.id == pledge.id, Pledge.status == was)
+        .values(
+            status=PledgeStatus.CHARGED,
+            provider_charge_id=result.charge_id,
+            charged_amount=result.amount,
+            fee_amount=result.fee,
+            charged_at=now,
+            charge_key=claim.charge_key,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        db.session.rollback()
+        return follow_lost_charge(claim, result)  # it moved again meanwhile: look again
+    db.session.add(
+        PledgeEvent(
+            pledge_id=pledge.id,
+            kind="charge_recorded_late",
+            from_status=was,
+            to_status=PledgeStatus.CHARGED,
+            amount=result.amount,
+            detail=result.charge_id,
+        )
+    )
+    _write_charge_to_ledger(pledge, pledge.campaign, result)
+    db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == pledge.campaign_id)
+        .values(collected_amount=Campaign.collected_amount + result.amount)
+        .execution_options(synchronize_session=False)
+    )
+    if result.fee:
+        # The supporter gets everything back and the campaign never paid for a charge
+        # it should not have had: the platform covers the processor's fee.
+        fee = Money(result.fee, result.currency)
+        ledger.record(
+            EntryKind.ADJUSTMENT,
+            campaign_id=pledge.campaign_id,
+            reference=public_reference("fee-cover", pledge.id),
+            postings=[(ledger.PLATFORM, -fee), (ledger.campaign_account(pledge.campaign_id), fee)],
+            counterparty="platform",
+            memo="The platform covers the fee of a charge refunded at once",
+        )
+    db.session.commit()
+    db.session.refresh(pledge)
+    refund(pledge, "Charged after the pledge had left settlement; refunded at once")
+    _tell_operators(pledge, f"charge recorded after the pledge was {was}; refunded")
+    subject = _l("Your pledge to %(t)s was refunded", t=pledge.campaign.title)
+    body = _l(
+        "Your pledge of %(m)s for “%(t)s” was charged by mistake after it had ended. "
+        "We have refunded the full amount; your bank shows it within a few days.",
+        m=pledge.charged.format(),
+        t=pledge.campaign.title,
+    )
+    outbox.queue(pledge.email, str(subject), str(body), topic="pledge-refunded")
+    db.session.commit()
+    log.error("settlement: pledge %s was %s when its charge was recorded", pledge.id, was)
+    return "followed"
+
+
+def _tell_operators(pledge: Pledge, what: str) -> None:
+    """Operators learn of money that needed a person's eyes (`flask failed-jobs`, and
+    OPERATOR_EMAIL when set); the record names our pledge id only."""
+    from core.jobs import JobFailure
+
+    db.session.add(
+        JobFailure(job="settlement.follow_lost_charge", arguments=f"({pledge.id},)", error=what)
+    )
+    address = current_app.config.get("OPERATOR_EMAIL")
+    if address:
+        outbox.queue(
+            address, f"Counterfund: pledge {pledge.id} needs a look", what, topic="operator-alert"
+        )
 
 
 def _ledger_entries(pledge: Pledge, campaign_id: int, result: ChargeResult) -> list:
@@ -641,9 +745,12 @@ def record_charges(pairs: list[tuple[Claim, ChargeResult]]) -> int:
         for row in current
         if row.status == PledgeStatus.CHARGING and row.charge_key == by_id[row.id][0].charge_key
     ]
-    if not winners:
+    losers = [pid for pid in by_id if pid not in winners]
+    if losers:
+        # Settled one by one: each lost charge is found recorded, or followed.
         db.session.rollback()
-        return 0
+        won = sum(follow_lost_charge(*by_id[pid]) == "charged" for pid in losers)
+        return won + record_charges([by_id[pid] for pid in winners])
     table = Pledge.__table__
     moved = (
         db.session.connection()
