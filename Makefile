@@ -39,7 +39,10 @@ migrate: install
 demo: migrate
 	$(BIN)/flask demo load
 
+# Links in emails sent by later CLI commands (`flask settle --due`) point where this serves.
 run: demo
+	@mkdir -p $${COUNTERFUND_INSTANCE:-instance}
+	@[ -n "$$PUBLIC_URL" ] || echo "http://127.0.0.1:$(PORT)" > $${COUNTERFUND_INSTANCE:-instance}/public_url
 	@echo "Counterfund is serving on http://127.0.0.1:$(PORT)/"
 	$(BIN)/gunicorn --bind 127.0.0.1:$(PORT) --workers 1 --threads 8 app:app
 

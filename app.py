@@ -38,10 +38,21 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     if app.config["PROXY_FIX_X_FOR"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"], x_proto=1)
 
+    _check_keys(app)
     _init_extensions(app)
     _register_blueprints(app)
     _init_templating(app)
     return app
+
+
+def _check_keys(app: Flask) -> None:
+    from core.config import ConfigError
+    from ledger.signing import SigningKeyError, check_key
+
+    try:
+        check_key(app.config)
+    except SigningKeyError as exc:
+        raise ConfigError(f"ledger signing key: {exc}") from None
 
 
 def _init_extensions(app: Flask) -> None:
@@ -71,10 +82,13 @@ def _init_extensions(app: Flask) -> None:
 
 def _init_jobs(app: Flask) -> None:
     from campaigns import signals
+    from core import heartbeat  # noqa: F401 - registers the heartbeat model
     from core.jobs import init_jobs, start_background_jobs
     from payments import jobs, reconcile  # noqa: F401 - registers the report model
+    from payments.health import settlement_health
 
     init_jobs(app, sweep=jobs.sweep)
+    app.extensions.setdefault("health_checks", {})["settlement"] = settlement_health
     signals.campaign_launched.connect(jobs.schedule_deadline)
     signals.campaign_cancelled.connect(jobs.release_on_cancel)
     if app.config["JOB_RUNNER"] == "thread":
@@ -128,6 +142,7 @@ def _init_templating(app: Flask) -> None:
     from core.clock import utcnow
     from core.i18n import LOCALE_NAMES, datetime_filter, money_filter, time_left_filter
     from core.money import Money
+    from core.urls import public_url_for
     from payments.chart import pledge_chart
     from payments.services import recent_supporters
 
@@ -139,6 +154,7 @@ def _init_templating(app: Flask) -> None:
     app.jinja_env.filters["time_left"] = time_left_filter
     app.jinja_env.globals["recent_supporters"] = recent_supporters
     app.jinja_env.globals["pledge_chart"] = pledge_chart
+    app.jinja_env.globals["public_url_for"] = public_url_for
 
     @app.context_processor
     def globals_for_templates():

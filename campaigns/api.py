@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, request, url_for
+from flask import Blueprint, abort, current_app, jsonify, request
 
 from campaigns import services
 from campaigns.models import Campaign, CampaignStatus
 from core.extensions import db
-from core.urls import query_int
+from core.urls import public_url_for, query_int
 
 bp = Blueprint("campaigns_api", __name__, url_prefix="/api/v1")
 
@@ -28,7 +28,7 @@ def campaign_json(campaign: Campaign) -> dict:
         "backers": campaign.backer_count,
         "min_backers": campaign.min_backers,
         "deadline": campaign.deadline.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "url": url_for("campaigns.detail", slug=campaign.slug, _external=True),
+        "url": public_url_for("campaigns.detail", slug=campaign.slug),
     }
 
 
@@ -63,7 +63,7 @@ def list_campaigns():
         if number is None:
             return None
         args = {**request.args.to_dict(), "page": number, "per_page": per_page}
-        return url_for("campaigns_api.list_campaigns", _external=True, **args)
+        return public_url_for("campaigns_api.list_campaigns", **args)
 
     return jsonify(
         campaigns=[campaign_json(c) for c in page.items],

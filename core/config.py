@@ -7,12 +7,14 @@ anything but the mapping it is given, so tests pass their own environment.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-DEV_SECRET_KEY = "counterfund-dev-secret-key-not-for-production"  # noqa: S105
+from core.secrets import secret_from_file
+
 ENVIRONMENTS = ("development", "production", "testing")
 PAYMENT_BACKENDS = ("simulated", "stripe")
 
@@ -46,6 +48,56 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _secret(env: Mapping[str, str], name: str, instance_path: str, production: bool) -> str:
+    """A key from the environment; outside production, generated at random into the
+    instance folder on first run (never a fixed, public default). Production must
+    set it explicitly, so every web and worker host shares it."""
+    value = env.get(name, "")
+    if value:
+        if production and len(value) < 32:
+            raise ConfigError(f"{name} must be at least 32 characters in production")
+        return value
+    if production:
+        raise ConfigError(f"{name} must be set in production")
+    try:
+        return secret_from_file(
+            Path(instance_path) / name.lower(), lambda: secrets.token_urlsafe(48)
+        )
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _public_url(env: Mapping[str, str], instance_path: str, production: bool) -> str:
+    """The base of every absolute URL that leaves the app (emails, feeds, the API):
+    never the request's Host. Production requires it; `make run` records the port it
+    serves on in the instance folder, so CLI commands and jobs link to the same place."""
+    url = env.get("PUBLIC_URL", "").strip()
+    if not url and production:
+        raise ConfigError("PUBLIC_URL must be set in production (e.g. https://counterfund.example)")
+    if not url and env.get("PORT"):
+        url = f"http://127.0.0.1:{env['PORT']}"
+    recorded = Path(instance_path) / "public_url"
+    if not url and recorded.is_file():
+        url = recorded.read_text().strip()
+    url = (url or "http://127.0.0.1:5000").rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ConfigError(f"PUBLIC_URL must be an http(s) URL like https://host, got {url!r}")
+    if production and parts.scheme != "https":
+        raise ConfigError("PUBLIC_URL must use https in production")
+    return url
+
+
+def _trusted_hosts(env: Mapping[str, str], public_url: str, production: bool) -> list[str]:
+    """Hosts the app answers for: the public URL's, those listed, and (outside
+    production) this machine's loopback names. Any other Host header gets a 400."""
+    hosts = [urlsplit(public_url).hostname or ""]
+    hosts += [h.strip() for h in env.get("TRUSTED_HOSTS", "").split(",") if h.strip()]
+    if not production:
+        hosts += ["127.0.0.1", "localhost", "[::1]"]
+    return list(dict.fromkeys(hosts))
+
+
 def normalise_database_url(url: str) -> str:
     """Point plain PostgreSQL URLs at psycopg 3, the driver we ship."""
     for prefix in ("postgres://", "postgresql://"):
@@ -60,13 +112,11 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         raise ConfigError(f"COUNTERFUND_ENV must be one of {', '.join(ENVIRONMENTS)}")
     production = environment == "production"
 
-    secret_key = env.get("SECRET_KEY", "")
-    if not secret_key:
-        if production:
-            raise ConfigError("SECRET_KEY must be set in production")
-        secret_key = DEV_SECRET_KEY
-    elif production and len(secret_key) < 32:
-        raise ConfigError("SECRET_KEY must be at least 32 characters in production")
+    secret_key = _secret(env, "SECRET_KEY", instance_path, production)
+    public_tag_key = _secret(env, "PUBLIC_TAG_KEY", instance_path, production)
+    if public_tag_key == secret_key:
+        raise ConfigError("PUBLIC_TAG_KEY must differ from SECRET_KEY")
+    public_url = _public_url(env, instance_path, production)
 
     database_url = env.get("DATABASE_URL") or (
         "sqlite:///" + str(Path(instance_path) / "counterfund.db")
@@ -108,6 +158,9 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "ENV_NAME": environment,
         "PRODUCTION": production,
         "SECRET_KEY": secret_key,
+        # Keys the public tags of anonymous supporters and ledger references; never the
+        # session key, so a leaked session key cannot unmask supporters.
+        "PUBLIC_TAG_KEY": public_tag_key,
         "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": redis_url,
@@ -135,12 +188,13 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "PREFERRED_URL_SCHEME": "https" if production else "http",
         "SERVER_NAME": env.get("SERVER_NAME") or None,
+        "TRUSTED_HOSTS": _trusted_hosts(env, public_url, production),
         "WTF_CSRF_TIME_LIMIT": None,
         "BABEL_DEFAULT_LOCALE": "en",
         "BABEL_DEFAULT_TIMEZONE": "UTC",
         "PAGE_SIZE": _int(env, "PAGE_SIZE", 12, minimum=1),
-        # Base of links in emails sent outside a request (CLI, jobs).
-        "PUBLIC_URL": env.get("PUBLIC_URL") or f"http://127.0.0.1:{env.get('PORT') or 5000}",
+        # Base of every absolute link: emails, feeds, API urls, the ledger's origin.
+        "PUBLIC_URL": public_url,
         # Pledges
         "PLEDGE_MAX_AMOUNT": _int(env, "PLEDGE_MAX_AMOUNT", 100_000, minimum=1),
         "PLEDGE_LINK_MAX_AGE": _int(env, "PLEDGE_LINK_MAX_AGE", 180 * 24 * 3600, minimum=60),
@@ -154,6 +208,9 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "JOB_RUNNER": job_runner,
         "JOB_QUEUE": env.get("JOB_QUEUE", "settlement"),
         "SWEEP_INTERVAL": _int(env, "SWEEP_INTERVAL", 60, minimum=1),
+        # How often RQ workers run RQ's maintenance, which restarts a dead scheduler and
+        # takes over a dead worker's scheduler lock (RQ's own default: 600).
+        "WORKER_MAINTENANCE_INTERVAL": _int(env, "WORKER_MAINTENANCE_INTERVAL", 30, minimum=1),
         "SETTLEMENT_BATCH_SIZE": _int(env, "SETTLEMENT_BATCH_SIZE", 500, minimum=1),
         "SETTLEMENT_FAN_OUT": _int(env, "SETTLEMENT_FAN_OUT", 4, minimum=1),
         "SETTLEMENT_CONCURRENCY": _int(env, "SETTLEMENT_CONCURRENCY", 32, minimum=1),
@@ -170,8 +227,7 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "LEDGER_SIGNING_KEY_FILE": env.get("LEDGER_SIGNING_KEY_FILE")
         or str(Path(instance_path) / "ledger_signing_key"),
         "LEDGER_ORIGIN": env.get("LEDGER_ORIGIN")
-        or (urlsplit(env.get("PUBLIC_URL") or "http://127.0.0.1").hostname or "counterfund")
-        + "/ledger",
+        or (urlsplit(public_url).hostname or "counterfund") + "/ledger",
         "RECONCILE_INTERVAL": _int(env, "RECONCILE_INTERVAL", 24 * 3600, minimum=60),
         "RECEIPT_MAX_BYTES": _int(env, "RECEIPT_MAX_BYTES", 5 * 1024 * 1024, minimum=1),
         # Email

@@ -43,3 +43,15 @@ def query_int(name: str, *, default: int | None = None, minimum: int = 0, maximu
             description=f"{name} must be a whole number, at least {minimum} and at most {maximum}",
         )
     return value
+
+
+def public_url_for(endpoint: str, **values) -> str:
+    """An absolute URL on the configured PUBLIC_URL, whatever Host the request carried
+    (a forged Host header must never reach an email, a feed or the API)."""
+    parts = urlsplit(current_app.config["PUBLIC_URL"])
+    adapter = current_app.url_map.bind(
+        parts.netloc, script_name=parts.path or "/", url_scheme=parts.scheme
+    )
+    anchor = values.pop("_anchor", None)
+    url = adapter.build(endpoint, values, force_external=True)
+    return f"{url}#{anchor}" if anchor else url

@@ -1,9 +1,19 @@
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from sqlalchemy import text
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from core.extensions import db
 
@@ -21,12 +31,26 @@ def home():
 
 @bp.get("/healthz")
 def healthz():
+    """Liveness for load balancers; with ?deep=1, every check the feature packages
+    registered (the job queue, the scheduler, the last sweep, overdue campaigns)."""
     try:
         db.session.execute(text("SELECT 1"))
     except Exception:  # any failure to reach the database means unhealthy
         db.session.rollback()
         return jsonify(status="unavailable", database="unreachable"), 503
-    return jsonify(status="ok", database="ok")
+    if request.args.get("deep") != "1":
+        return jsonify(status="ok", database="ok")
+    healthy, checks = run_health_checks()
+    body = {"status": "ok" if healthy else "degraded", "database": "ok", **checks}
+    return jsonify(body), (200 if healthy else 503)
+
+
+def run_health_checks() -> tuple[bool, dict]:
+    healthy, checks = True, {}
+    for name, check in current_app.extensions.get("health_checks", {}).items():
+        ok, checks[name] = check()
+        healthy = healthy and ok
+    return healthy, checks
 
 
 @bp.post("/language")
@@ -47,6 +71,9 @@ def privacy():
 
 
 def handle_http_error(error: HTTPException):
+    if isinstance(error, SecurityError):
+        # A Host outside TRUSTED_HOSTS: no page of ours (its links) is built for it.
+        return Response("Unknown host.\n", 400, mimetype="text/plain")
     if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
         return jsonify(error=error.description, status=error.code), error.code
     titles = {

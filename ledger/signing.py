@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from flask import current_app
 
+from core.secrets import write_secret_once
+
 _cache: dict[str, Ed25519PrivateKey] = {}
 
 
@@ -29,16 +31,44 @@ def _load() -> Ed25519PrivateKey:
     if cached is not None:
         return cached
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        seed = os.urandom(32)
-        # Written once, readable by the owner only; never overwritten.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(base64.b64encode(seed).decode() + "\n")
-    seed = base64.b64decode(path.read_text().strip())
-    key = Ed25519PrivateKey.from_private_bytes(seed)
+        write_secret_once(path, base64.b64encode(os.urandom(32)).decode())
+    key = Ed25519PrivateKey.from_private_bytes(read_seed(path))
     _cache[str(path)] = key
     return key
+
+
+def check_key(config) -> None:
+    """At start-up: a configured or stored key must be a 32-byte seed (an empty or
+    truncated file from a crash must stop the app, not sign with junk)."""
+    if config.get("LEDGER_SIGNING_KEY"):
+        try:
+            seed = base64.b64decode(config["LEDGER_SIGNING_KEY"], validate=True)
+        except ValueError:
+            seed = b""
+        if len(seed) != 32:
+            raise SigningKeyError("LEDGER_SIGNING_KEY is not a base64 Ed25519 seed of 32 bytes")
+        return
+    path = Path(config["LEDGER_SIGNING_KEY_FILE"])
+    if path.exists():
+        read_seed(path)
+
+
+class SigningKeyError(RuntimeError):
+    """The key file is empty or malformed: refuse to sign rather than sign with junk."""
+
+
+def read_seed(path: Path) -> bytes:
+    text = path.read_text().strip()
+    try:
+        seed = base64.b64decode(text, validate=True)
+    except ValueError:
+        seed = b""
+    if len(seed) != 32:
+        raise SigningKeyError(
+            f"{path} does not hold a base64 Ed25519 seed of 32 bytes; "
+            "restore it from a backup (the published verifier key depends on it)"
+        )
+    return seed
 
 
 def key_name() -> str:

@@ -61,19 +61,30 @@ def settle(due: bool) -> None:
 @settle_cli.cli.command("worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty (tests, cron).")
 def worker(burst: bool) -> None:
-    """Run an RQ worker (with its scheduler) on the settlement queue, and make sure the
-    periodic sweep is scheduled."""
+    """Run an RQ worker (with its scheduler) on the settlement queue; it enqueues the
+    periodic sweep on a timer of its own and outlives Redis losing its data."""
     from flask import current_app
-    from rq import Worker
 
     from core.jobs import RQRunner
-    from payments.jobs import ensure_sweep_scheduled
+    from payments.worker import run_worker
 
-    runner = current_app.extensions["job_runner"]
-    if not isinstance(runner, RQRunner):
+    if not isinstance(current_app.extensions["job_runner"], RQRunner):
         raise click.ClickException("the worker needs REDIS_URL (JOB_RUNNER=rq)")
-    ensure_sweep_scheduled()
-    Worker([runner.queue], connection=runner.connection).work(with_scheduler=True, burst=burst)
+    run_worker(current_app._get_current_object(), burst=burst)
+
+
+@settle_cli.cli.command("health")
+def health() -> None:
+    """Report the job queue, RQ's scheduler, the last sweep and overdue campaigns;
+    exits 1 when settlement looks stalled."""
+    import json
+
+    from core.views import run_health_checks
+
+    healthy, checks = run_health_checks()
+    click.echo(json.dumps({"status": "ok" if healthy else "degraded", **checks}, indent=2))
+    if not healthy:
+        raise SystemExit(1)
 
 
 @settle_cli.cli.command("failed-jobs")

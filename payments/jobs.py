@@ -12,7 +12,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from campaigns.models import Campaign, CampaignStatus
-from core import outbox
+from core import heartbeat, outbox
 from core.clock import utcnow
 from core.extensions import db
 from core.jobs import app_job, enqueue_after_commit
@@ -101,6 +101,7 @@ def sweep() -> None:
     """The periodic safety net: decides every due campaign (a lost or late deadline
     job strands nothing), continues open settlements, reminds, drops at the end of
     the retry window, cancels abandoned card forms, and sends waiting mail."""
+    settlement.kill_once_for_tests("COUNTERFUND_FAULT_KILL_FIRST_SWEEP")
     for campaign_id in settlement.due_campaign_ids():
         settlement.decide(campaign_id)
         db.session.commit()
@@ -114,6 +115,8 @@ def sweep() -> None:
     cancel_abandoned_pledges()
     ledger_log.sequence()
     reconcile_if_due()
+    heartbeat.beat("sweep")
+    db.session.commit()
     outbox.deliver_pending()
 
 
@@ -170,31 +173,12 @@ def cancel_abandoned_pledges() -> int:
     return len(stale)
 
 
-SWEEP_JOB_ID = "counterfund-sweep"
-
-
 @app_job
 def periodic_sweep() -> None:
-    """The sweep, rescheduling itself (RQ): one fixed job id, so never more than one."""
-    try:
-        sweep()
-    finally:
-        ensure_sweep_scheduled(force=True)
-
-
-def ensure_sweep_scheduled(force: bool = False) -> None:
-    from rq.job import Job
-    from rq.registry import ScheduledJobRegistry
-
-    runner = current_app.extensions["job_runner"]
-    registry = ScheduledJobRegistry(queue=runner.queue)
-    if not force and SWEEP_JOB_ID in registry.get_job_ids():
-        return
-    if Job.exists(SWEEP_JOB_ID, connection=runner.connection) and not force:
-        return
-    runner.queue.enqueue_in(
-        timedelta(seconds=current_app.config["SWEEP_INTERVAL"]), periodic_sweep, job_id=SWEEP_JOB_ID
-    )
+    """The sweep as an RQ job. Not self-rescheduling: every worker's own timer enqueues
+    it once per interval (payments/worker.py), so a Redis that lost everything, or a
+    sweep killed half-way, never stops the next one."""
+    sweep()
 
 
 def schedule_deadline(campaign: Campaign, **_) -> None:

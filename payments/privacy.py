@@ -11,7 +11,7 @@ from payments.models import Pledge, Visibility
 
 
 def _keyed(*parts: object) -> str:
-    key = current_app.config["SECRET_KEY"].encode()
+    key = current_app.config["PUBLIC_TAG_KEY"].encode()
     message = "\x1f".join(str(p) for p in parts).encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 

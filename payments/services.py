@@ -22,6 +22,7 @@ from core import outbox
 from core.clock import utcnow
 from core.extensions import db
 from core.money import Money
+from core.urls import public_url_for
 from payments.backends import get_backend
 from payments.backends.base import SavedCard
 from payments.models import Pledge, PledgeEvent, PledgeStatus, Visibility
@@ -390,10 +391,13 @@ def cancel(pledge: Pledge) -> None:
 
 
 def manage_url(pledge: Pledge, external: bool = False) -> str:
-    if pledge.user_id:
-        return url_for("payments.manage", key=pledge.public_id, _external=external)
-    token = make_manage_token(pledge.public_id, pledge.link_version)
-    return url_for("payments.manage", key=token, _external=external)
+    """The pledge's page: a bare path, or (for emails) an absolute URL on PUBLIC_URL."""
+    key = pledge.public_id
+    if not pledge.user_id:
+        key = make_manage_token(pledge.public_id, pledge.link_version)
+    if external:
+        return public_url_for("payments.manage", key=key)
+    return url_for("payments.manage", key=key)
 
 
 def _queue_confirmation(pledge: Pledge) -> None:

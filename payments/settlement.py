@@ -403,6 +403,17 @@ def _fault_point() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def kill_once_for_tests(variable: str) -> None:
+    """Fault injection for the resilience tests: when the environment names a marker
+    file that does not exist yet, create it and die by SIGKILL (worker and work horse)."""
+    marker = os.environ.get(variable)
+    if marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        if os.environ.get("RQ_WORKER_ID"):
+            os.kill(os.getppid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 RECORD_GROUP = 100
 
 

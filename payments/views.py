@@ -24,6 +24,7 @@ from core import outbox
 from core.extensions import db, limiter
 from core.i18n import current_locale
 from core.security import content_security_policy
+from core.urls import public_url_for
 from payments import services
 from payments.backends import get_backend
 from payments.backends.base import BackendError, CardError
@@ -327,7 +328,7 @@ def card(pledge: Pledge, key: str):
         form=form,
         session=session,
         simulated=_simulated(),
-        return_url=url_for("payments.card_return", key=key, _external=True),
+        return_url=public_url_for("payments.card_return", key=key),
     ), (422 if form.errors else 200)
 
 

@@ -92,7 +92,16 @@ def make_app(backend, tmp_root, tmp_path, monkeypatch):
 
     url = _database_url(backend, tmp_root)
     monkeypatch.setenv("COUNTERFUND_INSTANCE", str(tmp_path / "instance"))
-    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "COUNTERFUND_ENV"):
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SECRET_KEY",
+        "PUBLIC_TAG_KEY",
+        "COUNTERFUND_ENV",
+        "PUBLIC_URL",
+        "TRUSTED_HOSTS",
+        "PORT",
+    ):
         monkeypatch.delenv(name, raising=False)
     built = []
 

@@ -1,11 +1,12 @@
 import pytest
 
-from core.config import DEV_SECRET_KEY, ConfigError, load_config
+from core.config import ConfigError, load_config
 
 
 def test_defaults_work_for_development(tmp_path):
     config = load_config({}, str(tmp_path))
-    assert config["SECRET_KEY"] == DEV_SECRET_KEY
+    # A random key generated into the instance folder (tests/test_public_url.py).
+    assert config["SECRET_KEY"] == (tmp_path / "secret_key").read_text().strip()
     assert config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path}/counterfund.db"
     assert config["PAYMENT_BACKEND"] == "simulated"
     assert config["REDIS_URL"] is None
@@ -19,7 +20,15 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
         load_config({"COUNTERFUND_ENV": "production"}, str(tmp_path))
     with pytest.raises(ConfigError, match="32 characters"):
         load_config({"COUNTERFUND_ENV": "production", "SECRET_KEY": "short"}, str(tmp_path))
-    config = load_config({"COUNTERFUND_ENV": "production", "SECRET_KEY": "k" * 40}, str(tmp_path))
+    config = load_config(
+        {
+            "COUNTERFUND_ENV": "production",
+            "SECRET_KEY": "k" * 40,
+            "PUBLIC_TAG_KEY": "t" * 40,
+            "PUBLIC_URL": "https://counterfund.example",
+        },
+        str(tmp_path),
+    )
     assert config["SESSION_COOKIE_SECURE"] is True
 
 

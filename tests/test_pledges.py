@@ -27,7 +27,7 @@ def _outbox(app) -> list[str]:
 
 def _manage_link(app) -> str:
     mail = _outbox(app)[-1]
-    return re.search(r"http://localhost(/pledge/\S+)", mail).group(1)
+    return re.search(r"http://127\.0\.0\.1:5000(/pledge/\S+)", mail).group(1)
 
 
 def test_guest_pledge_with_4242_becomes_active_and_counts(app, client):
@@ -214,7 +214,9 @@ def test_change_amount_and_cancel_keep_totals_right(app, client):
     slug = live_campaign(app)
     pledge(client, slug, amount="40")
     pledge(app.test_client(), slug, amount="10", email="other@example.org")
-    link = _outbox(app)[0] and re.search(r"http://localhost(/pledge/\S+)", _outbox(app)[0]).group(1)
+    link = _outbox(app)[0] and re.search(
+        r"http://127\.0\.0\.1:5000(/pledge/\S+)", _outbox(app)[0]
+    ).group(1)
     guest = app.test_client()
     response = submit(
         guest, link + "/amount", {"amount": "55", "confirmed_amount": "5500"}, form_page=link
