@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-
 from core import clock
 from tests.settlement_helpers import add_pledges, make_campaign, past_deadline, run_sweep
 
