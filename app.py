@@ -59,6 +59,7 @@ def _init_extensions(app: Flask) -> None:
     from accounts.services import load_session_user
     from core.i18n import select_locale
     from core.outbox import deliver_after_request
+    from core.outbox import health as outbox_health
     from core.security import init_security
     from payments.backends import init_backend
 
@@ -76,6 +77,7 @@ def _init_extensions(app: Flask) -> None:
     login_manager.user_loader(load_session_user)
     init_security(app)
     app.after_request(deliver_after_request)
+    app.extensions.setdefault("health_checks", {})["outbox"] = outbox_health
     init_backend(app)
     _init_jobs(app)
 
@@ -103,6 +105,7 @@ def _register_blueprints(app: Flask) -> None:
     from campaigns.api import bp as campaigns_api
     from campaigns.moderation import bp as moderation_bp
     from campaigns.views import bp as campaigns_bp
+    from core.cli import bp as outbox_cli
     from core.views import bp as core_bp
     from core.views import handle_http_error
     from ledger.api import bp as ledger_api
@@ -116,6 +119,7 @@ def _register_blueprints(app: Flask) -> None:
 
     for blueprint in (
         core_bp,
+        outbox_cli,
         accounts_bp,
         users_cli,
         campaigns_bp,

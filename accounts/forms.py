@@ -1,14 +1,15 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, StringField, SubmitField
+from wtforms import EmailField, PasswordField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
 from accounts.passwords import MAX_LENGTH, MIN_LENGTH, password_problem
+from core.text import SingleLineField
 
 
 class RegisterForm(FlaskForm):
     email = EmailField(_l("Email address"), validators=[DataRequired(), Length(max=254)])
-    display_name = StringField(
+    display_name = SingleLineField(
         _l("Display name"),
         validators=[DataRequired(), Length(max=80)],
         description=_l("Shown on campaigns you organise. A pseudonym is fine."),
@@ -41,7 +42,7 @@ class LoginForm(FlaskForm):
 
 
 class ProfileForm(FlaskForm):
-    display_name = StringField(_l("Display name"), validators=[DataRequired(), Length(max=80)])
+    display_name = SingleLineField(_l("Display name"), validators=[DataRequired(), Length(max=80)])
     submit = SubmitField(_l("Save"))
 
 

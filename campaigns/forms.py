@@ -30,6 +30,7 @@ from wtforms.validators import (
 from campaigns.models import FUNDING_LABELS, KIND_LABELS, ROLE_LABELS, OrganizerRole
 from core.i18n import current_locale
 from core.money import PLEDGE_CURRENCIES, Money, MoneyError, currency_name
+from core.text import SingleLineField
 
 # Languages a campaign can be written in (BCP 47). Interface translations are separate.
 CAMPAIGN_LANGUAGES = (
@@ -88,18 +89,18 @@ def currency_choices():
 
 
 class BudgetLineForm(Form):
-    item = StringField(_l("What it pays for"), validators=[Optional(), Length(max=160)])
+    item = SingleLineField(_l("What it pays for"), validators=[Optional(), Length(max=160)])
     amount = StringField(_l("Amount"), validators=[Optional(), Length(max=20)])
     required = BooleanField(_l("Required"), default=True)
 
 
 class SourceForm(Form):
-    title = StringField(_l("Source title"), validators=[Optional(), Length(max=200)])
+    title = SingleLineField(_l("Source title"), validators=[Optional(), Length(max=200)])
     url = URLField(_l("Link (http or https)"), validators=[Optional(), Length(max=2000)])
 
 
 class CampaignForm(FlaskForm):
-    title = StringField(_l("Title"), validators=[DataRequired(), Length(max=120)])
+    title = SingleLineField(_l("Title"), validators=[DataRequired(), Length(max=120)])
     slug = StringField(
         _l("Web address"),
         validators=[Optional(), Length(max=80)],
@@ -107,7 +108,7 @@ class CampaignForm(FlaskForm):
             "Lower-case letters, digits and hyphens; leave empty to derive it from the title."
         ),
     )
-    summary = StringField(_l("One-line summary"), validators=[DataRequired(), Length(max=200)])
+    summary = SingleLineField(_l("One-line summary"), validators=[DataRequired(), Length(max=200)])
     story = TextAreaField(
         _l("Story"),
         validators=[Optional(), Length(max=50_000)],
@@ -196,7 +197,7 @@ class CampaignForm(FlaskForm):
 
 
 class UpdateForm(FlaskForm):
-    title = StringField(_l("Title"), validators=[DataRequired(), Length(max=160)])
+    title = SingleLineField(_l("Title"), validators=[DataRequired(), Length(max=160)])
     body = TextAreaField(
         _l("Message"),
         validators=[DataRequired(), Length(max=20_000)],

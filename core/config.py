@@ -235,6 +235,8 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         # Where alerts about money that needs a person go (optional).
         "OPERATOR_EMAIL": env.get("OPERATOR_EMAIL", ""),
         "OUTBOX_FOLDER": env.get("OUTBOX_FOLDER") or str(Path(instance_path) / "outbox"),
+        "OUTBOX_MAX_ATTEMPTS": _int(env, "OUTBOX_MAX_ATTEMPTS", 8, minimum=1),
+        "OUTBOX_RETRY_SECONDS": _int(env, "OUTBOX_RETRY_SECONDS", 60, minimum=1),
         "SMTP_HOST": smtp_host,
         "SMTP_PORT": _int(env, "SMTP_PORT", 587, minimum=1),
         "SMTP_USERNAME": env.get("SMTP_USERNAME", ""),

@@ -4,23 +4,31 @@ Services `queue()` a message in the same transaction as the change it reports, s
 email is never sent for a change that was rolled back. After the request (or job)
 commits, `deliver_pending()` sends what is waiting: by SMTP when SMTP_HOST is set,
 otherwise as .eml files under the instance folder (the demo's "mailbox"). Logs name the
-message id and subject only, never the recipient.
+message id and topic only, never the recipient or a link.
+
+One bad message never stops the others: a message that fails is retried with
+exponential backoff (OUTBOX_RETRY_SECONDS, doubling, at most six hours apart) and,
+after OUTBOX_MAX_ATTEMPTS failures, set aside for an operator (`flask outbox`,
+`/healthz?deep=1`); every other message keeps flowing. Headers are built by the
+standard library's header registry from values cleaned of line breaks and controls.
 """
 
 from __future__ import annotations
 
 import logging
 import smtplib
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
 
 from flask import current_app, g, has_request_context
-from sqlalchemy import String, Text, insert, select, update
+from sqlalchemy import Integer, String, Text, func, insert, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import utcnow
 from core.extensions import db
+from core.text import single_line
 from core.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -37,6 +45,12 @@ class OutboxMessage(db.Model):
     topic: Mapped[str] = mapped_column(String(60), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Failed OUTBOX_MAX_ATTEMPTS times: waits for an operator, never blocks the rest.
+    set_aside_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # The error's kind only (an SMTP error's text can carry the address).
+    last_error: Mapped[str] = mapped_column(String(120), default="", server_default="")
 
 
 def queue(recipient: str, subject: str, body: str, topic: str = "") -> OutboxMessage:
@@ -67,10 +81,11 @@ def outbox_folder() -> Path:
 
 
 def _as_email(message: OutboxMessage) -> EmailMessage:
-    email = EmailMessage()
+    email = EmailMessage()  # policy.default: headers through the header registry
     email["From"] = current_app.config["MAIL_FROM"]
-    email["To"] = message.recipient
-    email["Subject"] = message.subject
+    email["To"] = single_line(message.recipient)
+    email["Subject"] = single_line(message.subject)
+    email["Date"] = format_datetime(message.created_at or utcnow())
     email["Message-ID"] = f"<outbox-{message.id}@counterfund>"
     # 8bit keeps links intact and readable in the .eml files (quoted-printable folds them).
     email.set_content(message.body, cte="8bit")
@@ -89,27 +104,32 @@ def _send_smtp(emails: list[EmailMessage]) -> None:
             smtp.send_message(email)
 
 
+def _waiting():
+    """Undelivered, not set aside, and due (never tried, or its backoff has passed)."""
+    return (
+        OutboxMessage.delivered_at.is_(None),
+        OutboxMessage.set_aside_at.is_(None),
+        or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= utcnow()),
+    )
+
+
 def deliver_pending(ids: list[int] | None = None, limit: int = 100) -> int:
-    """Send undelivered messages (these ids, or the oldest), one small transaction each.
+    """Send waiting messages (these ids, or the oldest due), one small transaction each.
 
     Each message is claimed with a guarded UPDATE before it is sent, so two processes
-    delivering at once never send it twice; a failed send rolls the claim back and
-    the message waits for the next delivery.
+    delivering at once never send it twice. A failed send rolls its claim back, counts
+    an attempt and schedules the next one (or sets the message aside); the loop goes
+    on with the other messages.
     """
-    if ids is None:
-        candidates = db.session.scalars(
-            select(OutboxMessage.id)
-            .where(OutboxMessage.delivered_at.is_(None))
-            .order_by(OutboxMessage.id)
-            .limit(limit)
-        ).all()
-    else:
-        candidates = ids
+    query = select(OutboxMessage.id).where(*_waiting()).order_by(OutboxMessage.id)
+    if ids is not None:
+        query = query.where(OutboxMessage.id.in_(ids))
+    candidates = db.session.scalars(query.limit(limit)).all()
     delivered = 0
     for message_id in candidates:
         claimed = db.session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id == message_id, OutboxMessage.delivered_at.is_(None))
+            .where(OutboxMessage.id == message_id, *_waiting())
             .values(delivered_at=utcnow())
         )
         if claimed.rowcount != 1:
@@ -119,14 +139,76 @@ def deliver_pending(ids: list[int] | None = None, limit: int = 100) -> int:
         topic = message.topic or "email"
         try:
             _send(message)
-        except Exception:
+        except Exception as exc:
             db.session.rollback()
-            raise
+            _count_failure(message_id, exc)
+            continue
         db.session.commit()
         log.info("outbox: delivered message %s (%s)", message_id, topic)
         delivered += 1
     db.session.rollback()  # end the read transaction, if any
     return delivered
+
+
+def _count_failure(message_id: int, exc: Exception) -> None:
+    config = current_app.config
+    message = db.session.get(OutboxMessage, message_id)
+    attempts = (message.attempts or 0) + 1
+    now = utcnow()
+    values: dict = {"attempts": attempts, "last_error": type(exc).__name__[:120]}
+    if attempts >= config["OUTBOX_MAX_ATTEMPTS"]:
+        values["set_aside_at"] = now
+        log.error(
+            "outbox: message %s (%s) set aside after %s failed attempts (%s)",
+            message_id,
+            message.topic,
+            attempts,
+            type(exc).__name__,
+        )
+    else:
+        wait = min(config["OUTBOX_RETRY_SECONDS"] * 2 ** (attempts - 1), 6 * 3600)
+        values["next_attempt_at"] = now + timedelta(seconds=wait)
+        log.warning(
+            "outbox: message %s (%s) failed (%s); retry in %s s",
+            message_id,
+            message.topic,
+            type(exc).__name__,
+            wait,
+        )
+    db.session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values))
+    db.session.commit()
+
+
+def set_aside() -> list[OutboxMessage]:
+    return list(
+        db.session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.set_aside_at.is_not(None), OutboxMessage.delivered_at.is_(None))
+            .order_by(OutboxMessage.id)
+        )
+    )
+
+
+def retry(message_id: int) -> bool:
+    """An operator gives a set-aside message another round of attempts."""
+    moved = db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message_id, OutboxMessage.delivered_at.is_(None))
+        .values(set_aside_at=None, next_attempt_at=None, attempts=0)
+    ).rowcount
+    db.session.commit()
+    return bool(moved)
+
+
+def health() -> tuple[bool, dict]:
+    """Set-aside mail is reported, not fatal: everything else still flows."""
+    waiting, aside = db.session.execute(
+        select(
+            func.count(OutboxMessage.id).filter(OutboxMessage.set_aside_at.is_(None)),
+            func.count(OutboxMessage.id).filter(OutboxMessage.set_aside_at.is_not(None)),
+        ).where(OutboxMessage.delivered_at.is_(None))
+    ).one()
+    return True, {"waiting": waiting, "set_aside": aside}
 
 
 def _send(message: OutboxMessage) -> None:
@@ -143,7 +225,7 @@ def deliver_after_request(response):
     if ids and response.status_code < 500:
         try:
             deliver_pending(ids)
-        except Exception:  # delivery is retried by the next sweep
+        except Exception as exc:  # delivery is retried by the next sweep
             db.session.rollback()
-            log.exception("outbox: delivery failed; messages stay queued")
+            log.error("outbox: delivery failed (%s); messages stay queued", type(exc).__name__)
     return response

@@ -4,9 +4,11 @@ from flask_wtf.file import FileField
 from wtforms import StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
+from core.text import SingleLineField
+
 
 class DisbursementForm(FlaskForm):
-    payee = StringField(
+    payee = SingleLineField(
         _l("Paid to"),
         validators=[DataRequired(), Length(max=120)],
         description=_l("An organization, or a display name: this is public."),

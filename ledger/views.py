@@ -14,6 +14,7 @@ from sqlalchemy import and_, func, select
 from campaigns.models import Campaign, CampaignStatus
 from core.extensions import db
 from core.money import Money
+from core.text import spreadsheet_row
 from ledger import log, merkle, signing
 from ledger.models import EntryKind, LedgerLeaf, LedgerPosting, LedgerTransaction
 from ledger.services import campaign_account
@@ -206,18 +207,20 @@ def _csv(campaign_id: int | None):
         for index, _leaf, doc in log.stream_entries(campaign_id=campaign_id):
             for posting in doc["postings"]:
                 writer.writerow(
-                    [
-                        index,
-                        doc["time"],
-                        doc["kind"],
-                        doc["campaign"] or "",
-                        doc["reference"],
-                        doc["counterparty"],
-                        doc["memo"],
-                        posting["account"],
-                        posting["amount"],
-                        posting["currency"],
-                    ]
+                    spreadsheet_row(
+                        [
+                            index,
+                            doc["time"],
+                            doc["kind"],
+                            doc["campaign"] or "",
+                            doc["reference"],
+                            doc["counterparty"],
+                            doc["memo"],
+                            posting["account"],
+                            posting["amount"],
+                            posting["currency"],
+                        ]
+                    )
                 )
             yield buffer.getvalue()
             buffer.seek(0)

@@ -16,6 +16,7 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from accounts.services import AccountError, normalise_email
 from core.i18n import current_locale
 from core.money import Money, MoneyError
+from core.text import SingleLineField
 
 
 class AmountMixin:
@@ -63,7 +64,7 @@ class PledgeForm(AmountMixin, FlaskForm):
         ],
         default="anonymous",
     )
-    public_name = StringField(
+    public_name = SingleLineField(
         _l("Name or pseudonym to show"),
         validators=[Optional(), Length(max=80)],
         description=_l("Leave empty if you chose anonymous."),

@@ -1,0 +1,112 @@
+"""One bad email must never stop all email; single-line fields are cleaned at input."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from campaigns.models import Campaign
+from core import clock, outbox
+from core.extensions import db
+from core.text import single_line
+from tests.campaign_helpers import create_draft
+from tests.conftest import register
+
+
+def _eml(app, message_id: int):
+    path = Path(app.config["OUTBOX_FOLDER"]) / f"{message_id:08d}.eml"
+    return message_from_bytes(path.read_bytes(), policy=policy.default) if path.is_file() else None
+
+
+@pytest.mark.parametrize(
+    "title", ["Rent strike\u2028fund", "Rent strike\r\nfund", "Rent\x0bstrike fund"]
+)
+def test_a_title_with_line_breaks_still_makes_a_valid_subject(app, title):
+    with app.app_context():
+        message = outbox.queue("sup@example.org", f"Your pledge to {title}", "body", "t")
+        db.session.commit()
+        assert outbox.deliver_pending() == 1
+        email = _eml(app, message.id)
+    assert email["Subject"] == f"Your pledge to {single_line(title)}"
+    assert "\n" not in email["Subject"] and "\u2028" not in email["Subject"]
+    assert email["Date"]
+
+
+def test_a_poisoned_message_never_blocks_ten_good_ones(app):
+    with app.app_context():
+        poisoned = outbox.queue("a@example.org", "Poisoned", "body", "poison")
+        good = [
+            outbox.queue(f"s{n}@example.org", f"Receipt {n}", "body", "receipt") for n in range(10)
+        ]
+        db.session.commit()
+        # A real failure of the real sending path, for this message only: its file's
+        # place in the mailbox is taken by a folder.
+        folder = outbox.outbox_folder()
+        (folder / f"{poisoned.id:08d}.eml").mkdir()
+        assert outbox.deliver_pending() == 10
+        assert all(_eml(app, m.id) is not None for m in good)
+        db.session.refresh(poisoned)
+        assert poisoned.delivered_at is None and poisoned.attempts == 1
+        assert poisoned.next_attempt_at > clock.utcnow()
+        assert poisoned.last_error == "IsADirectoryError"
+        # Retried with backoff, then set aside for an operator; later mail still flows.
+        for _ in range(app.config["OUTBOX_MAX_ATTEMPTS"] - 1):
+            clock.freeze(clock.utcnow() + timedelta(hours=7))
+            outbox.deliver_pending()
+        db.session.refresh(poisoned)
+        assert poisoned.set_aside_at is not None
+        assert poisoned.attempts == app.config["OUTBOX_MAX_ATTEMPTS"]
+        later = outbox.queue("late@example.org", "Later", "body", "receipt")
+        db.session.commit()
+        assert outbox.deliver_pending() == 1
+        assert _eml(app, later.id) is not None
+        assert [m.id for m in outbox.set_aside()] == [poisoned.id]
+        _ok, report = outbox.health()
+        assert report["set_aside"] == 1
+    listing = app.test_cli_runner().invoke(args=["outbox", "list"])
+    assert f"{poisoned.id}  poison" in listing.output
+    assert "a@example.org" not in listing.output
+    (folder / f"{poisoned.id:08d}.eml").rmdir()
+    assert app.test_cli_runner().invoke(args=["outbox", "retry", str(poisoned.id)]).exit_code == 0
+    with app.app_context():
+        assert outbox.deliver_pending() == 1
+
+
+def test_backoff_waits_before_the_next_attempt(app):
+    with app.app_context():
+        message = outbox.queue("a@example.org", "Poisoned", "body", "poison")
+        db.session.commit()
+        (outbox.outbox_folder() / f"{message.id:08d}.eml").mkdir()
+        outbox.deliver_pending()
+        outbox.deliver_pending()  # not due yet: no second attempt
+        db.session.refresh(message)
+        assert message.attempts == 1
+
+
+HOSTILE = {
+    "\u2028": " ",
+    "\u2029": " ",
+    "\r\n": " ",
+    "\x0b": " ",
+    "\x00": "",
+    "\u202e": "",  # right-to-left override
+    "\u2066": "",  # left-to-right isolate
+    "\u200b": "",  # zero-width space
+    "\ufeff": "",
+}
+
+
+@pytest.mark.parametrize(("inserted", "becomes"), list(HOSTILE.items()))
+def test_single_line_fields_are_cleaned_at_input(app, inserted, becomes):
+    organizer = app.test_client()
+    register(organizer, email="org@example.org", name="Org")
+    response = create_draft(organizer, title=f"Rent strike{inserted}fund", summary=f"A{inserted}B")
+    assert response.status_code == 302, response.get_data(as_text=True)[:1000]
+    with app.app_context():
+        campaign = db.session.scalar(select(Campaign))
+    assert campaign.title == f"Rent strike{becomes}fund"
+    assert campaign.summary == f"A{becomes}B"
