@@ -16,11 +16,14 @@ from accounts.models import User
 from campaigns.models import Campaign, OrganizerRole
 from core.clock import utcnow
 from core.extensions import db
+from core.images import UploadError, reencode_image, strip_pdf
 from core.money import Money
 from core.types import UTCDateTime
 from ledger import services as ledger
 from ledger.models import EntryKind
 
+# Receipts are read on screens; larger photos are scaled down when re-encoded.
+RECEIPT_MAX_SIDE = 3000
 RECEIPT_TYPES = {
     b"%PDF-": ("pdf", "application/pdf"),
     b"\x89PNG\r\n\x1a\n": ("png", "image/png"),
@@ -80,8 +83,20 @@ def store_receipt(stream) -> tuple[str, str]:
         )
     for magic, (extension, mimetype) in RECEIPT_TYPES.items():
         if data.startswith(magic):
+            try:
+                if extension == "pdf":
+                    clean = strip_pdf(data)
+                else:
+                    clean, extension = reencode_image(
+                        data,
+                        max_pixels=current_app.config["COVER_IMAGE_MAX_PIXELS"],
+                        max_side=RECEIPT_MAX_SIDE,
+                    )
+                    mimetype = "image/png" if extension == "png" else "image/jpeg"
+            except UploadError as exc:
+                raise DisbursementError(str(exc), "receipt") from None
             name = f"{secrets.token_urlsafe(16)}.{extension}"
-            (receipts_folder() / name).write_bytes(data)
+            (receipts_folder() / name).write_bytes(clean)
             return name, mimetype
     raise DisbursementError(_l("The receipt must be a PDF, PNG or JPEG file."), "receipt")
 

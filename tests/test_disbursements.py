@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import sqlalchemy as sa
+from pypdf import PdfWriter
 from sqlalchemy import select
 
 from core.extensions import db
@@ -13,7 +14,18 @@ from tests.conftest import login, register, submit
 from tests.pledge_helpers import live_campaign, pledge
 from tests.settlement_helpers import past_deadline, run_sweep
 
-PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+def _blank_pdf() -> bytes:
+    """A real one-page PDF: receipts are rewritten without their metadata, so they
+    must be PDFs a library can read."""
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+PDF = _blank_pdf()
 
 
 def _funded(app):

@@ -1,0 +1,83 @@
+"""Files people upload are published without the metadata they carried."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+from pypdf import PdfReader, PdfWriter
+
+from campaigns.media import ImageError, covers_folder, process_cover
+from ledger.disbursements import DisbursementError, receipts_folder, store_receipt
+
+
+def _photo(fmt="JPEG", size=(60, 40), comment=b"") -> bytes:
+    image = Image.new("RGB", size, (20, 120, 30))
+    exif = Image.Exif()
+    exif[0x8825] = {2: (51.0, 30.0, 0.0)}  # GPSInfo: latitude
+    exif[0x010F] = "PhoneMaker"
+    exif[0x0110] = "Model X200"
+    out = io.BytesIO()
+    extra = {"comment": comment} if comment else {}
+    image.save(out, fmt, exif=exif.tobytes(), **extra)
+    return out.getvalue()
+
+
+def _pdf_with_metadata() -> bytes:
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    writer.add_metadata({"/Author": "Jane Striker", "/Creator": "PhoneScanner 3"})
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_image_receipts_lose_gps_and_camera(app, fmt):
+    data = _photo(fmt)
+    assert b"PhoneMaker" in data
+    with app.app_context():
+        name, mimetype = store_receipt(io.BytesIO(data))
+        stored = (receipts_folder() / name).read_bytes()
+    assert mimetype.startswith("image/")
+    assert b"PhoneMaker" not in stored and b"Model X200" not in stored
+    assert not Image.open(io.BytesIO(stored)).getexif()
+
+
+def test_pdf_receipts_lose_their_document_metadata(app):
+    data = _pdf_with_metadata()
+    assert b"Jane Striker" in data
+    with app.app_context():
+        name, mimetype = store_receipt(io.BytesIO(data))
+        stored = (receipts_folder() / name).read_bytes()
+    assert mimetype == "application/pdf"
+    assert b"Jane Striker" not in stored and b"PhoneScanner" not in stored
+    assert len(PdfReader(io.BytesIO(stored)).pages) == 1
+
+
+def test_a_broken_pdf_receipt_is_refused(app):
+    with app.app_context(), pytest.raises(DisbursementError, match="could not be read"):
+        store_receipt(io.BytesIO(b"%PDF-1.4 nothing else"))
+
+
+def test_cover_images_lose_their_jpeg_comment(app):
+    data = _photo(comment=b"shot at 12 Union Street")
+    assert b"12 Union Street" in data
+    with app.app_context():
+        name = process_cover(io.BytesIO(data))
+        stored = (covers_folder() / name).read_bytes()
+    assert b"12 Union Street" not in stored
+    assert "comment" not in Image.open(io.BytesIO(stored)).info
+
+
+def test_a_huge_image_is_refused_from_its_header(app):
+    """7000 x 7000 pixels in a small PNG: refused on its header's dimensions."""
+    out = io.BytesIO()
+    Image.new("1", (7000, 7000)).save(out, "PNG", optimize=True)
+    data = out.getvalue()
+    assert len(data) < 200_000
+    with app.app_context(), pytest.raises(ImageError, match="too many pixels"):
+        process_cover(io.BytesIO(data))
+    with app.app_context(), pytest.raises(DisbursementError, match="too many pixels"):
+        store_receipt(io.BytesIO(data))
