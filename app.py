@@ -21,8 +21,18 @@ from core.extensions import babel, csrf, db, limiter, login_manager, migrate
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+class CounterfundFlask(Flask):
+    def log_exception(self, exc_info) -> None:
+        """Name the route's pattern, never the path: paths carry bearer tokens (guest
+        manage links, login and confirmation links)."""
+        from flask import request
+
+        rule = request.url_rule.rule if request.url_rule else "(no route)"
+        self.logger.error("Exception on %s [%s]", rule, request.method, exc_info=exc_info)
+
+
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
-    app = Flask(
+    app = CounterfundFlask(
         __name__,
         instance_path=os.environ.get("COUNTERFUND_INSTANCE") or os.path.join(HERE, "instance"),
         template_folder=os.path.join(HERE, "templates"),
@@ -57,6 +67,7 @@ def _check_keys(app: Flask) -> None:
 
 def _init_extensions(app: Flask) -> None:
     from accounts.services import load_session_user
+    from accounts.sessions import enforce_session_lifetime
     from core.i18n import select_locale
     from core.outbox import deliver_after_request
     from core.outbox import health as outbox_health
@@ -75,6 +86,7 @@ def _init_extensions(app: Flask) -> None:
     login_manager.login_view = "accounts.login"
     login_manager.login_message = None
     login_manager.user_loader(load_session_user)
+    app.before_request(enforce_session_lifetime)
     init_security(app)
     app.after_request(deliver_after_request)
     app.extensions.setdefault("health_checks", {})["outbox"] = outbox_health
@@ -143,6 +155,7 @@ def _init_templating(app: Flask) -> None:
     from flask_login import current_user
 
     from campaigns.forms import ConfirmForm
+    from campaigns.models import role_can
     from core.clock import utcnow
     from core.i18n import LOCALE_NAMES, datetime_filter, money_filter, time_left_filter
     from core.money import Money
@@ -159,6 +172,7 @@ def _init_templating(app: Flask) -> None:
     app.jinja_env.globals["recent_supporters"] = recent_supporters
     app.jinja_env.globals["pledge_chart"] = pledge_chart
     app.jinja_env.globals["public_url_for"] = public_url_for
+    app.jinja_env.globals["role_can"] = role_can
 
     @app.context_processor
     def globals_for_templates():
@@ -167,7 +181,9 @@ def _init_templating(app: Flask) -> None:
             "now_utc": utcnow,
             "locale_names": LOCALE_NAMES,
             "payment_backend": app.config["PAYMENT_BACKEND"],
-            "logout_form": ConfirmForm() if current_user.is_authenticated else None,
+            # formdata=None: never parse the request body here (an oversized one would
+            # raise again while its 413 page renders).
+            "logout_form": ConfirmForm(formdata=None) if current_user.is_authenticated else None,
         }
 
 

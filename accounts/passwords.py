@@ -36,7 +36,40 @@ def password_problem(password: str, *, email: str = "", display_name: str = "") 
     personal = {email.lower(), email.split("@")[0].lower(), display_name.lower()} - {""}
     if lowered in personal:
         return _l("Do not use your email address or name as your password.")
+    if _guessability(password, [*personal, *email.replace("@", ".").split(".")]) < MIN_SCORE:
+        return _l(
+            "This password would be easy to guess (it is built from common words, "
+            "patterns, this site's words or your own details). Try a few unrelated words."
+        )
     return None
+
+
+# zxcvbn's scale: 3 is "safely unguessable: moderate protection from offline attacks".
+MIN_SCORE = 3
+# Words an attacker guessing passwords on this site tries first.
+SITE_WORDS = (
+    "counterfund",
+    "solidarity",
+    "solidarity forever",
+    "solidarityforever",
+    "solidarity-forever",
+    "strike",
+    "strikefund",
+    "union",
+    "workers",
+    "bread and roses",
+    "breadandroses",
+    "pledge",
+    "campaign",
+    "mutual aid",
+)
+
+
+def _guessability(password: str, personal: list[str]) -> int:
+    from zxcvbn import zxcvbn
+
+    # zxcvbn's cost grows with length; MAX_LENGTH already bounds it.
+    return zxcvbn(password, user_inputs=[*SITE_WORDS, *personal])["score"]
 
 
 def hash_password(password: str) -> str:

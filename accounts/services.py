@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import unicodedata
+
 from email_validator import EmailNotValidError, validate_email
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
@@ -16,6 +21,15 @@ class AccountError(ValueError):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+def identifier_key(raw: str) -> str:
+    """What rate limits count a typed identifier as: NFKC-normalised and case-folded
+    (so full-width letters count as their ASCII twins), then keyed-hashed, so
+    limiter storage and its logs never hold an address."""
+    folded = unicodedata.normalize("NFKC", raw or "").casefold().strip()
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, folded.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def normalise_email(raw: str) -> str:

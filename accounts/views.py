@@ -11,10 +11,12 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 
 from accounts import services
 from accounts.forms import LoginForm, LogoutForm, PasswordChangeForm, ProfileForm, RegisterForm
+from accounts.sessions import mark_login
 from core.extensions import db, limiter
 from core.urls import safe_next
 
@@ -22,18 +24,27 @@ bp = Blueprint("accounts", __name__)
 
 
 def _login_account_key() -> str:
-    # Counts failures per submitted address, whatever IP they come from.
-    return "login-account:" + (request.form.get("email") or "").strip().lower()
+    """The account-wide ceiling: failures per account, whatever client sends them."""
+    return "login-account:" + services.identifier_key(request.form.get("email") or "")
+
+
+def _login_pair_key() -> str:
+    """The tight limit counts failures per account *and* client, so an attacker who
+    hammers an account locks out only themselves, not its owner."""
+    account = services.identifier_key(request.form.get("email") or "")
+    return f"login-pair:{account}:{get_remote_address()}"
 
 
 def _start_session(user) -> None:
     # A fresh session at login: nothing from before (CSRF token included) carries over.
     session.clear()
     login_user(user)
+    mark_login()
     session.permanent = False
 
 
 @bp.route("/register", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["REGISTER_RATE_LIMIT"], methods=["POST"])
 def register():
     if current_user.is_authenticated:
         return redirect(url_for("accounts.account"))
@@ -57,6 +68,12 @@ def register():
 @limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT_IP"], methods=["POST"])
 @limiter.limit(
     lambda: current_app.config["LOGIN_RATE_LIMIT_ACCOUNT"],
+    methods=["POST"],
+    key_func=_login_pair_key,
+    deduct_when=lambda response: response.status_code != 302,
+)
+@limiter.limit(
+    lambda: current_app.config["LOGIN_RATE_LIMIT_ACCOUNT_CEILING"],
     methods=["POST"],
     key_func=_login_account_key,
     deduct_when=lambda response: response.status_code != 302,

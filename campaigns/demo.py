@@ -20,7 +20,7 @@ from campaigns.models import (
 from core.clock import utcnow
 from core.extensions import db
 
-DEMO_PASSWORD = "solidarity-forever"  # noqa: S105 - printed in README for the demo only
+DEMO_PASSWORD = "night bakers of Riverside"  # noqa: S105 - printed in README for the demo only
 
 PEOPLE = [
     ("organizer@example.org", "Riverside Pickers' Committee"),

@@ -101,6 +101,40 @@ class OrganizerRole(enum.StrEnum):
     TREASURER = "treasurer"
 
 
+class Permission(enum.StrEnum):
+    EDIT = "edit"  # the campaign's page, story, goal (drafts), sources
+    LAUNCH = "launch"
+    POST_UPDATE = "post_update"
+    CANCEL = "cancel"
+    MANAGE_TEAM = "manage_team"
+    RECORD_DISBURSEMENT = "record_disbursement"
+    APPROVE_DISBURSEMENT = "approve_disbursement"  # never one's own (two-person rule)
+    SEE_MONEY = "see_money"  # settlement progress, backers, disbursements waiting
+
+
+# The committee's role matrix (README, "Roles"): a treasurer records and approves
+# money movements and sees the money, but does not speak for the campaign.
+ROLE_PERMISSIONS: dict[OrganizerRole, frozenset[Permission]] = {
+    OrganizerRole.OWNER: frozenset(Permission),
+    OrganizerRole.ORGANIZER: frozenset(
+        {
+            Permission.EDIT,
+            Permission.LAUNCH,
+            Permission.POST_UPDATE,
+            Permission.APPROVE_DISBURSEMENT,
+            Permission.SEE_MONEY,
+        }
+    ),
+    OrganizerRole.TREASURER: frozenset(
+        {Permission.RECORD_DISBURSEMENT, Permission.APPROVE_DISBURSEMENT, Permission.SEE_MONEY}
+    ),
+}
+
+
+def role_can(role: OrganizerRole | None, permission: Permission | str) -> bool:
+    return role is not None and Permission(permission) in ROLE_PERMISSIONS[OrganizerRole(role)]
+
+
 ROLE_LABELS = {
     OrganizerRole.OWNER: _l("Owner"),
     OrganizerRole.ORGANIZER: _l("Organizer"),

@@ -29,8 +29,15 @@ from campaigns.forms import (
     load_lists_into,
 )
 from campaigns.media import ImageError, covers_folder, delete_cover, process_cover
-from campaigns.models import KIND_LABELS, Campaign, CampaignStatus, OrganizerRole
-from core.extensions import db
+from campaigns.models import (
+    KIND_LABELS,
+    Campaign,
+    CampaignStatus,
+    OrganizerRole,
+    Permission,
+    role_can,
+)
+from core.extensions import db, limiter
 from core.markdown import render_markdown
 from core.money import Money
 
@@ -112,6 +119,7 @@ def cover(name: str):
 
 
 @bp.route("/c/<slug>/report", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["REPORT_RATE_LIMIT"], methods=["POST"])
 def report(slug: str):
     campaign = _public_campaign(slug)
     form = ReportForm()
@@ -167,7 +175,7 @@ def new():
 @bp.route("/c/<slug>/edit", methods=["GET", "POST"])
 @login_required
 def edit(slug: str):
-    campaign, _role = _organizer_campaign(slug)
+    campaign, _role = _organizer_campaign(slug, Permission.EDIT)
     if not (campaign.is_draft or campaign.is_live):
         flash(_("This campaign can no longer be edited."), "error")
         return redirect(url_for("campaigns.detail", slug=slug))
@@ -201,7 +209,7 @@ def edit(slug: str):
 @bp.post("/c/<slug>/launch")
 @login_required
 def launch(slug: str):
-    campaign, _role = _organizer_campaign(slug)
+    campaign, _role = _organizer_campaign(slug, Permission.LAUNCH)
     if ConfirmForm().validate_on_submit():
         try:
             services.launch(campaign)
@@ -217,9 +225,7 @@ def launch(slug: str):
 @bp.post("/c/<slug>/cancel")
 @login_required
 def cancel(slug: str):
-    campaign, role = _organizer_campaign(slug)
-    if role != OrganizerRole.OWNER:
-        abort(403)
+    campaign, _role = _organizer_campaign(slug, Permission.CANCEL)
     if ConfirmForm().validate_on_submit():
         try:
             services.cancel(campaign)
@@ -235,7 +241,7 @@ def cancel(slug: str):
 @bp.route("/c/<slug>/updates/new", methods=["GET", "POST"])
 @login_required
 def new_update(slug: str):
-    campaign, _role = _organizer_campaign(slug)
+    campaign, _role = _organizer_campaign(slug, Permission.POST_UPDATE)
     form = UpdateForm()
     if form.validate_on_submit():
         try:
@@ -257,7 +263,7 @@ def team(slug: str):
     campaign, role = _organizer_campaign(slug)
     form = AddOrganizerForm()
     if request.method == "POST":
-        if role != OrganizerRole.OWNER:
+        if not role_can(role, Permission.MANAGE_TEAM):
             abort(403)
         if form.validate_on_submit():
             try:
@@ -277,7 +283,7 @@ def team(slug: str):
 @login_required
 def remove_organizer(slug: str, organizer_id: int):
     campaign, role = _organizer_campaign(slug)
-    if role != OrganizerRole.OWNER:
+    if not role_can(role, Permission.MANAGE_TEAM):
         abort(403)
     if ConfirmForm().validate_on_submit():
         try:
@@ -305,14 +311,19 @@ def _public_campaign(slug: str) -> Campaign:
     return campaign
 
 
-def _organizer_campaign(slug: str) -> tuple[Campaign, OrganizerRole]:
-    """The campaign if the current user organizes it; 404 hides drafts, 403 otherwise."""
+def _organizer_campaign(
+    slug: str, permission: Permission | None = None
+) -> tuple[Campaign, OrganizerRole]:
+    """The campaign if the current user organizes it (and their role has `permission`);
+    404 hides drafts from outsiders, 403 otherwise."""
     campaign = services.campaign_for_page(slug)
     if campaign is None:
         abort(404)
     role = campaign.role_of(current_user)
     if role is None:
         abort(404 if campaign.is_draft else 403)
+    if permission is not None and not role_can(role, permission):
+        abort(403)
     return campaign, role
 
 

@@ -175,7 +175,16 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": _int(env, "MAX_REQUEST_BYTES", 8 * 1024 * 1024, minimum=1024),
         "UPLOAD_FOLDER": env.get("UPLOAD_FOLDER") or str(Path(instance_path) / "uploads"),
         "LOGIN_RATE_LIMIT_IP": env.get("LOGIN_RATE_LIMIT_IP", "30 per minute;300 per day"),
+        # Failures per account and client pair; the owner's own client is not counted
+        # with an attacker's. The ceiling counts the account across all clients.
         "LOGIN_RATE_LIMIT_ACCOUNT": env.get("LOGIN_RATE_LIMIT_ACCOUNT", "5 per minute;30 per day"),
+        "LOGIN_RATE_LIMIT_ACCOUNT_CEILING": env.get(
+            "LOGIN_RATE_LIMIT_ACCOUNT_CEILING", "30 per minute;200 per day"
+        ),
+        # Per client (IP): registrations, reports and pledge form submissions.
+        "REGISTER_RATE_LIMIT": env.get("REGISTER_RATE_LIMIT", "5 per hour;20 per day"),
+        "REPORT_RATE_LIMIT": env.get("REPORT_RATE_LIMIT", "5 per hour"),
+        "PLEDGE_RATE_LIMIT": env.get("PLEDGE_RATE_LIMIT", "10 per minute;40 per hour"),
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
         "RATELIMIT_HEADERS_ENABLED": True,
@@ -193,6 +202,11 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "BABEL_DEFAULT_LOCALE": "en",
         "BABEL_DEFAULT_TIMEZONE": "UTC",
         "PAGE_SIZE": _int(env, "PAGE_SIZE", 12, minimum=1),
+        # A login ends after this long without a request, and after this long at all.
+        "SESSION_IDLE_TIMEOUT": _int(env, "SESSION_IDLE_TIMEOUT", 2 * 3600, minimum=60),
+        "SESSION_ABSOLUTE_TIMEOUT": _int(
+            env, "SESSION_ABSOLUTE_TIMEOUT", 7 * 24 * 3600, minimum=60
+        ),
         # Base of every absolute link: emails, feeds, API urls, the ledger's origin.
         "PUBLIC_URL": public_url,
         # Pledges

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, request
@@ -8,6 +9,12 @@ from flask import abort, current_app, request
 def safe_next(target: str | None, fallback: str) -> str:
     """Only same-site relative paths: never an open redirect to another host."""
     if not target:
+        return fallback
+    # Control characters (raw or percent-encoded) would break the Location header or
+    # smuggle one: such a target is not a page of ours.
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in target) or re.search(
+        r"%(0[0-9a-f]|1[0-9a-f]|7f)", target, re.IGNORECASE
+    ):
         return fallback
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):

@@ -14,7 +14,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from campaigns.models import Campaign, CampaignStatus, OrganizerRole
+from campaigns.models import Campaign, CampaignStatus, OrganizerRole, Permission, role_can
 from core.extensions import db
 from core.i18n import current_locale
 from core.jobs import enqueue_after_commit
@@ -56,7 +56,7 @@ def listing(slug: str):
 @login_required
 def new(slug: str):
     campaign = _campaign(slug)
-    if campaign.role_of(current_user) not in (OrganizerRole.TREASURER, OrganizerRole.OWNER):
+    if not role_can(campaign.role_of(current_user), Permission.RECORD_DISBURSEMENT):
         abort(403)
     form = DisbursementForm()
     if form.validate_on_submit():

@@ -13,7 +13,7 @@ from sqlalchemy import BigInteger, ForeignKey, String, Text, update
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from accounts.models import User
-from campaigns.models import Campaign, OrganizerRole
+from campaigns.models import Campaign, Permission, role_can
 from core.clock import utcnow
 from core.extensions import db
 from core.images import UploadError, reencode_image, strip_pdf
@@ -110,7 +110,7 @@ def record(
     amount: Money,
     receipt: tuple[str, str],
 ) -> Disbursement:
-    if campaign.role_of(user) not in (OrganizerRole.TREASURER, OrganizerRole.OWNER):
+    if not role_can(campaign.role_of(user), Permission.RECORD_DISBURSEMENT):
         raise DisbursementError(_l("Only the campaign's treasurer records disbursements."))
     if amount.currency != campaign.currency or amount.amount <= 0:
         raise DisbursementError(_l("Give an amount in %(c)s.", c=campaign.currency), "amount")
@@ -141,7 +141,7 @@ def record(
 
 def approve(disbursement: Disbursement, user: User) -> None:
     campaign = disbursement.campaign
-    if campaign.role_of(user) is None:
+    if not role_can(campaign.role_of(user), Permission.APPROVE_DISBURSEMENT):
         raise DisbursementError(_l("Only the campaign's organizers approve disbursements."))
     if user.id == disbursement.recorded_by:
         raise DisbursementError(

@@ -26,7 +26,7 @@ def load(force: bool) -> None:
     if created:
         click.echo(
             f"Loaded {created} demo campaigns and {pledges} pledges. Demo organizer: "
-            "organizer@example.org / solidarity-forever"
+            "organizer@example.org / night bakers of Riverside"
         )
     else:
         click.echo("Campaigns already exist; demo data not loaded (use --force to add it).")

@@ -66,6 +66,8 @@ def _simulated() -> bool:
 
 
 @bp.route("/c/<slug>/pledge", methods=["GET", "POST"])
+# Per client: slows card testing (many small pledges with stolen cards) and spam.
+@limiter.limit(lambda: current_app.config["PLEDGE_RATE_LIMIT"], methods=["POST"])
 @payment_page
 def pledge(slug: str):
     campaign = db.session.scalar(select(Campaign).where(Campaign.slug == slug))

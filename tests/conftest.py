@@ -116,6 +116,11 @@ def make_app(backend, tmp_root, tmp_path, monkeypatch):
             "SIMULATED_PROVIDER_DB": str(tmp_path / "provider.db"),
             "JOB_RUNNER": "eager",
             "LEDGER_SIGNING_KEY_FILE": str(tmp_path / "ledger_key"),
+            # Tests act as many people from one address; the per-client limits have
+            # tests of their own (test_throttling.py).
+            "REGISTER_RATE_LIMIT": "1000 per minute",
+            "REPORT_RATE_LIMIT": "1000 per minute",
+            "PLEDGE_RATE_LIMIT": "1000 per minute",
         }
         config.update(overrides)
         app = create_app(config)

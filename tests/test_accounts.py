@@ -34,6 +34,12 @@ def test_register_hashes_with_argon2id_and_logs_in(app, client):
         ("password1", "most common passwords"),
         ("iloveyou", "most common passwords"),
         ("x" * 129, "at most 128"),
+        # zxcvbn below 3, with the site's words and the person's own details as inputs.
+        ("aaaaaaaa", "easy to guess"),
+        ("abcdefgh", "easy to guess"),
+        ("counterfund", "easy to guess"),
+        ("solidarity-forever", "easy to guess"),
+        ("bob@example", "easy to guess"),
     ],
 )
 def test_weak_or_malformed_passwords_are_refused(app, client, password, message):
@@ -145,26 +151,38 @@ def test_password_change_ends_other_sessions(app, client):
     assert client.get("/account").status_code == 200
 
 
-def test_login_is_rate_limited_per_account(make_app):
-    app = make_app(LOGIN_RATE_LIMIT_ACCOUNT="3 per minute", LOGIN_RATE_LIMIT_IP="100 per minute")
+def _login_from(app, ip, email="ada@example.org", password=DEFAULT_PASSWORD):
+    client = app.test_client()
+    return submit(
+        client, "/login", {"email": email, "password": password}, environ_base={"REMOTE_ADDR": ip}
+    )
+
+
+def test_login_limits_hurt_the_attacker_not_the_owner(make_app):
+    app = make_app(
+        LOGIN_RATE_LIMIT_ACCOUNT="3 per minute",
+        LOGIN_RATE_LIMIT_ACCOUNT_CEILING="8 per minute",
+        LOGIN_RATE_LIMIT_IP="100 per minute",
+    )
     client = app.test_client()
     register(client)
     logout(client)
+    attacker = "198.51.100.7"
     for _ in range(3):
-        assert login(client, password="wrong password here").status_code == 401
-    # Even the right password is refused now, and from another IP too.
-    assert login(client).status_code == 429
-    other_ip = app.test_client()
-    response = submit(
-        other_ip,
-        "/login",
-        {"email": "ada@example.org", "password": DEFAULT_PASSWORD},
-        environ_base={"REMOTE_ADDR": "203.0.113.9"},
-    )
-    assert response.status_code == 429
-    # Another account from the first IP is unaffected.
+        assert _login_from(app, attacker, password="wrong password here").status_code == 401
+    # The attacker is stopped, even with the right password...
+    assert _login_from(app, attacker).status_code == 429
+    # ...and so is a full-width spelling of the same address (one bucket, not a fresh one).
+    assert _login_from(app, attacker, email="ada@\uff45xample.org").status_code == 429
+    # The owner, from their own client, still gets in.
+    assert _login_from(app, "203.0.113.9").status_code == 302
+    # Attackers spread over many clients hit the account-wide ceiling.
+    for n in range(8):
+        _login_from(app, f"192.0.2.{n}", password="wrong password here")
+    assert _login_from(app, "192.0.2.200").status_code == 429
+    # Another account from the same clients is unaffected.
     register(app.test_client(), email="bea@example.org", name="Bea")
-    assert login(client, email="bea@example.org").status_code == 302
+    assert _login_from(app, attacker, email="bea@example.org").status_code == 302
 
 
 def test_login_is_rate_limited_per_ip(make_app):
@@ -214,3 +232,27 @@ def test_set_moderator_cli(app, client):
     result = runner.invoke(args=["users", "set-moderator", "nobody@example.org"])
     assert result.exit_code != 0
     assert "No account" in result.output
+
+
+def test_sessions_end_after_idling_and_after_an_absolute_lifetime(make_app):
+    from datetime import timedelta
+
+    from core import clock
+
+    app = make_app(SESSION_IDLE_TIMEOUT=3600, SESSION_ABSOLUTE_TIMEOUT=3 * 3600)
+    client = app.test_client()
+    register(client)
+    start = clock.utcnow()
+    clock.freeze(start + timedelta(minutes=50))
+    assert client.get("/account").status_code == 200  # active: the idle clock restarts
+    clock.freeze(start + timedelta(minutes=100))
+    assert client.get("/account").status_code == 200
+    clock.freeze(start + timedelta(minutes=100 + 61))
+    assert client.get("/account").status_code == 302  # idle for over an hour
+    login(client)
+    start = clock.utcnow()
+    for minutes in range(30, 3 * 60, 30):
+        clock.freeze(start + timedelta(minutes=minutes))
+        assert client.get("/account").status_code == 200
+    clock.freeze(start + timedelta(hours=3, minutes=1))
+    assert client.get("/account").status_code == 302  # never idle, but too old

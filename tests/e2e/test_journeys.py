@@ -197,7 +197,7 @@ def test_4_deadline_passes_settlement_charges_and_everyone_sees_it(journey):
 
     page.goto(base + "/login")
     page.get_by_label("Email address", exact=True).fill("cleaners@example.org")
-    page.get_by_label("Password", exact=True).fill("solidarity-forever")
+    page.get_by_label("Password", exact=True).fill("night bakers of Riverside")
     page.get_by_role("button", name="Log in").click()
     page.goto(f"{base}/c/{slug}")
     page.get_by_role("link", name="Settlement progress").click()
