@@ -45,6 +45,7 @@ def reports():
         reports=services.open_reports(),
         suspended=suspended,
         form=ConfirmForm(),
+        released_by_suspension=services.released_by_suspension,
     )
 
 

@@ -306,9 +306,23 @@ def suspend(campaign: Campaign, reason: str) -> None:
     db.session.flush()
 
 
+def released_by_suspension(campaign: Campaign) -> bool:
+    """Whether restoring this suspended campaign brings it back released: its deadline
+    passed while it was suspended (the restore page says so)."""
+    was = campaign.suspended_from or CampaignStatus.LIVE
+    return was == CampaignStatus.RELEASED or (
+        was == CampaignStatus.LIVE and campaign.deadline <= utcnow()
+    )
+
+
 def restore(campaign: Campaign) -> None:
     if campaign.status != CampaignStatus.SUSPENDED:
         raise CampaignError({"reason": [_l("This campaign is not suspended.")]})
+    if released_by_suspension(campaign) and campaign.suspended_from != CampaignStatus.RELEASED:
+        # Its deadline passed while it was suspended, before the sweep noticed: it is
+        # released now, so it never comes back live past its deadline (nobody charged).
+        campaign.suspended_from = CampaignStatus.RELEASED
+        campaign.decided_at = utcnow()
     campaign.status = campaign.suspended_from or CampaignStatus.LIVE
     campaign.suspended_at = None
     campaign.suspension_reason = ""

@@ -83,17 +83,21 @@ def charge_until_done(
 def release_campaign(campaign_id: int) -> int:
     status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
     reason = "cancelled" if status == CampaignStatus.CANCELLED else "unfunded"
+    released = release_all(campaign_id, reason)
+    if status == CampaignStatus.UNFUNDED:
+        settlement.finish_if_done(campaign_id)
+    outbox.deliver_pending()
+    return released
+
+
+def release_all(campaign_id: int, reason: str) -> int:
     released = 0
     batch = current_app.config["SETTLEMENT_BATCH_SIZE"]
     while True:
         done = settlement.release_batch(campaign_id, batch, reason)
         released += done
         if done < batch:
-            break
-    if status == CampaignStatus.UNFUNDED:
-        settlement.finish_if_done(campaign_id)
-    outbox.deliver_pending()
-    return released
+            return released
 
 
 @app_job
@@ -112,6 +116,9 @@ def sweep() -> None:
         settlement.finish_if_done(campaign_id)
     for campaign_id in cancelled_with_open_pledges():
         release_campaign(campaign_id)
+    settlement.release_suspended_at_deadline()
+    for campaign_id in settlement.released_with_open_pledges():
+        release_all(campaign_id, "suspended")
     cancel_abandoned_pledges()
     ledger_log.sequence()
     reconcile_if_due()

@@ -118,13 +118,16 @@ def adjust_totals(campaign: Campaign, delta_amount: int, delta_backers: int) -> 
             _funded(Campaign.pledged_amount + delta_amount, Campaign.backer_count + delta_backers)
         ),
     )
-    conditions = [
-        Campaign.id == campaign.id,
-        Campaign.status == CampaignStatus.LIVE,
-        Campaign.deadline > now,
-    ]
+    open_and_live = and_(Campaign.status == CampaignStatus.LIVE, Campaign.deadline > now)
     if delta_amount < 0 or delta_backers < 0:
-        conditions.append(not_(freeze))
+        # Supporters can always step back from a suspended campaign (no freeze: it
+        # will not be charged as it stands), and from a live one outside the freeze.
+        conditions = [
+            Campaign.id == campaign.id,
+            or_(and_(open_and_live, not_(freeze)), Campaign.status == CampaignStatus.SUSPENDED),
+        ]
+    else:
+        conditions = [Campaign.id == campaign.id, open_and_live]
     result = db.session.execute(
         update(Campaign)
         .where(*conditions)
@@ -299,6 +302,14 @@ def card_replaced(pledge: Pledge, saved: SavedCard) -> str | None:
 CANCELLABLE = (PledgeStatus.PENDING, PledgeStatus.ACTIVE)
 AMOUNT_CHANGEABLE = (PledgeStatus.ACTIVE,)
 CARD_REPLACEABLE = (PledgeStatus.ACTIVE, PledgeStatus.FAILED, PledgeStatus.NEEDS_AUTHENTICATION)
+
+
+def can_cancel(pledge: Pledge) -> bool:
+    """Whether the manage page offers "Cancel my pledge": before settlement, while the
+    campaign takes pledges or is suspended (supporters can always step back then)."""
+    return pledge.status in CANCELLABLE and (
+        accepting_pledges(pledge.campaign) or pledge.campaign.status == CampaignStatus.SUSPENDED
+    )
 
 
 def too_late(pledge: Pledge) -> PledgeError:

@@ -935,6 +935,60 @@ def finish_if_done(campaign_id: int) -> bool:
 # ---- Releasing -----------------------------------------------------------------------
 
 
+def release_suspended_at_deadline() -> list[int]:
+    """A campaign still suspended at its deadline is not decided but released: nobody
+    is charged, and restoring it later brings it back released (suspended_from), never
+    live past its deadline. Returns the campaigns it released. Commits."""
+    now = utcnow()
+    released = db.session.scalars(
+        update(Campaign)
+        .where(
+            Campaign.status == CampaignStatus.SUSPENDED,
+            or_(
+                Campaign.suspended_from.is_(None),
+                Campaign.suspended_from == CampaignStatus.LIVE,
+            ),
+            Campaign.deadline <= now,
+        )
+        .values(suspended_from=CampaignStatus.RELEASED, decided_at=now)
+        .returning(Campaign.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    db.session.commit()
+    return list(released)
+
+
+def released_with_open_pledges() -> list[int]:
+    """Released campaigns (suspended at their deadline, restored or not) whose pledges
+    are not all released yet (a crash half-way, or a restore before the sweep)."""
+    released = or_(
+        Campaign.status == CampaignStatus.RELEASED,
+        and_(
+            Campaign.status == CampaignStatus.SUSPENDED,
+            Campaign.suspended_from == CampaignStatus.RELEASED,
+        ),
+    )
+    return list(
+        db.session.scalars(
+            select(Campaign.id).where(
+                released,
+                Campaign.id.in_(
+                    select(Pledge.campaign_id).where(
+                        Pledge.status.in_([PledgeStatus.ACTIVE, PledgeStatus.PENDING])
+                    )
+                ),
+            )
+        )
+    )
+
+
+RELEASE_REASONS = {
+    "unfunded": _l("did not reach its goal"),
+    "cancelled": _l("was cancelled by its organizers"),
+    "suspended": _l("was suspended by the platform's moderators at its deadline"),
+}
+
+
 def release_batch(campaign_id: int, size: int, reason: str) -> int:
     """Release up to `size` open pledges: detach the card, then mark them released."""
     backend = get_backend()
@@ -986,9 +1040,7 @@ def release_batch(campaign_id: int, size: int, reason: str) -> int:
                         "“%(t)s” %(why)s, so your pledge of %(m)s has been released and your "
                         "card will not be charged.",
                         t=pledge.campaign.title,
-                        why=_l("did not reach its goal")
-                        if reason == "unfunded"
-                        else _l("was cancelled by its organizers"),
+                        why=RELEASE_REASONS[reason],
                         m=pledge.money.format(),
                     )
                 ),

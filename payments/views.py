@@ -244,6 +244,7 @@ def manage(pledge: Pledge, key: str):
         cancel_form=CancelForm(),
         can_change=pledge.status == PledgeStatus.ACTIVE
         and services.accepting_pledges(pledge.campaign),
+        can_cancel=services.can_cancel(pledge),
     )
 
 
@@ -273,6 +274,7 @@ def change_amount(pledge: Pledge, key: str):
         amount_form=form,
         cancel_form=CancelForm(),
         can_change=True,
+        can_cancel=services.can_cancel(pledge),
         confirming=confirming,
     ), (200 if confirming else 422)
 
