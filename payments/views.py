@@ -475,6 +475,11 @@ def request_links():
             )
         ).all()
         if pledges:
+            # "Send me a new link" revokes every link sent before (a forwarded or
+            # leaked email stops working).
+            for p in pledges:
+                p.link_version = (p.link_version or 0) + 1
+            db.session.flush()
             lines = [
                 f"- {p.campaign.title} ({p.money.format()}): "
                 f"{services.manage_url(p, external=True)}"

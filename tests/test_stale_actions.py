@@ -237,3 +237,17 @@ def test_manage_page_of_a_charged_pledge_offers_no_cancel(app):
     page = tab.client.get(tab.path).get_data(as_text=True)
     assert "Cancel my pledge" not in page
     assert re.search(r"Receipt", page)
+
+
+def test_asking_for_new_links_revokes_the_old_ones(app):
+    from tests.conftest import submit
+
+    cid = make_campaign(app, goal=10)
+    [pid] = add_pledges(app, cid, [(GOOD, 20)])
+    old = StaleTab(app, pid)
+    assert old.client.get(old.path).status_code == 200
+    response = submit(app.test_client(), "/pledges/links", {"email": "supporter0@example.org"})
+    assert response.status_code == 302
+    assert old.client.get(old.path).status_code == 404
+    fresh = StaleTab(app, pid)  # the link from the new email
+    assert fresh.client.get(fresh.path).status_code == 200
