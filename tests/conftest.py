@@ -121,6 +121,9 @@ def make_app(backend, tmp_root, tmp_path, monkeypatch):
             "REGISTER_RATE_LIMIT": "1000 per minute",
             "REPORT_RATE_LIMIT": "1000 per minute",
             "PLEDGE_RATE_LIMIT": "1000 per minute",
+            # Tests move the clock by days; session lifetimes have a test of their own.
+            "SESSION_IDLE_TIMEOUT": 10 * 365 * 86400,
+            "SESSION_ABSOLUTE_TIMEOUT": 10 * 365 * 86400,
         }
         config.update(overrides)
         app = create_app(config)

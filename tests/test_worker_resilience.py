@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 from rq import Worker
+from rq.exceptions import SchedulerNotFound
 from rq.scheduler import RQScheduler
 from sqlalchemy import select, update
 
@@ -178,7 +179,13 @@ def test_the_worker_holding_the_scheduler_lock_is_killed(app, own_redis, workers
         time.sleep(0.1)
     holder = connection.get(lock)
     assert holder, "no worker took RQ's scheduler lock: " + workers.tail()
-    scheduler = RQScheduler.fetch(holder.decode(), connection)
+    scheduler = None
+    while scheduler is None and time.monotonic() < deadline + 10:
+        try:  # the scheduler process records its pid once it has started
+            scheduler = RQScheduler.fetch(holder.decode(), connection)
+        except SchedulerNotFound:
+            time.sleep(0.1)
+    assert scheduler is not None and scheduler.pid, workers.tail()
     # The scheduler runs in a process of its worker's group: kill that whole worker.
     workers.kill(scheduler.pid)
     assert len(workers.alive()) == 1
