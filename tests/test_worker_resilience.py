@@ -19,7 +19,7 @@ from redis import Redis
 from rq import Worker
 from rq.exceptions import SchedulerNotFound
 from rq.scheduler import RQScheduler
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from campaigns.models import Campaign
 from core.clock import utcnow
@@ -202,3 +202,29 @@ def test_the_worker_holding_the_scheduler_lock_is_killed(app, own_redis, workers
             break
         time.sleep(0.5)
     assert connection.get(lock) not in (None, holder), workers.tail()
+
+
+def test_database_connections_dropped_under_running_workers(app, own_redis, workers):
+    """What a PostgreSQL restart does to its clients: every connection is cut. The
+    workers' pools notice (pre-ping), nothing dies for good, and settlement goes on."""
+    workers.start(2)
+    first, first_ids = _campaign_due_in(app, 1)
+    time.sleep(1.5)  # the deadline passes while we cut the connections, twice
+    for _ in range(2):
+        with app.app_context():
+            database = db.session.scalar(text("SELECT current_database()"))
+            db.session.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": database},
+            )
+            db.session.commit()
+        time.sleep(SWEEP)
+    _wait_settled(app, first, 5 * SWEEP + 20, workers)
+    second, second_ids = _campaign_due_in(app, 1)
+    _wait_settled(app, second, 5 * SWEEP + 20, workers)
+    _settled_once(app, first, first_ids)
+    _settled_once(app, second, second_ids)
+    assert len(workers.alive()) == 2, workers.tail()
