@@ -41,6 +41,11 @@ class LoginForm(FlaskForm):
     submit = SubmitField(_l("Log in"))
 
 
+class LoginLinkForm(FlaskForm):
+    email = EmailField(_l("Email address"), validators=[DataRequired(), Length(max=254)])
+    submit = SubmitField(_l("Email me a login link"))
+
+
 class ProfileForm(FlaskForm):
     display_name = SingleLineField(_l("Display name"), validators=[DataRequired(), Length(max=80)])
     submit = SubmitField(_l("Save"))

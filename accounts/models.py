@@ -21,6 +21,11 @@ class User(UserMixin, db.Model):
     # Bumped at logout and password change: every session cookie issued before is refused.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
     is_moderator: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when the person opened the link sent to their address; until then the
+    # account cannot log in (nobody can squat someone else's address).
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bumped when a login link is used: each link works once.
+    link_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def get_id(self) -> str:

@@ -9,11 +9,15 @@ import unicodedata
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from accounts import emails
 from accounts.models import User
 from accounts.passwords import DUMMY_HASH, hash_password, password_problem, verify_password
+from core.clock import utcnow
 from core.extensions import db
+from core.signed import make_token, read_token
+from core.urls import public_url_for
 
 
 class AccountError(ValueError):
@@ -52,16 +56,85 @@ def find_user_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == email))
 
 
-def register_user(email: str, display_name: str, password: str) -> User:
+def register_user(email: str, display_name: str, password: str) -> User | None:
+    """An account waiting for its address to be confirmed, and the confirmation email;
+    or, when the address already has an account, an email to its owner instead. The
+    caller answers both the same way, so registration never tells whether an address
+    has an account. Returns the new user, or None."""
     email = normalise_email(email)
     display_name = display_name.strip()
-    if db.session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise AccountError(_l("An account with this email address already exists."), "email")
+    # Checked before looking the address up: a refusal must not depend on it.
     problem = password_problem(password, email=email, display_name=display_name)
     if problem:
         raise AccountError(problem, "password")
+    existing = db.session.scalar(select(User).where(User.email == email))
+    if existing is not None:
+        emails.send(
+            existing.email, "account-exists", login_link_page=public_url_for("accounts.login_link")
+        )
+        return None
     user = User(email=email, display_name=display_name, password_hash=hash_password(password))
     db.session.add(user)
+    db.session.flush()
+    send_confirmation(user)
+    return user
+
+
+CONFIRM_MAX_AGE = 3 * 24 * 3600
+LOGIN_LINK_MAX_AGE = 15 * 60
+
+
+def send_confirmation(user: User) -> None:
+    token = make_token("confirm-email", {"u": user.id, "e": user.email})
+    emails.send(
+        user.email,
+        "confirm-email",
+        name=user.display_name,
+        link=public_url_for("accounts.confirm_email", token=token),
+    )
+
+
+def confirm_email(token: str) -> User | None:
+    """The user whose address this link confirms, newly confirmed; None when the link
+    is invalid or was used already (a used link is no login credential)."""
+    data = read_token("confirm-email", token, CONFIRM_MAX_AGE)
+    user = db.session.get(User, data.get("u"))
+    if user is None or user.email != data.get("e") or user.email_verified_at is not None:
+        return None
+    user.email_verified_at = utcnow()
+    db.session.flush()
+    return user
+
+
+def send_login_link(email: str) -> None:
+    """A link that logs its holder in once, within LOGIN_LINK_MAX_AGE. Nothing is sent
+    (and nothing said) when no account has the address."""
+    user = find_user_by_email(email)
+    if user is None:
+        return
+    token = make_token("login", {"u": user.id, "v": user.link_version})
+    emails.send(
+        user.email,
+        "login-link",
+        name=user.display_name,
+        link=public_url_for("accounts.login_with_link", token=token),
+        minutes=LOGIN_LINK_MAX_AGE // 60,
+    )
+
+
+def use_login_link(token: str) -> User | None:
+    data = read_token("login", token, LOGIN_LINK_MAX_AGE)
+    moved = db.session.execute(
+        update(User)
+        .where(User.id == data.get("u"), User.link_version == data.get("v"))
+        .values(link_version=User.link_version + 1)
+    ).rowcount
+    if moved != 1:
+        return None  # used already
+    user = db.session.get(User, data["u"])
+    db.session.refresh(user)
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()  # the link reached the address
     db.session.flush()
     return user
 

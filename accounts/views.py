@@ -15,9 +15,17 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 
 from accounts import services
-from accounts.forms import LoginForm, LogoutForm, PasswordChangeForm, ProfileForm, RegisterForm
+from accounts.forms import (
+    LoginForm,
+    LoginLinkForm,
+    LogoutForm,
+    PasswordChangeForm,
+    ProfileForm,
+    RegisterForm,
+)
 from accounts.sessions import mark_login
 from core.extensions import db, limiter
+from core.signed import LinkError
 from core.urls import safe_next
 
 bp = Blueprint("accounts", __name__)
@@ -51,17 +59,71 @@ def register():
     form = RegisterForm()
     if form.validate_on_submit():
         try:
-            user = services.register_user(
-                form.email.data, form.display_name.data, form.password.data
-            )
+            services.register_user(form.email.data, form.display_name.data, form.password.data)
         except services.AccountError as exc:
             getattr(form, exc.field).errors.append(str(exc.message))
         else:
             db.session.commit()
-            _start_session(user)
-            flash(_("Welcome to Counterfund, %(name)s.", name=user.display_name), "success")
-            return redirect(safe_next(request.args.get("next"), url_for("campaigns.dashboard")))
+            # The same answer whether or not the address had an account already.
+            return render_template("accounts/check_email.html", purpose="register")
     return render_template("accounts/register.html", form=form), 422 if form.errors else 200
+
+
+@bp.get("/register/confirm/<token>")
+def confirm_email(token: str):
+    try:
+        user = services.confirm_email(token)
+    except LinkError as exc:
+        flash(_link_problem(exc), "error")
+        return redirect(url_for("accounts.login"))
+    if user is None:
+        flash(_("This address is confirmed already: log in."), "info")
+        return redirect(url_for("accounts.login"))
+    db.session.commit()
+    _start_session(user)
+    flash(_("Welcome to Counterfund, %(name)s.", name=user.display_name), "success")
+    return redirect(url_for("campaigns.dashboard"))
+
+
+def _link_problem(exc: LinkError) -> str:
+    if exc.expired:
+        return _("This link has expired. Ask for a new one.")
+    return _("This link is not valid. Ask for a new one.")
+
+
+@bp.route("/login/link", methods=["GET", "POST"])
+@limiter.limit("5 per hour", methods=["POST"])
+@limiter.limit("5 per hour", methods=["POST"], key_func=_login_account_key)
+def login_link():
+    """Log in from a link sent by email: for a forgotten password, and for the owner
+    of an account whose login limit an attacker tripped."""
+    form = LoginLinkForm()
+    if form.validate_on_submit():
+        services.send_login_link(form.email.data)
+        db.session.commit()
+        return render_template("accounts/check_email.html", purpose="login")
+    return render_template("accounts/login_link.html", form=form), (422 if form.errors else 200)
+
+
+@bp.get("/login/link/<token>")
+def login_with_link(token: str):
+    try:
+        user = services.use_login_link(token)
+    except LinkError as exc:
+        flash(_link_problem(exc), "error")
+        return redirect(url_for("accounts.login_link"))
+    if user is None:
+        flash(_("This link was used already. Ask for a new one."), "error")
+        return redirect(url_for("accounts.login_link"))
+    db.session.commit()
+    _start_session(user)
+    return redirect(url_for("campaigns.dashboard"))
+
+
+@bp.errorhandler(429)
+def too_many_attempts(error):
+    """Limits on this blueprint's forms: say what to do instead of a bare error."""
+    return render_template("accounts/too_many.html"), 429
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -84,7 +146,14 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         user = services.authenticate(form.email.data, form.password.data)
-        if user is not None:
+        if user is not None and user.email_verified_at is None:
+            # Only after the right password: says nothing about other addresses.
+            services.send_confirmation(user)
+            db.session.commit()
+            form.email.errors.append(
+                _("Confirm your address first: we have emailed you a new link.")
+            )
+        elif user is not None:
             _start_session(user)
             return redirect(safe_next(request.args.get("next"), url_for("campaigns.dashboard")))
         form.password.errors.append(_("That email address and password do not match."))

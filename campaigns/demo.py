@@ -197,7 +197,12 @@ def load_demo(force: bool = False) -> int:
     for email, name in PEOPLE:
         user = db.session.scalar(select(User).where(User.email == email))
         if user is None:
-            user = User(email=email, display_name=name, password_hash=hash_password(DEMO_PASSWORD))
+            user = User(
+                email=email,
+                display_name=name,
+                password_hash=hash_password(DEMO_PASSWORD),
+                email_verified_at=utcnow(),
+            )
             db.session.add(user)
         users.append(user)
     db.session.flush()

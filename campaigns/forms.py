@@ -208,7 +208,7 @@ class UpdateForm(FlaskForm):
 
 class AddOrganizerForm(FlaskForm):
     email = StringField(
-        _l("Email address of their Counterfund account"),
+        _l("Their email address"),
         validators=[DataRequired(), Length(max=254)],
     )
     role = SelectField(
@@ -218,7 +218,7 @@ class AddOrganizerForm(FlaskForm):
             for r in (OrganizerRole.ORGANIZER, OrganizerRole.TREASURER)
         ],
     )
-    submit = SubmitField(_l("Add to the committee"))
+    submit = SubmitField(_l("Send the invitation"))
 
 
 class ReportForm(FlaskForm):

@@ -278,6 +278,28 @@ class Campaign(db.Model):
         return f"<Campaign {self.slug}>"
 
 
+class Invitation(db.Model):
+    """An invitation to a committee: the person appears on it only after accepting,
+    from the address it was sent to."""
+
+    __tablename__ = "committee_invitations"
+    __table_args__ = (
+        CheckConstraint(f"role IN ({_enum_values(OrganizerRole)})", name="role_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[str] = mapped_column(String(20))
+    invited_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    campaign: Mapped[Campaign] = relationship()
+
+
 class Organizer(db.Model):
     """A member of a campaign's committee."""
 

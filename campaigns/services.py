@@ -13,24 +13,29 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import selectinload
 
 from accounts.models import User
-from accounts.services import find_user_by_email
+from accounts.services import AccountError, find_user_by_email, normalise_email
 from campaigns import signals
 from campaigns.models import (
     DECIDED_STATUSES,
+    ROLE_LABELS,
     BudgetLine,
     Campaign,
     CampaignKind,
     CampaignStatus,
     CampaignUpdate,
     FundingModel,
+    Invitation,
     Organizer,
     OrganizerRole,
     Report,
     Source,
 )
+from core import outbox
 from core.clock import utcnow
 from core.extensions import db
 from core.money import Money
+from core.signed import make_token, read_token
+from core.urls import public_url_for
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 RESERVED_SLUGS = {"new", "edit", "api", "admin", "static", "media", "feeds"}
@@ -260,20 +265,90 @@ def post_update(campaign: Campaign, author: User, title: str, body: str) -> Camp
     return update
 
 
-def add_organizer(campaign: Campaign, email: str, role: str) -> Organizer:
+INVITATION_MAX_AGE = 14 * 24 * 3600
+INVITATION_EMAIL = (
+    _l("You are invited to the committee of “%(title)s”"),
+    _l(
+        "%(inviter)s invites you to join the committee of “%(title)s” on Counterfund as "
+        "%(role)s.\n\nTo accept, open this link within 14 days (you will be asked to log in, "
+        "or to create an account with this address):\n%(link)s\n\nIf you do not want to "
+        "join, ignore this email."
+    ),
+)
+
+
+def invite(campaign: Campaign, inviter: User, email: str, role: str) -> None:
+    """Email an invitation to join the committee. The answer is the same for every
+    address (registered or not, on the committee already or not): nothing here tells
+    the inviter whether an address has an account."""
     if role not in (OrganizerRole.ORGANIZER, OrganizerRole.TREASURER):
         raise CampaignError({"role": [_l("Choose organizer or treasurer.")]})
-    user = find_user_by_email(email)
-    if user is None:
-        raise CampaignError(
-            {"email": [_l("No Counterfund account has that address. Ask them to register first.")]}
-        )
-    if campaign.role_of(user) is not None:
-        raise CampaignError({"email": [_l("They are already on this campaign's committee.")]})
-    organizer = Organizer(campaign=campaign, user_id=user.id, role=role)
+    try:
+        email = normalise_email(email)
+    except AccountError as exc:
+        raise CampaignError({"email": [exc.message]}) from None
+    member = find_user_by_email(email)
+    if member is not None and campaign.role_of(member) is not None:
+        return  # already there: no email, the same answer
+    invitation = Invitation(campaign_id=campaign.id, email=email, role=role, invited_by=inviter.id)
+    db.session.add(invitation)
+    db.session.flush()
+    outbox.queue_message(
+        email,
+        INVITATION_EMAIL,
+        "committee-invitation",
+        inviter=inviter.display_name,
+        title=campaign.title,
+        role=str(ROLE_LABELS[OrganizerRole(role)]).lower(),
+        link=public_url_for(
+            "campaigns.invitation", token=make_token("invite", {"i": invitation.id})
+        ),
+    )
+
+
+def invitation_from(token: str) -> Invitation | None:
+    """The open invitation a link carries (LinkError when expired or forged)."""
+    data = read_token("invite", token, INVITATION_MAX_AGE)
+    invitation = db.session.get(Invitation, data.get("i"))
+    if invitation is None or invitation.accepted_at is not None:
+        return None
+    return invitation
+
+
+def accept(invitation: Invitation, user: User) -> Organizer:
+    """Only the invited address may accept (a forwarded link is useless elsewhere)."""
+    if user.email != invitation.email:
+        raise CampaignError({"invitation": [_l("This invitation was sent to another address.")]})
+    invitation.accepted_at = utcnow()
+    campaign = invitation.campaign
+    existing = next((o for o in campaign.organizers if o.user_id == user.id), None)
+    if existing is not None:
+        db.session.flush()
+        return existing
+    organizer = Organizer(campaign=campaign, user_id=user.id, role=invitation.role)
     db.session.add(organizer)
     db.session.flush()
     return organizer
+
+
+def pending_invitations(campaign: Campaign) -> list[Invitation]:
+    return list(
+        db.session.scalars(
+            select(Invitation)
+            .where(Invitation.campaign_id == campaign.id, Invitation.accepted_at.is_(None))
+            .order_by(Invitation.id)
+        )
+    )
+
+
+def leave(campaign: Campaign, user: User) -> None:
+    organizer = next((o for o in campaign.organizers if o.user_id == user.id), None)
+    if organizer is None:
+        raise CampaignError({"organizer": [_l("You are not on this committee.")]})
+    if organizer.role == OrganizerRole.OWNER:
+        raise CampaignError({"organizer": [_l("The owner cannot leave the committee they own.")]})
+    campaign.organizers.remove(organizer)
+    db.session.flush()
 
 
 def remove_organizer(campaign: Campaign, organizer_id: int) -> None:

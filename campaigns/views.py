@@ -31,6 +31,7 @@ from campaigns.forms import (
 from campaigns.media import ImageError, covers_folder, delete_cover, process_cover
 from campaigns.models import (
     KIND_LABELS,
+    ROLE_LABELS,
     Campaign,
     CampaignStatus,
     OrganizerRole,
@@ -40,6 +41,7 @@ from campaigns.models import (
 from core.extensions import db, limiter
 from core.markdown import render_markdown
 from core.money import Money
+from core.signed import LinkError
 
 bp = Blueprint("campaigns", __name__)
 
@@ -267,16 +269,77 @@ def team(slug: str):
             abort(403)
         if form.validate_on_submit():
             try:
-                services.add_organizer(campaign, form.email.data, form.role.data)
+                services.invite(campaign, current_user, form.email.data, form.role.data)
             except services.CampaignError as exc:
                 _attach_errors(form, exc)
             else:
                 db.session.commit()
-                flash(_("Added to the committee."), "success")
+                flash(
+                    _(
+                        "We have emailed an invitation to %(email)s. They join the committee "
+                        "once they accept it.",
+                        email=form.email.data.strip(),
+                    ),
+                    "success",
+                )
                 return redirect(url_for("campaigns.team", slug=slug))
     return render_template(
-        "campaigns/team.html", campaign=campaign, form=form, role=role, confirm=ConfirmForm()
+        "campaigns/team.html",
+        campaign=campaign,
+        form=form,
+        role=role,
+        confirm=ConfirmForm(),
+        invitations=services.pending_invitations(campaign)
+        if role_can(role, Permission.MANAGE_TEAM)
+        else [],
     ), (422 if form.errors else 200)
+
+
+@bp.post("/c/<slug>/team/leave")
+@login_required
+def leave_committee(slug: str):
+    campaign, _role = _organizer_campaign(slug)
+    if ConfirmForm().validate_on_submit():
+        try:
+            services.leave(campaign, current_user)
+        except services.CampaignError as exc:
+            for message in exc.errors["organizer"]:
+                flash(str(message), "error")
+            return redirect(url_for("campaigns.team", slug=slug))
+        db.session.commit()
+        flash(_("You have left the committee."), "info")
+    return redirect(url_for("campaigns.detail", slug=slug))
+
+
+@bp.route("/invitations/<token>", methods=["GET", "POST"])
+def invitation(token: str):
+    """An invitation link: log in (or register) with the invited address, then accept."""
+    try:
+        invited = services.invitation_from(token)
+    except LinkError as exc:
+        abort(410 if exc.expired else 404)
+    if invited is None:
+        abort(404, description=_("This invitation was accepted already or no longer exists."))
+    if not current_user.is_authenticated:
+        flash(_("Log in, or create an account with the invited address, to accept."), "info")
+        return redirect(url_for("accounts.login", next=request.path))
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            services.accept(invited, current_user)
+        except services.CampaignError as exc:
+            for message in exc.errors["invitation"]:
+                flash(str(message), "error")
+        else:
+            db.session.commit()
+            flash(_("You are on the committee now."), "success")
+            return redirect(url_for("campaigns.detail", slug=invited.campaign.slug))
+    return render_template(
+        "campaigns/invitation.html",
+        invitation=invited,
+        form=form,
+        role_label=ROLE_LABELS[OrganizerRole(invited.role)],
+    )
 
 
 @bp.post("/c/<slug>/team/<int:organizer_id>/remove")

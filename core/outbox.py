@@ -62,6 +62,12 @@ def queue(recipient: str, subject: str, body: str, topic: str = "") -> OutboxMes
     return message
 
 
+def queue_message(recipient: str, message: tuple, topic: str, **params) -> OutboxMessage:
+    """Queue a (subject, body) pair of translatable texts filled with `params`."""
+    subject, body = message
+    return queue(recipient, str(subject) % params, str(body) % params, topic=topic)
+
+
 def queue_many(messages: list[tuple[str, str, str, str]]) -> None:
     """Many (recipient, subject, body, topic) at once; delivered by the next sweep."""
     if messages:

@@ -43,3 +43,15 @@ def create_draft(client, headers=None, **overrides):
 
 def launch(client, slug: str):
     return submit(client, f"/c/{slug}/launch", {}, form_page=f"/c/{slug}")
+
+
+def join_committee(owner, member, slug: str, email: str, role: str):
+    """The owner invites `email`; `member` (logged in with that address) opens the
+    emailed link and accepts. Returns the accept response (a redirect)."""
+    from tests.conftest import link_in, mail_to
+
+    response = submit(owner, f"/c/{slug}/team", {"email": email, "role": role})
+    assert response.status_code == 302, response.get_data(as_text=True)[:1000]
+    [mail] = [m for m in mail_to(owner.application, email) if "/invitations/" in m][-1:]
+    link = link_in(mail, "/invitations/")
+    return submit(member, link, {})

@@ -182,7 +182,29 @@ def submit(client, url: str, data: dict, *, form_page: str | None = None, **kwar
 DEFAULT_PASSWORD = "correct horse battery staple"
 
 
+def mail_to(app, address: str) -> list[str]:
+    """The .eml files the outbox wrote to `address`, oldest first."""
+    folder = Path(app.config["OUTBOX_FOLDER"])
+    if not folder.exists():
+        return []
+    found = []
+    for path in sorted(folder.glob("*.eml")):
+        text = path.read_text()
+        if re.search(rf"^To: {re.escape(address)}$", text, re.MULTILINE):
+            found.append(text)
+    return found
+
+
+def link_in(mail: str, path_prefix: str) -> str:
+    """The path of the first link in `mail` under `path_prefix`."""
+    match = re.search(rf"https?://[^/\s]+({re.escape(path_prefix)}\S+)", mail)
+    assert match, f"no {path_prefix} link in:\n{mail}"
+    return match.group(1)
+
+
 def register(client, email="ada@example.org", name="Ada", password=DEFAULT_PASSWORD):
+    """Register as a person does: the form, then the link in the confirmation email
+    (which logs them in). Returns the confirmation link's response (a redirect)."""
     response = submit(
         client,
         "/register",
@@ -193,6 +215,11 @@ def register(client, email="ada@example.org", name="Ada", password=DEFAULT_PASSW
             "confirm": password,
         },
     )
+    assert response.status_code == 200, response.get_data(as_text=True)[:2000]
+    assert "Check your inbox" in response.get_data(as_text=True)
+    mails = mail_to(client.application, email.lower())
+    [mail] = [m for m in mails if "/register/confirm/" in m][-1:]
+    response = client.get(link_in(mail, "/register/confirm/"))
     assert response.status_code == 302, response.get_data(as_text=True)[:2000]
     return response
 

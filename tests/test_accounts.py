@@ -6,7 +6,16 @@ from sqlalchemy import select
 
 from accounts.models import User
 from core.extensions import db
-from tests.conftest import DEFAULT_PASSWORD, csrf_token, login, logout, register, submit
+from tests.conftest import (
+    DEFAULT_PASSWORD,
+    csrf_token,
+    link_in,
+    login,
+    logout,
+    mail_to,
+    register,
+    submit,
+)
 
 
 def _user(app, email="ada@example.org") -> User:
@@ -83,21 +92,90 @@ def test_bad_registration_input_saves_nothing(app, client, data):
         assert db.session.scalar(select(db.func.count(User.id))) == 0
 
 
-def test_duplicate_email_is_refused(app, client):
-    register(client)
-    logout(client)
-    response = submit(
+def _register_form(client, email):
+    return submit(
         client,
         "/register",
         {
-            "email": "ADA@example.org",
+            "email": email,
             "display_name": "Other",
             "password": DEFAULT_PASSWORD,
             "confirm": DEFAULT_PASSWORD,
         },
     )
-    assert response.status_code == 422
-    assert "already exists" in response.get_data(as_text=True)
+
+
+def _main(response) -> str:
+    html = response.get_data(as_text=True)
+    return html[html.index("<main") : html.index("</main>")]
+
+
+def test_registration_never_tells_whether_an_address_has_an_account(app, client):
+    register(client)
+    logout(client)
+    taken = _register_form(app.test_client(), "ADA@example.org")
+    fresh = _register_form(app.test_client(), "new@example.org")
+    assert taken.status_code == fresh.status_code == 200
+    assert _main(taken) == _main(fresh)
+    # No second account; the owner is told by email instead, with a way in.
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count(User.id))) == 2
+    [warning] = [m for m in mail_to(app, "ada@example.org") if "tried to create" in m]
+    assert "/login/link" in warning
+    [confirm] = mail_to(app, "new@example.org")
+    assert "/register/confirm/" in confirm
+
+
+def test_an_unconfirmed_account_cannot_log_in_and_a_link_is_single_use(app, client):
+    _register_form(client, "new@example.org")
+    assert login(client, email="new@example.org").status_code == 401  # not confirmed
+    link = link_in(mail_to(app, "new@example.org")[-1], "/register/confirm/")
+    assert client.get(link).status_code == 302
+    assert client.get("/account").status_code == 200
+    logout(client)
+    again = client.get(link, follow_redirects=True)
+    assert "confirmed already" in again.get_data(as_text=True)
+    assert client.get("/account").status_code == 302  # a used link logs nobody in
+
+
+def test_login_links_log_in_once_and_expire(app, client):
+    from datetime import timedelta
+
+    from core import clock
+
+    register(client)
+    logout(client)
+    # The same answer for an address with no account; no email is sent for it.
+    for address in ("ada@example.org", "nobody@example.org"):
+        page = submit(app.test_client(), "/login/link", {"email": address})
+        assert page.status_code == 200 and "Check your inbox" in page.get_data(as_text=True)
+    assert mail_to(app, "nobody@example.org") == []
+    link = link_in(mail_to(app, "ada@example.org")[-1], "/login/link/")
+    visitor = app.test_client()
+    assert visitor.get(link).status_code == 302
+    assert visitor.get("/account").status_code == 200
+    assert app.test_client().get(link).status_code == 302
+    second = app.test_client()
+    second.get(link)
+    assert second.get("/account").status_code == 302  # used once already
+    submit(app.test_client(), "/login/link", {"email": "ada@example.org"})
+    late = link_in(mail_to(app, "ada@example.org")[-1], "/login/link/")
+    clock.freeze(clock.utcnow() + timedelta(minutes=16))
+    third = app.test_client()
+    third.get(late)
+    assert third.get("/account").status_code == 302  # expired
+
+
+def test_a_tripped_login_limit_offers_a_login_link(make_app):
+    app = make_app(LOGIN_RATE_LIMIT_ACCOUNT="2 per minute", LOGIN_RATE_LIMIT_IP="100 per minute")
+    client = app.test_client()
+    register(client)
+    logout(client)
+    for _ in range(2):
+        login(client, password="wrong password here")
+    blocked = login(client)
+    assert blocked.status_code == 429
+    assert "/login/link" in blocked.get_data(as_text=True)
 
 
 def test_wrong_password_is_refused(app, client):

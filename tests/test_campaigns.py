@@ -12,8 +12,8 @@ from sqlalchemy import event, select
 from campaigns.models import Campaign, CampaignUpdate, Organizer
 from core import clock
 from core.extensions import db
-from tests.campaign_helpers import campaign_form, create_draft, deadline_in, launch
-from tests.conftest import login, logout, register, submit
+from tests.campaign_helpers import campaign_form, create_draft, deadline_in, join_committee, launch
+from tests.conftest import link_in, login, logout, mail_to, register, submit
 
 
 def _campaign(app, slug) -> Campaign | None:
@@ -49,7 +49,8 @@ def live_slug(app, organizer):
 def test_organizer_journey(app, client):
     """Register, draft with budget and sources, launch, post an update, add a co-organizer;
     a visitor then finds it by search and filter."""
-    register(app.test_client(), email="friend@example.org", name="Friend")
+    friend = app.test_client()
+    register(friend, email="friend@example.org", name="Friend")
     register(client, email="org@example.org", name="Bakers' Committee")
 
     response = create_draft(client)
@@ -80,9 +81,7 @@ def test_organizer_journey(app, client):
         client, f"/c/{slug}/updates/new", {"title": "Day one", "body": "The picket is *strong*."}
     )
     assert response.status_code == 302
-    response = submit(
-        client, f"/c/{slug}/team", {"email": "friend@example.org", "role": "treasurer"}
-    )
+    response = join_committee(client, friend, slug, "friend@example.org", "treasurer")
     assert response.status_code == 302
     assert sorted(o.role for o in _campaign(app, slug).organizers) == ["owner", "treasurer"]
 
@@ -103,7 +102,7 @@ def test_organizer_journey(app, client):
 def test_co_organizer_can_edit_but_not_manage_team(app, client, live_slug):
     friend = app.test_client()
     register(friend, email="friend@example.org", name="Friend")
-    submit(client, f"/c/{live_slug}/team", {"email": "friend@example.org", "role": "organizer"})
+    join_committee(client, friend, live_slug, "friend@example.org", "organizer")
     assert friend.get(f"/c/{live_slug}/edit").status_code == 200
     response = submit(
         friend, f"/c/{live_slug}/team", {"email": "x@example.org", "role": "organizer"}
@@ -111,12 +110,33 @@ def test_co_organizer_can_edit_but_not_manage_team(app, client, live_slug):
     assert response.status_code == 403
 
 
-def test_add_organizer_needs_an_existing_account(app, client, live_slug):
-    response = submit(
-        client, f"/c/{live_slug}/team", {"email": "ghost@example.org", "role": "organizer"}
-    )
-    assert response.status_code == 422
-    assert "No Counterfund account" in response.get_data(as_text=True)
+def test_invitations_answer_the_same_for_every_address_and_need_consent(app, client, live_slug):
+    friend = app.test_client()
+    register(friend, email="friend@example.org", name="Friend")
+    answers = []
+    for address in ("ghost@example.org", "friend@example.org"):
+        response = submit(client, f"/c/{live_slug}/team", {"email": address, "role": "organizer"})
+        assert response.status_code == 302
+        answers.append(client.get(response.headers["Location"]).get_data(as_text=True))
+    assert all("We have emailed an invitation" in page for page in answers)
+    assert "No Counterfund account" not in "".join(answers)
+    # Nobody is on the committee before accepting.
+    assert len(_campaign(app, live_slug).organizers) == 1
+    [mail] = [m for m in mail_to(app, "friend@example.org") if "/invitations/" in m]
+    link = link_in(mail, "/invitations/")
+    # A forwarded link is useless to anyone else.
+    stranger = app.test_client()
+    register(stranger, email="stranger@example.org", name="Stranger")
+    submit(stranger, link, {})
+    assert len(_campaign(app, live_slug).organizers) == 1
+    assert app.test_client().get(link).status_code == 302  # to login first
+    assert submit(friend, link, {}).status_code == 302
+    assert sorted(o.role for o in _campaign(app, live_slug).organizers) == ["organizer", "owner"]
+    assert friend.get(link).status_code == 404  # used
+    # Members can leave; the owner cannot.
+    assert submit(friend, f"/c/{live_slug}/team/leave", {}, form_page=f"/c/{live_slug}/team")
+    assert len(_campaign(app, live_slug).organizers) == 1
+    submit(client, f"/c/{live_slug}/team/leave", {}, form_page=f"/c/{live_slug}/team")
     assert len(_campaign(app, live_slug).organizers) == 1
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from core.extensions import db
 from ledger.disbursements import Disbursement
+from tests.campaign_helpers import join_committee
 from tests.conftest import login, register, submit
 from tests.pledge_helpers import live_campaign, pledge
 from tests.settlement_helpers import past_deadline, run_sweep
@@ -39,7 +40,7 @@ def _funded(app):
     register(treasurer, email="tre@example.org", name="Treasurer")
     owner = app.test_client()
     login(owner, email="org@example.org")
-    submit(owner, f"/c/{slug}/team", {"email": "tre@example.org", "role": "treasurer"})
+    join_committee(owner, treasurer, slug, "tre@example.org", "treasurer")
     pledge(app.test_client(), slug, amount="100")
     with app.app_context():
         from campaigns.models import Campaign

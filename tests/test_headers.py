@@ -29,6 +29,7 @@ def _urls(app) -> list[str]:
         "index": 0,
         "name": "missing.png",
         "key": "missing",
+        "token": "missing",
         "item_id": 1,
         "organizer_id": 1,
         "decision": "approve",

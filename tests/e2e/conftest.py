@@ -140,8 +140,8 @@ class Server:
             else []
         )
 
-    def last_link(self, to: str) -> str:
-        link = re.findall(r"(/pledge/\S+)", self.mails(to)[-1])[-1]
+    def last_link(self, to: str, prefix: str = "/pledge/") -> str:
+        link = re.findall(rf"({re.escape(prefix)}\S+)", self.mails(to)[-1])[-1]
         return self.url + link
 
     def stop(self) -> None:
