@@ -47,6 +47,11 @@ run: demo
 	$(BIN)/gunicorn --bind 127.0.0.1:$(PORT) --workers 1 --threads 8 app:app
 
 # pytest exits 5 when it collected no test: that is a failure, not a pass.
+# PYTHONNODEBUGRANGES: Python 3.11 formats tracebacks with ast.parse, whose state is
+# shared between threads; a background thread logging an exception while the main
+# thread builds URL rules (also ast.parse) can raise "AST constructor recursion depth
+# mismatch" (CPython gh-106905). Without column ranges, tracebacks never parse.
+test: export PYTHONNODEBUGRANGES = 1
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \

@@ -238,7 +238,7 @@ class ConfirmForm(FlaskForm):
 
 def load_campaign_into(form: CampaignForm, campaign) -> None:
     """Fill an edit form from a stored campaign (GET, or the frozen fields of a live one)."""
-    form.slug.data = campaign.slug
+    form.slug.data = campaign.requested_slug or campaign.slug
     form.kind.data = campaign.kind
     form.currency.data = campaign.currency
     form.goal.data = campaign.goal.input_value(current_locale())

@@ -185,6 +185,9 @@ class Campaign(db.Model):
     suspension_reason: Mapped[str] = mapped_column(Text, default="")
     # Where a restored campaign goes back to.
     suspended_from: Mapped[str | None] = mapped_column(String(20))
+    # A draft's chosen web address, taken at launch (until then it lives at a private
+    # one, so drafts cannot be discovered by picking addresses).
+    requested_slug: Mapped[str | None] = mapped_column(String(80))
     # Fixed at the deadline: the public final figures, and what was actually collected.
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     final_pledged_amount: Mapped[int | None] = mapped_column(BigInteger)

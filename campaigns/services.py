@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -99,6 +100,20 @@ def deadline_problem(deadline: datetime, launch_at: datetime) -> str | None:
     return None
 
 
+# Drafts are private, down to their web address: a draft lives at an unguessable
+# address and takes the one its committee asked for only at launch. Otherwise picking
+# an address ("taken, how about …-2?") would reveal someone else's draft.
+DRAFT_SLUG_PREFIX = "draft-"
+
+
+def _private_slug() -> str:
+    return DRAFT_SLUG_PREFIX + secrets.token_hex(8)
+
+
+def _slug_taken(slug: str) -> bool:
+    return db.session.scalar(select(Campaign.id).where(Campaign.slug == slug)) is not None
+
+
 def suggest_slug(base: str) -> str:
     base = slugify(base, max_length=72, word_boundary=True) or "campaign"
     taken = set(
@@ -127,11 +142,9 @@ def _check(draft: CampaignDraft, campaign: Campaign | None) -> dict[str, list]:
         slug = draft.slug or suggest_slug(draft.title)
         if not SLUG_PATTERN.match(slug or "") or len(slug) > 80:
             add("slug", _l("Use lower-case letters, digits and single hyphens."))
-        elif slug in RESERVED_SLUGS or db.session.scalar(
-            select(Campaign.id).where(
-                Campaign.slug == slug, Campaign.id != (campaign.id if campaign else -1)
-            )
-        ):
+        elif slug in RESERVED_SLUGS or slug.startswith(DRAFT_SLUG_PREFIX) or _slug_taken(slug):
+            # Only launched campaigns hold real web addresses (drafts live at private
+            # ones), so this answer tells nothing about anyone's drafts.
             add("slug", _l("This web address is taken. How about “%(s)s”?", s=suggest_slug(slug)))
         draft.slug = slug
 
@@ -172,7 +185,8 @@ def _apply(campaign: Campaign, draft: CampaignDraft) -> None:
         Source(position=i, title=title, url=url) for i, (title, url) in enumerate(draft.sources)
     ]
     if campaign.is_draft:
-        campaign.slug = draft.slug
+        campaign.requested_slug = draft.slug
+        campaign.slug = campaign.slug or _private_slug()
         campaign.kind = draft.kind
         campaign.currency = draft.goal.currency
         campaign.goal_amount = draft.goal.amount
@@ -235,8 +249,24 @@ def launch_problems(campaign: Campaign) -> list[str]:
 
 def launch(campaign: Campaign) -> None:
     problems = launch_problems(campaign)
+    requested = campaign.requested_slug
+    if requested and _slug_taken(requested):
+        # Another campaign launched at that address first: it is public, so saying so
+        # reveals nothing private.
+        problems.append(
+            str(
+                _l(
+                    "The web address “%(s)s” was taken by a campaign launched meanwhile: "
+                    "choose another in Edit.",
+                    s=requested,
+                )
+            )
+        )
     if problems:
         raise CampaignError({"launch": problems})
+    if requested:
+        campaign.slug = requested
+        campaign.requested_slug = None
     campaign.status = CampaignStatus.LIVE
     campaign.launched_at = utcnow()
     db.session.flush()

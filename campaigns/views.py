@@ -221,7 +221,7 @@ def launch(slug: str):
         else:
             db.session.commit()
             flash(_("Your campaign is live."), "success")
-    return redirect(url_for("campaigns.detail", slug=slug))
+    return redirect(url_for("campaigns.detail", slug=campaign.slug))
 
 
 @bp.post("/c/<slug>/cancel")

@@ -55,3 +55,10 @@ def join_committee(owner, member, slug: str, email: str, role: str):
     [mail] = [m for m in mail_to(owner.application, email) if "/invitations/" in m][-1:]
     link = link_in(mail, "/invitations/")
     return submit(member, link, {})
+
+
+def launched(client, slug: str) -> str:
+    """Launch a draft; returns its public address (drafts live at private ones)."""
+    response = launch(client, slug)
+    assert response.status_code == 302
+    return response.headers["Location"].rsplit("/", 1)[-1]

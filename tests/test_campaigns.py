@@ -12,8 +12,15 @@ from sqlalchemy import event, select
 from campaigns.models import Campaign, CampaignUpdate, Organizer
 from core import clock
 from core.extensions import db
-from tests.campaign_helpers import campaign_form, create_draft, deadline_in, join_committee, launch
-from tests.conftest import link_in, login, logout, mail_to, register, submit
+from tests.campaign_helpers import (
+    campaign_form,
+    create_draft,
+    deadline_in,
+    join_committee,
+    launch,
+    launched,
+)
+from tests.conftest import csrf_token, link_in, login, logout, mail_to, register, submit
 
 
 def _campaign(app, slug) -> Campaign | None:
@@ -40,8 +47,7 @@ def organizer(client):
 def live_slug(app, organizer):
     response = create_draft(organizer)
     assert response.status_code == 302, response.get_data(as_text=True)
-    slug = response.headers["Location"].rsplit("/", 1)[-1]
-    assert launch(organizer, slug).status_code == 302
+    slug = launched(organizer, response.headers["Location"].rsplit("/", 1)[-1])
     assert _campaign(app, slug).status == "live"
     return slug
 
@@ -56,8 +62,10 @@ def test_organizer_journey(app, client):
     response = create_draft(client)
     assert response.status_code == 302
     slug = response.headers["Location"].rsplit("/", 1)[-1]
-    assert slug == "strike-fund-for-the-bakery-workers"
+    # A draft lives at a private address; the one asked for is taken at launch.
+    assert slug.startswith("draft-") and len(slug) == len("draft-") + 16
     campaign = _campaign(app, slug)
+    assert campaign.requested_slug == "strike-fund-for-the-bakery-workers"
     assert campaign.status == "draft"
     assert campaign.goal_amount == 500_050 and campaign.currency == "EUR"
     assert [(b.label, b.amount, b.required) for b in campaign.budget_lines] == [
@@ -74,7 +82,8 @@ def test_organizer_journey(app, client):
         as_text=True
     )
 
-    assert launch(client, slug).status_code == 302
+    slug = launched(client, slug)
+    assert slug == "strike-fund-for-the-bakery-workers"  # the address asked for, at launch
     assert _campaign(app, slug).status == "live"
 
     response = submit(
@@ -236,7 +245,31 @@ def test_duplicate_slug_suggests_another(app, organizer, live_slug):
     assert _count(app, Campaign) == 1
     # Leaving it empty derives a free one.
     response = create_draft(organizer, slug="")
-    assert response.headers["Location"].endswith(f"/c/{live_slug}-2")
+    draft_slug = response.headers["Location"].rsplit("/", 1)[-1]
+    assert _campaign(app, draft_slug).requested_slug == f"{live_slug}-2"
+
+
+def test_picking_an_address_never_reveals_someone_elses_draft(app, organizer):
+    secret = create_draft(organizer, slug="secret-strike")
+    assert secret.status_code == 302
+    secret_slug = secret.headers["Location"].rsplit("/", 1)[-1]
+    assert secret_slug != "secret-strike"  # a private address while a draft
+    prober = app.test_client()
+    register(prober, email="prober@example.org", name="Prober")
+    probe = create_draft(prober, slug="secret-strike", title="Probe")
+    assert probe.status_code == 302  # no "taken": nothing public has that address
+    assert "taken" not in prober.get(probe.headers["Location"]).get_data(as_text=True)
+    assert app.test_client().get("/c/secret-strike").status_code == 404
+    assert launched(organizer, secret_slug) == "secret-strike"
+    # Now it is public: the second draft is told so at its launch, and stays a draft.
+    probe_slug = probe.headers["Location"].rsplit("/", 1)[-1]
+    page = prober.post(
+        f"/c/{probe_slug}/launch",
+        data={"csrf_token": csrf_token(prober, f"/c/{probe_slug}")},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "was taken by a campaign launched meanwhile" in page
+    assert _campaign(app, probe_slug).status == "draft"
 
 
 def test_launch_rechecks_the_deadline(app, organizer):
@@ -475,9 +508,7 @@ def test_listing_sorts_and_paginates(make_app):
     slugs = []
     for n, days in enumerate([20, 10, 30]):
         response = create_draft(client, title=f"Campaign {n}", deadline=deadline_in(days))
-        slug = response.headers["Location"].rsplit("/", 1)[-1]
-        launch(client, slug)
-        slugs.append(slug)
+        slugs.append(launched(client, response.headers["Location"].rsplit("/", 1)[-1]))
     with app.app_context():
         for slug, (pledged, backers) in zip(
             slugs, [(100_000, 5), (400_000, 1), (0, 0)], strict=True

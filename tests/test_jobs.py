@@ -12,7 +12,7 @@ from sqlalchemy import update
 from campaigns.models import Campaign
 from core.extensions import db
 from core.jobs import JobFailure, app_job, enqueue_after_commit
-from tests.campaign_helpers import create_draft, launch
+from tests.campaign_helpers import create_draft, launched
 from tests.conftest import register
 from tests.settlement_helpers import GOOD, add_pledges, campaign, make_campaign
 
@@ -44,7 +44,7 @@ def test_launch_schedules_the_decision_at_the_deadline_in_rq(make_app, redis_url
     client = app.test_client()
     register(client)
     slug = create_draft(client).headers["Location"].rsplit("/", 1)[-1]
-    launch(client, slug)
+    slug = launched(client, slug)
     with app.app_context():
         c = db.session.scalar(db.select(Campaign).where(Campaign.slug == slug))
     connection = Redis.from_url(redis_url)
