@@ -23,7 +23,10 @@ function request()
   if path == "/bench/insert" then
     body = ""
   else
-    body = "amount=" .. (1 + counter % 50) .. "&card_number=4242424242424242" ..
+    local amount = 1 + counter % 50
+    -- The confirmation step's hidden field: the exact minor units shown.
+    body = "amount=" .. amount .. "&confirmed_amount=" .. (amount * 100) ..
+      "&card_number=4242424242424242" ..
       "&email=s" .. tid .. "x" .. counter .. "%40example.org&visibility=anonymous" ..
       "&currency_code=EUR&submission_key=" .. key
   end
