@@ -152,6 +152,14 @@ def adjust_totals(campaign: Campaign, delta_amount: int, delta_backers: int) -> 
     )
 
 
+def new_public_id() -> str:
+    """Random and URL-safe; never starting with "-", which a command line (`flask refund
+    ID`) would read as an option."""
+    while (public_id := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return public_id
+
+
 def start_pledge(
     campaign: Campaign,
     *,
@@ -192,7 +200,7 @@ def start_pledge(
         raise PledgeError(
             _l("You already back this campaign: change the amount of your pledge instead.")
         )
-    public_id = secrets.token_urlsafe(16)
+    public_id = new_public_id()
     pledge = Pledge(
         public_id=public_id,
         provider_customer_id=get_backend().create_customer(public_id),

@@ -371,3 +371,9 @@ def test_200_parallel_pledges_lose_no_update(app):
     campaign = campaign_row(app, slug)
     assert campaign.backer_count == 200
     assert campaign.pledged_amount == sum(a * 100 for a in amounts) == sum(p.amount for p in made)
+
+
+def test_public_ids_never_look_like_command_line_options():
+    from payments.services import new_public_id
+
+    assert not any(new_public_id().startswith("-") for _ in range(5000))
