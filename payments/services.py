@@ -283,16 +283,7 @@ def card_replaced(pledge: Pledge, saved: SavedCard) -> str | None:
     if pledge.status not in CARD_REPLACEABLE:
         raise too_late(pledge)
     old = pledge.provider_payment_method_id
-    swapped = db.session.execute(
-        update(Pledge)
-        .where(Pledge.id == pledge.id, Pledge.status.in_(CARD_REPLACEABLE))
-        .values(provider_payment_method_id=saved.payment_method_id)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if swapped != 1:
-        _refresh_status(pledge)
-        raise too_late(pledge)
-    set_committed_value(pledge, "provider_payment_method_id", saved.payment_method_id)
+    _update_while(pledge, CARD_REPLACEABLE, provider_payment_method_id=saved.payment_method_id)
     if pledge.status in (PledgeStatus.FAILED, PledgeStatus.NEEDS_AUTHENTICATION):
         # A fixed card after a decline: retry at once instead of at the window's end.
         pledge.retry_requested = True
@@ -352,9 +343,21 @@ def too_late(pledge: Pledge) -> PledgeError:
     return PledgeError(_l("This campaign is not taking pledges any more."))
 
 
-def _refresh_status(pledge: Pledge) -> None:
-    """Read the pledge's state as the database has it now (a stale page's pledge)."""
-    db.session.refresh(pledge, ["status", "charged_at", "amount"])
+def _update_while(pledge: Pledge, allowed, **values) -> None:
+    """One guarded UPDATE: the pledge changes only while the database still has it in
+    one of the `allowed` states; otherwise (a stale page: settlement has it now) the
+    supporter is told why, and nothing changes."""
+    moved = db.session.execute(
+        update(Pledge)
+        .where(Pledge.id == pledge.id, Pledge.status.in_(allowed))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        db.session.refresh(pledge, ["status", "charged_at", "amount"])
+        raise too_late(pledge)
+    for name, value in values.items():
+        set_committed_value(pledge, name, value)
 
 
 def change_amount(pledge: Pledge, amount: Money) -> None:
@@ -364,17 +367,8 @@ def change_amount(pledge: Pledge, amount: Money) -> None:
     if amount.amount == pledge.amount:
         return
     previous = pledge.amount
-    changed = db.session.execute(
-        update(Pledge)
-        .where(Pledge.id == pledge.id, Pledge.status.in_(AMOUNT_CHANGEABLE))
-        .values(amount=amount.amount)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if changed != 1:
-        _refresh_status(pledge)
-        raise too_late(pledge)
+    _update_while(pledge, AMOUNT_CHANGEABLE, amount=amount.amount)
     adjust_totals(pledge.campaign, amount.amount - previous, 0)
-    set_committed_value(pledge, "amount", amount.amount)
     record_event(
         pledge, "amount_changed", amount=amount.amount, detail=f"{previous}->{amount.amount}"
     )
@@ -388,22 +382,14 @@ def cancel(pledge: Pledge) -> None:
     if pledge.status not in CANCELLABLE:
         raise too_late(pledge)
     was = pledge.status
-    now = utcnow()
-    moved = db.session.execute(
-        update(Pledge)
-        .where(Pledge.id == pledge.id, Pledge.status == was)
-        .values(status=PledgeStatus.CANCELLED, cancelled_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if moved != 1:
-        _refresh_status(pledge)
+    try:
+        _update_while(pledge, (was,), status=PledgeStatus.CANCELLED, cancelled_at=utcnow())
+    except PledgeError:
         if pledge.status == PledgeStatus.CANCELLED:
-            return
-        raise too_late(pledge)
+            return  # cancelled meanwhile, from another tab: done
+        raise
     if was == PledgeStatus.ACTIVE:
         adjust_totals(pledge.campaign, -pledge.amount, -1)
-    set_committed_value(pledge, "status", PledgeStatus.CANCELLED)
-    set_committed_value(pledge, "cancelled_at", now)
     record_event(
         pledge, "cancelled", from_status=was, to_status=PledgeStatus.CANCELLED, amount=pledge.amount
     )
