@@ -166,3 +166,141 @@ def test_only_active_chargeable_currencies_are_offered():
     assert Money(100, "DEM").currency == "DEM"
     assert currency_name("EUR", "de") == "Euro"
     assert currency_name("USD", "es") == "dólar estadounidense"
+
+
+# ---- Exact behaviour (each check kills mutants that survived the tests above) -------
+
+
+def test_from_major_and_arithmetic_are_exact():
+    assert Money.from_major(3, "EUR") == Money(300, "EUR")
+    assert Money.from_major(3, "JPY") == Money(3, "JPY")
+    assert Money.from_major(3, "KWD") == Money(3000, "KWD")
+    assert Money(500, "EUR") - Money(120, "EUR") == Money(380, "EUR")
+    assert -Money(120, "EUR") == Money(-120, "EUR")
+    assert Money(1, "EUR") < Money(2, "EUR") and not Money(2, "EUR") < Money(2, "EUR")
+    assert Money(2, "EUR") <= Money(2, "EUR") and not Money(3, "EUR") <= Money(2, "EUR")
+    assert Money(3, "EUR") > Money(2, "EUR") and not Money(2, "EUR") > Money(2, "EUR")
+    assert Money(2, "EUR") >= Money(2, "EUR") and not Money(1, "EUR") >= Money(2, "EUR")
+    assert Money(7, "eur").as_json() == {"amount": 7, "currency": "EUR"}
+    for compare in ("__sub__", "__le__", "__gt__", "__ge__", "__lt__", "__add__"):
+        with pytest.raises(MoneyError, match="cannot combine EUR with USD"):
+            getattr(Money(1, "EUR"), compare)(Money(1, "USD"))
+        with pytest.raises(TypeError, match=r"^Money only combines with Money$"):
+            getattr(Money(1, "EUR"), compare)(1)
+
+
+def test_money_refuses_what_is_not_whole_minor_units():
+    for amount in (1.0, True, "1", None):
+        with pytest.raises(MoneyError, match=r"^Money amounts are whole minor units$"):
+            Money(amount, "EUR")
+    assert Money(1, " eur ").currency == "EUR"
+    with pytest.raises(MoneyError, match=r"^XYZ is not an ISO 4217 currency code$"):
+        validate_currency("xyz")
+    with pytest.raises(MoneyError, match=r"^'' is not an ISO 4217 currency code$"):
+        validate_currency("")
+    with pytest.raises(MoneyError, match=r"^EU1 is not an ISO 4217 currency code$"):
+        validate_currency("eu1")
+
+
+@pytest.mark.parametrize(
+    ("money", "locale", "typed"),
+    [
+        (Money(123456, "EUR"), "de", "1234,56"),
+        (Money(123456, "EUR"), "en", "1234.56"),
+        (Money(1230, "EUR"), "en", "12.30"),
+        (Money(100, "EUR"), "de", "1"),
+        (Money(-5, "JPY"), "de", "-5"),
+        (Money(1234, "KWD"), "es", "1,234"),
+        (Money(1_000_000_00, "USD"), "en", "1000000"),
+    ],
+)
+def test_input_values_are_what_a_person_types_in_their_locale(money, locale, typed):
+    assert money.input_value(locale) == typed
+    assert Money.parse(typed, money.currency, locale) == money
+
+
+def test_amounts_accept_signs_and_currency_marks_exactly():
+    assert Money.parse("+5", "EUR") == Money(500, "EUR")
+    assert Money.parse("-5", "EUR") == Money(-500, "EUR")
+    assert Money.parse("12.50 EUR", "EUR") == Money(1250, "EUR")
+    assert Money.parse("EUR12.50", "EUR") == Money(1250, "EUR")
+    assert Money.parse("\u00a012,50\u202f€\u00a0", "EUR", "de") == Money(1250, "EUR")
+    assert Money.parse("US$5", "USD", "es") == Money(500, "USD")
+    # The longest input accepted is MAX_INPUT_LENGTH characters.
+    assert Money.parse("0" * 31 + "1", "EUR") == Money(100, "EUR")
+    with pytest.raises(MoneyError, match="is not a number"):
+        Money.parse("0" * 32 + "1", "EUR")
+    for text in ("+-5", "1a", ".", ",", "--", "5+", "1_000"):
+        with pytest.raises(MoneyError, match="is not a number"):
+            Money.parse(text, "EUR")
+
+
+def test_refusals_say_exactly_what_was_understood():
+    def refusal(text, locale="en", currency="EUR"):
+        with pytest.raises(MoneyError) as refused:
+            Money.parse(text, currency, locale)
+        return str(refused.value)
+
+    assert refusal("ten") == (
+        "“ten” is not a number. Type digits, with “.” before the decimals and optionally "
+        "“,” between thousands."
+    )
+    assert refusal("zehn", "de") == (
+        "“zehn” is not a number. Type digits, with “,” before the decimals and optionally "
+        "“.” between thousands."
+    )
+    assert refusal("12,50") == (
+        "“12,50” is ambiguous: did you mean 1,250 / 12.5? Here “.” marks the decimals and "
+        "“,” separates thousands."
+    )
+    assert refusal("1.2.3") == (
+        "“1.2.3” is not a number in this format. Here “.” marks the decimals and “,” "
+        "separates thousands."
+    )
+    assert (
+        refusal("1.005")
+        == "“1.005” has 3 decimal places; EUR amounts have at most 2 decimal places."
+    )
+    assert refusal("1,5", "de", "JPY") == (
+        "“1,5” has 1 decimal places; JPY amounts have at most 0 decimal places."
+    )
+    assert refusal("9" * 20) == "“99999999999999999999” is too large an amount."
+    assert refusal("9" * 25) == "“99999999999999999999…” is too large an amount."
+    assert refusal("9" * 24) == f"“{'9' * 24}” is too large an amount."
+    assert refusal("  ") == "Enter an amount"
+    assert refusal("x" * 40) == (
+        "“xxxxxxxxxxxxxxxxxxxx…” is not a number. Type digits, with “.” before the decimals "
+        "and optionally “,” between thousands."
+    )
+
+
+def test_the_largest_amount_is_bounded_exactly():
+    assert Money.parse("10000000000000", "EUR") == Money(10**15, "EUR")
+    with pytest.raises(MoneyError, match="too large"):
+        Money.parse("10000000000000.01", "EUR")
+    assert Money.parse("-10000000000000", "EUR") == Money(-(10**15), "EUR")
+    with pytest.raises(MoneyError, match="too large"):
+        Money.parse("-10000000000000.01", "EUR")
+
+
+def test_formats_and_names_follow_the_locale():
+    assert Money(123456, "EUR").format("de") == "1.234,56\xa0€"
+    assert Money(123456, "EUR").format() == "€1,234.56"
+    assert str(Money(5, "JPY")) == "¥5"
+    assert currency_name("JPY", "pt_BR") == "Iene japonês"
+    assert currency_name("EUR") == "Euro"
+
+
+def test_letters_around_digits_are_not_numbers():
+    for text in ("1X", "X5", "5X", "X"):
+        with pytest.raises(MoneyError, match="is not a number. Type digits"):
+            Money.parse(text, "EUR")
+
+
+def test_the_offered_currencies_are_legal_tender_today():
+    from core.money import _tender_today
+
+    tender = _tender_today()
+    assert {"EUR", "USD", "BRL", "JPY"} <= tender
+    assert not {"DEM", "FRF", "ESP", "HRK", "VEF"} & tender
+    assert PLEDGE_CURRENCIES <= tender
