@@ -293,7 +293,7 @@ def test_formats_and_names_follow_the_locale():
 
 def test_letters_around_digits_are_not_numbers():
     for text in ("1X", "X5", "5X", "X"):
-        with pytest.raises(MoneyError, match="is not a number. Type digits"):
+        with pytest.raises(MoneyError, match=r"is not a number\. Type digits"):
             Money.parse(text, "EUR")
 
 
@@ -303,4 +303,4 @@ def test_the_offered_currencies_are_legal_tender_today():
     tender = _tender_today()
     assert {"EUR", "USD", "BRL", "JPY"} <= tender
     assert not {"DEM", "FRF", "ESP", "HRK", "VEF"} & tender
-    assert PLEDGE_CURRENCIES <= tender
+    assert tender >= PLEDGE_CURRENCIES
