@@ -334,3 +334,21 @@ def test_sessions_end_after_idling_and_after_an_absolute_lifetime(make_app):
         assert client.get("/account").status_code == 200
     clock.freeze(start + timedelta(hours=3, minutes=1))
     assert client.get("/account").status_code == 302  # never idle, but too old
+
+
+def test_rate_limit_storage_and_logs_never_hold_an_address(make_app, caplog):
+    import logging
+
+    from core.extensions import limiter
+
+    app = make_app(LOGIN_RATE_LIMIT_ACCOUNT="2 per minute", LOGIN_RATE_LIMIT_IP="100 per minute")
+    client = app.test_client()
+    register(client, email="victim@example.org", name="Victim")
+    logout(client)
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            login(client, email="victim@example.org", password="wrong password here")
+    keys = " ".join(str(key) for key in limiter.storage.storage)
+    assert "login-pair:" in keys and "login-account:" in keys
+    assert "victim" not in keys and "example.org" not in keys
+    assert "victim@example.org" not in caplog.text

@@ -68,7 +68,19 @@ def test_drafts_never_appear_in_the_api(app, client):
 
 
 @pytest.mark.parametrize(
-    "query", ["page=0", "page=x", "per_page=101", "per_page=-1", "status=secret", "sort=random"]
+    "query",
+    [
+        "page=0",
+        "page=x",
+        "per_page=101",
+        "per_page=-1",
+        "status=secret",
+        "sort=random",
+        "page=\u00b2",
+        "page=\u0663",
+        "per_page=\u0661\u0660",
+        "page=" + "9" * 5000,
+    ],
 )
 def test_bad_api_parameters_get_a_clear_400(app, client, query):
     response = client.get(f"/api/v1/campaigns?{query}")

@@ -251,6 +251,11 @@ def test_a_campaign_balance_never_goes_negative(app):
         ("/api/v1/ledger/entries?start=3&end=1", "not be below"),
         ("/api/v1/ledger/entries?start=0&end=99", "at most the tree size"),
         ("/ledger?kind=bribe", "kind must be"),
+        # Digits of other scripts: int() reads "٣" and raises on "²"; both are refused.
+        ("/api/v1/ledger/proof/inclusion?index=\u00b2", "whole number"),
+        ("/api/v1/ledger/proof/inclusion?index=\u0663", "whole number"),
+        ("/api/v1/ledger/entries?start=0&end=\u00b9", "whole number"),
+        ("/api/v1/ledger/proof/inclusion?index=" + "9" * 5000, "whole number"),
         ("/ledger?from=yesterday", "date"),
     ],
 )
