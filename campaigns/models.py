@@ -20,7 +20,7 @@ from accounts.models import User
 from core.clock import utcnow
 from core.extensions import db
 from core.money import Money
-from core.types import UTCDateTime
+from core.types import UTCDateTime, enum_check
 
 
 class CampaignKind(enum.StrEnum):
@@ -142,10 +142,6 @@ ROLE_LABELS = {
 }
 
 
-def _enum_values(enum_class) -> str:
-    return ", ".join(f"'{member.value}'" for member in enum_class)
-
-
 class Campaign(db.Model):
     __tablename__ = "campaigns"
     __table_args__ = (
@@ -153,11 +149,9 @@ class Campaign(db.Model):
         CheckConstraint("pledged_amount >= 0", name="pledged_not_negative"),
         CheckConstraint("backer_count >= 0", name="backers_not_negative"),
         CheckConstraint("min_backers IS NULL OR min_backers > 0", name="min_backers_positive"),
-        CheckConstraint(f"kind IN ({_enum_values(CampaignKind)})", name="kind_known"),
-        CheckConstraint(f"status IN ({_enum_values(CampaignStatus)})", name="status_known"),
-        CheckConstraint(
-            f"funding_model IN ({_enum_values(FundingModel)})", name="funding_model_known"
-        ),
+        enum_check("kind", CampaignKind, "kind_known"),
+        enum_check("status", CampaignStatus, "status_known"),
+        enum_check("funding_model", FundingModel, "funding_model_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -286,9 +280,7 @@ class Invitation(db.Model):
     from the address it was sent to."""
 
     __tablename__ = "committee_invitations"
-    __table_args__ = (
-        CheckConstraint(f"role IN ({_enum_values(OrganizerRole)})", name="role_known"),
-    )
+    __table_args__ = (enum_check("role", OrganizerRole, "role_known"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(
@@ -309,7 +301,7 @@ class Organizer(db.Model):
     __tablename__ = "campaign_organizers"
     __table_args__ = (
         UniqueConstraint("campaign_id", "user_id", name="uq_campaign_organizers_member"),
-        CheckConstraint(f"role IN ({_enum_values(OrganizerRole)})", name="role_known"),
+        enum_check("role", OrganizerRole, "role_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy import CheckConstraint
 from sqlalchemy.types import DateTime, TypeDecorator
 
 
@@ -31,3 +32,10 @@ class UTCDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def enum_check(column: str, enum_class, name: str | None = None) -> CheckConstraint:
+    """A CHECK that keeps `column` within the enum's values, generated from the enum so
+    the two never drift apart (tests/test_schema.py compares it with the database)."""
+    values = ", ".join(f"'{member.value}'" for member in enum_class)
+    return CheckConstraint(f"{column} IN ({values})", name=name or f"{column}_known")

@@ -20,7 +20,7 @@ from core.i18n import current_locale
 from core.jobs import enqueue_after_commit
 from core.money import Money, MoneyError
 from ledger import disbursements
-from ledger.disbursements import Disbursement, DisbursementError
+from ledger.disbursements import Disbursement, DisbursementError, DisbursementStatus
 from ledger.forms import DecisionForm, DisbursementForm
 from ledger.jobs import sequence_job
 
@@ -40,7 +40,7 @@ def listing(slug: str):
     role = campaign.role_of(current_user)
     query = select(Disbursement).where(Disbursement.campaign_id == campaign.id)
     if role is None:
-        query = query.where(Disbursement.status == "approved")
+        query = query.where(Disbursement.status == DisbursementStatus.APPROVED)
     items = db.session.scalars(query.order_by(Disbursement.id.desc())).all()
     return render_template(
         "ledger/disbursements.html",
@@ -136,7 +136,7 @@ def receipt(name: str):
     item = db.session.scalar(select(Disbursement).where(Disbursement.receipt_file == name))
     if item is None:
         abort(404)
-    if item.status != "approved" and item.campaign.role_of(current_user) is None:
+    if item.status != DisbursementStatus.APPROVED and item.campaign.role_of(current_user) is None:
         abort(404)
     response = send_from_directory(
         disbursements.receipts_folder(), name, mimetype=item.receipt_type, max_age=3600

@@ -3,6 +3,7 @@ two-person rule), and only then does it enter the ledger, with its receipt publi
 
 from __future__ import annotations
 
+import enum
 import secrets
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from core.clock import utcnow
 from core.extensions import db
 from core.images import UploadError, reencode_image, strip_pdf
 from core.money import Money
-from core.types import UTCDateTime
+from core.types import UTCDateTime, enum_check
 from ledger import services as ledger
 from ledger.models import EntryKind
 
@@ -38,8 +39,15 @@ class DisbursementError(ValueError):
         self.field = field
 
 
+class DisbursementStatus(enum.StrEnum):
+    PENDING = "pending"  # recorded by a treasurer, waiting for a second member
+    APPROVED = "approved"  # on the ledger
+    REJECTED = "rejected"
+
+
 class Disbursement(db.Model):
     __tablename__ = "disbursements"
+    __table_args__ = (enum_check("status", DisbursementStatus),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
@@ -49,7 +57,7 @@ class Disbursement(db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     receipt_file: Mapped[str] = mapped_column(String(80))
     receipt_type: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # approved, rejected
+    status: Mapped[str] = mapped_column(String(20), default=DisbursementStatus.PENDING)
     recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     approved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     reference: Mapped[str] = mapped_column(String(60), unique=True)
@@ -149,8 +157,10 @@ def approve(disbursement: Disbursement, user: User) -> None:
         )
     moved = db.session.execute(
         update(Disbursement)
-        .where(Disbursement.id == disbursement.id, Disbursement.status == "pending")
-        .values(status="approved", approved_by=user.id, decided_at=utcnow())
+        .where(
+            Disbursement.id == disbursement.id, Disbursement.status == DisbursementStatus.PENDING
+        )
+        .values(status=DisbursementStatus.APPROVED, approved_by=user.id, decided_at=utcnow())
         .execution_options(synchronize_session=False)
     ).rowcount
     if not moved:
@@ -178,8 +188,10 @@ def reject(disbursement: Disbursement, user: User) -> None:
         raise DisbursementError(_l("Only the campaign's organizers decide disbursements."))
     moved = db.session.execute(
         update(Disbursement)
-        .where(Disbursement.id == disbursement.id, Disbursement.status == "pending")
-        .values(status="rejected", approved_by=user.id, decided_at=utcnow())
+        .where(
+            Disbursement.id == disbursement.id, Disbursement.status == DisbursementStatus.PENDING
+        )
+        .values(status=DisbursementStatus.REJECTED, approved_by=user.id, decided_at=utcnow())
         .execution_options(synchronize_session=False)
     ).rowcount
     if not moved:

@@ -12,7 +12,7 @@ from campaigns.models import Campaign
 from core.clock import utcnow
 from core.extensions import db
 from core.money import Money
-from core.types import UTCDateTime
+from core.types import UTCDateTime, enum_check
 
 
 class PledgeStatus(enum.StrEnum):
@@ -52,10 +52,8 @@ class Pledge(db.Model):
     __tablename__ = "pledges"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("status IN ('pending', 'active', 'cancelled')", name="status_known"),
-        CheckConstraint(
-            "visibility IN ('name', 'pseudonym', 'anonymous')", name="visibility_known"
-        ),
+        enum_check("status", PledgeStatus),
+        enum_check("visibility", Visibility),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

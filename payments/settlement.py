@@ -1011,16 +1011,29 @@ def release_batch(campaign_id: int, size: int, reason: str) -> int:
                 log.warning("release of pledge %s failed; retried later", pledge.id)
                 continue
         was = pledge.status
+        # An active pledge is released; a pending one (its card never saved) simply
+        # ends cancelled. Either way the move has its event.
+        to = PledgeStatus.RELEASED if was == PledgeStatus.ACTIVE else PledgeStatus.CANCELLED
+        values = {"status": to}
+        if to == PledgeStatus.CANCELLED:
+            values["cancelled_at"] = utcnow()
         moved = db.session.execute(
             update(Pledge)
             .where(Pledge.id == pledge.id, Pledge.status == was)
-            .values(
-                status=PledgeStatus.RELEASED
-                if was == PledgeStatus.ACTIVE
-                else PledgeStatus.CANCELLED
-            )
+            .values(**values)
             .execution_options(synchronize_session=False)
         ).rowcount
+        if moved and to == PledgeStatus.CANCELLED:
+            db.session.add(
+                PledgeEvent(
+                    pledge_id=pledge.id,
+                    kind="cancelled_unfinished",
+                    from_status=was,
+                    to_status=to,
+                    amount=pledge.amount,
+                    detail=reason,
+                )
+            )
         if moved and was == PledgeStatus.ACTIVE:
             db.session.add(
                 PledgeEvent(

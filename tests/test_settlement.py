@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from campaigns.models import Campaign
 from core import clock
 from core.extensions import db
 from core.urls import public_request_context
@@ -313,3 +314,34 @@ def test_progress_is_available_as_json_for_the_live_page(app, client):
     login(client, email="org@example.org")
     body = client.get(f"/c/{slug}/settlement?format=json").get_json()
     assert body == {"status": "live", "counts": {"active": 1}}
+
+
+def test_releasing_ends_unfinished_pledges_with_an_event(app):
+    """A pledge whose card was never saved ends cancelled when its campaign is released,
+    with cancelled_at and an event, like every other transition."""
+    import secrets as _secrets
+
+    from core.money import Money
+    from payments import services
+    from payments.models import PledgeEvent
+
+    cid = make_campaign(app, goal=1000)
+    add_pledges(app, cid, [(GOOD, 20)])
+    with app.app_context(), public_request_context():
+        pending, _ = services.start_pledge(
+            db.session.get(Campaign, cid),
+            amount=Money(500, "EUR"),
+            submission_key=_secrets.token_urlsafe(20),
+            guest_email="unfinished@example.org",
+        )
+        db.session.commit()
+        pending_id = pending.id
+    past_deadline(app, cid)
+    run_sweep(app)
+    with app.app_context():
+        pledge = db.session.get(Pledge, pending_id)
+        kinds = db.session.scalars(
+            select(PledgeEvent.kind).where(PledgeEvent.pledge_id == pending_id)
+        ).all()
+    assert pledge.status == "cancelled" and pledge.cancelled_at is not None
+    assert kinds[-1] == "cancelled_unfinished"
