@@ -170,7 +170,7 @@ def logout():
         logout_user()
         session.clear()
         flash(_("You are logged out."), "info")
-    return redirect(url_for("core.home"))
+    return redirect(url_for("campaigns.home"))
 
 
 @bp.route("/account", methods=["GET", "POST"])

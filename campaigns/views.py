@@ -78,6 +78,12 @@ def listing():
     )
 
 
+@bp.get("/")
+def home():
+    ending = db.session.scalars(services.search_campaigns(sort="ending").limit(6)).all()
+    return render_template("campaigns/home.html", ending=ending)
+
+
 @bp.get("/c/<slug>")
 def detail(slug: str):
     campaign = services.campaign_for_page(slug)

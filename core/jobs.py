@@ -62,9 +62,16 @@ def record_failure(name: str, args: tuple, exc: BaseException) -> None:
     db.session.commit()
 
 
+def set_worker_app(app: Flask) -> None:
+    """The app jobs run in when no app context is active (an RQ work horse). Set by
+    the worker's entry point (`flask worker`), so core never imports the app."""
+    global _worker_app
+    _worker_app = app
+
+
 def app_job(fn: Callable) -> Callable:
     """Run a job inside an app context and a request context on PUBLIC_URL (for
-    url_for in emails), creating the app on first use in a bare RQ worker process."""
+    url_for in emails)."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
@@ -72,13 +79,10 @@ def app_job(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         if has_app_context():
             app = current_app._get_current_object()
-        else:
-            global _worker_app
-            if _worker_app is None:
-                from app import create_app
-
-                _worker_app = create_app()
+        elif _worker_app is not None:
             app = _worker_app
+        else:
+            raise RuntimeError("jobs run in `flask --app app worker`, which provides the app")
         with app.test_request_context("/", base_url=app.config["PUBLIC_URL"]):
             try:
                 return fn(*args, **kwargs)

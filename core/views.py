@@ -20,15 +20,6 @@ from core.extensions import db
 bp = Blueprint("core", __name__)
 
 
-@bp.get("/")
-def home():
-    # Imported here so core does not depend on a feature package at import time.
-    from campaigns.services import search_campaigns
-
-    ending = db.session.scalars(search_campaigns(sort="ending").limit(6)).all()
-    return render_template("core/home.html", ending=ending)
-
-
 @bp.get("/healthz")
 def healthz():
     """Liveness for load balancers; with ?deep=1, every check the feature packages
@@ -62,7 +53,7 @@ def choose_language():
     choice = request.form.get("locale", "")
     if choice in INTERFACE_LOCALES:
         session["locale"] = choice
-    return redirect(safe_next(request.form.get("next"), url_for("core.home")))
+    return redirect(safe_next(request.form.get("next"), url_for("campaigns.home")))
 
 
 @bp.get("/privacy")

@@ -28,6 +28,8 @@ import time
 import redis
 from flask import Flask
 
+from core.jobs import set_worker_app
+
 log = logging.getLogger(__name__)
 
 SWEEP_LEASE_KEY = "counterfund:sweep-lease"
@@ -77,6 +79,7 @@ class SweepTicker(threading.Thread):
 def run_worker(app: Flask, burst: bool = False) -> None:
     from rq import Worker
 
+    set_worker_app(app)
     runner = app.extensions["job_runner"]
     holder: dict = {}
     ticker = None
