@@ -1023,28 +1023,18 @@ def release_batch(campaign_id: int, size: int, reason: str) -> int:
             .values(**values)
             .execution_options(synchronize_session=False)
         ).rowcount
-        if moved and to == PledgeStatus.CANCELLED:
+        if moved:
             db.session.add(
                 PledgeEvent(
                     pledge_id=pledge.id,
-                    kind="cancelled_unfinished",
+                    kind="released" if to == PledgeStatus.RELEASED else "cancelled_unfinished",
                     from_status=was,
                     to_status=to,
                     amount=pledge.amount,
                     detail=reason,
                 )
             )
-        if moved and was == PledgeStatus.ACTIVE:
-            db.session.add(
-                PledgeEvent(
-                    pledge_id=pledge.id,
-                    kind="released",
-                    from_status=was,
-                    to_status="released",
-                    amount=pledge.amount,
-                    detail=reason,
-                )
-            )
+        if moved and to == PledgeStatus.RELEASED:
             outbox.queue(
                 pledge.email,
                 str(_l("%(t)s: you will not be charged", t=pledge.campaign.title)),
