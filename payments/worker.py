@@ -21,6 +21,7 @@ plan's failover). Nothing that settlement needs lives only there:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -98,8 +99,14 @@ def run_worker(app: Flask, burst: bool = False) -> None:
             try:
                 worker.work(with_scheduler=True, burst=burst)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                # This worker is gone: the ticker must not register it again, and its
+                # record (the ticker may have restored it just before) goes too, so
+                # Redis lists only the workers that run.
+                holder["worker"] = None
                 log.warning("worker: lost Redis (%s); a new worker starts in %.0f s", exc, backoff)
                 time.sleep(backoff)
+                with contextlib.suppress(redis.exceptions.RedisError):
+                    worker.register_death()
                 backoff = min(backoff * 2, 30)
                 continue
             if burst or worker._stop_requested:
