@@ -90,13 +90,16 @@ def run_worker(app: Flask, burst: bool = False) -> None:
     backoff = 1.0
     try:
         while True:
-            worker = Worker(
-                [runner.queue],
-                connection=runner.connection,
-                maintenance_interval=app.config["WORKER_MAINTENANCE_INTERVAL"],
-            )
-            holder["worker"] = worker
+            worker = None
             try:
+                # Creating a worker talks to Redis already (CLIENT SETNAME): it belongs
+                # inside the retry too.
+                worker = Worker(
+                    [runner.queue],
+                    connection=runner.connection,
+                    maintenance_interval=app.config["WORKER_MAINTENANCE_INTERVAL"],
+                )
+                holder["worker"] = worker
                 worker.work(with_scheduler=True, burst=burst)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 # This worker is gone: the ticker must not register it again, and its
@@ -105,8 +108,9 @@ def run_worker(app: Flask, burst: bool = False) -> None:
                 holder["worker"] = None
                 log.warning("worker: lost Redis (%s); a new worker starts in %.0f s", exc, backoff)
                 time.sleep(backoff)
-                with contextlib.suppress(redis.exceptions.RedisError):
-                    worker.register_death()
+                if worker is not None:
+                    with contextlib.suppress(redis.exceptions.RedisError):
+                        worker.register_death()
                 backoff = min(backoff * 2, 30)
                 continue
             if burst or worker._stop_requested:

@@ -228,3 +228,17 @@ def test_database_connections_dropped_under_running_workers(app, own_redis, work
     _settled_once(app, first, first_ids)
     _settled_once(app, second, second_ids)
     assert len(workers.alive()) == 2, workers.tail()
+
+
+def test_a_worker_started_while_redis_is_down_waits_for_it(app, own_redis, workers):
+    """Creating an RQ worker already talks to Redis: with Redis down, `flask worker`
+    keeps retrying instead of exiting, and works once Redis is back (empty)."""
+    own_redis.kill()
+    workers.start(1)
+    time.sleep(3)
+    assert len(workers.alive()) == 1, workers.tail()
+    own_redis.start()
+    campaign_id, ids = _campaign_due_in(app, 1)
+    _wait_settled(app, campaign_id, 5 * SWEEP + 40, workers)
+    _settled_once(app, campaign_id, ids)
+    assert len(workers.alive()) == 1, workers.tail()
