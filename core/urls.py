@@ -38,17 +38,12 @@ def query_int(name: str, *, default: int | None = None, minimum: int = 0, maximu
         if default is None:
             abort(400, description=f"{name} is required")
         return default
+    refusal = f"{name} must be a whole number, at least {minimum} and at most {maximum}"
     if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(maximum)):
-        abort(
-            400,
-            description=f"{name} must be a whole number, at least {minimum} and at most {maximum}",
-        )
+        abort(400, description=refusal)
     value = int(raw)
     if not minimum <= value <= maximum:
-        abort(
-            400,
-            description=f"{name} must be a whole number, at least {minimum} and at most {maximum}",
-        )
+        abort(400, description=refusal)
     return value
 
 

@@ -138,18 +138,7 @@ def reconcile_if_due() -> None:
 
 
 def cancelled_with_open_pledges() -> list[int]:
-    return list(
-        db.session.scalars(
-            select(Campaign.id).where(
-                Campaign.status == CampaignStatus.CANCELLED,
-                Campaign.id.in_(
-                    select(Pledge.campaign_id).where(
-                        Pledge.status.in_([PledgeStatus.ACTIVE, PledgeStatus.PENDING])
-                    )
-                ),
-            )
-        )
-    )
+    return settlement.with_open_pledges(Campaign.status == CampaignStatus.CANCELLED)
 
 
 def cancel_abandoned_pledges() -> int:

@@ -958,26 +958,32 @@ def release_suspended_at_deadline() -> list[int]:
     return list(released)
 
 
-def released_with_open_pledges() -> list[int]:
-    """Released campaigns (suspended at their deadline, restored or not) whose pledges
-    are not all released yet (a crash half-way, or a restore before the sweep)."""
-    released = or_(
-        Campaign.status == CampaignStatus.RELEASED,
-        and_(
-            Campaign.status == CampaignStatus.SUSPENDED,
-            Campaign.suspended_from == CampaignStatus.RELEASED,
-        ),
-    )
+def with_open_pledges(*conditions) -> list[int]:
+    """Campaigns matching `conditions` that still hold active or pending pledges."""
     return list(
         db.session.scalars(
             select(Campaign.id).where(
-                released,
+                *conditions,
                 Campaign.id.in_(
                     select(Pledge.campaign_id).where(
                         Pledge.status.in_([PledgeStatus.ACTIVE, PledgeStatus.PENDING])
                     )
                 ),
             )
+        )
+    )
+
+
+def released_with_open_pledges() -> list[int]:
+    """Released campaigns (suspended at their deadline, restored or not) whose pledges
+    are not all released yet (a crash half-way, or a restore before the sweep)."""
+    return with_open_pledges(
+        or_(
+            Campaign.status == CampaignStatus.RELEASED,
+            and_(
+                Campaign.status == CampaignStatus.SUSPENDED,
+                Campaign.suspended_from == CampaignStatus.RELEASED,
+            ),
         )
     )
 
