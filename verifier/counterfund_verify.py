@@ -110,17 +110,7 @@ def verify_consistency(
 ) -> None:
     """Raise VerificationError unless the tree of `size2` entries with `root2` extends
     the tree of `size1` entries with `root1`."""
-    for item in proof:
-        _check_hash(item, "proof hash")
-    if size1 <= 0:
-        raise VerificationError("a consistency proof must start from a non-empty tree")
-    if size1 > size2:
-        raise VerificationError("the first tree is larger than the second")
-    if size1 == size2:
-        if proof:
-            raise VerificationError("trees of equal size need an empty proof")
-        if root1 != root2:
-            raise VerificationError("trees of equal size have different roots")
+    if _same_tree(size1, size2, root1, root2, proof):
         return
     _check_hash(root1, "first root")
     _check_hash(root2, "second root")
@@ -129,6 +119,33 @@ def verify_consistency(
     path = list(proof)
     if size1 & (size1 - 1) == 0:  # an exact power of two: the old root is a node
         path.insert(0, root1)
+    first, second = _consistency_roots(size1, size2, path)
+    if first != root1:
+        raise VerificationError("the consistency proof does not lead to the first root")
+    if second != root2:
+        raise VerificationError("the consistency proof does not lead to the second root")
+
+
+def _same_tree(size1: int, size2: int, root1: bytes, root2: bytes, proof: list[bytes]) -> bool:
+    """The checks before walking a consistency proof; True when both trees have one
+    size (then equal roots and an empty proof are all there is to check)."""
+    for item in proof:
+        _check_hash(item, "proof hash")
+    if size1 <= 0:
+        raise VerificationError("a consistency proof must start from a non-empty tree")
+    if size1 > size2:
+        raise VerificationError("the first tree is larger than the second")
+    if size1 != size2:
+        return False
+    if proof:
+        raise VerificationError("trees of equal size need an empty proof")
+    if root1 != root2:
+        raise VerificationError("trees of equal size have different roots")
+    return True
+
+
+def _consistency_roots(size1: int, size2: int, path: list[bytes]) -> tuple[bytes, bytes]:
+    """RFC 9162 section 2.1.4.2: the two roots a consistency proof leads to."""
     fn, sn = size1 - 1, size2 - 1
     while fn % 2 == 1:
         fn >>= 1
@@ -150,10 +167,7 @@ def verify_consistency(
         sn >>= 1
     if sn != 0:
         raise VerificationError("the consistency proof is too short")
-    if first != root1:
-        raise VerificationError("the consistency proof does not lead to the first root")
-    if second != root2:
-        raise VerificationError("the consistency proof does not lead to the second root")
+    return first, second
 
 
 # ---- Signed checkpoints (C2SP tlog-checkpoint and signed-note) ---------------------
