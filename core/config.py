@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -106,158 +106,240 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
-    environment = env.get("COUNTERFUND_ENV", "development")
-    if environment not in ENVIRONMENTS:
-        raise ConfigError(f"COUNTERFUND_ENV must be one of {', '.join(ENVIRONMENTS)}")
-    production = environment == "production"
+# ---- The settings, as a table ----------------------------------------------------------
+#
+# Each row is (config key, reader). A reader gets the environment and the settings read
+# so far (rows are read in order, so later rows may depend on earlier ones; "INSTANCE"
+# holds the instance folder) and returns the value or raises ConfigError. Production
+# rules live in the readers (_secret, _public_url) and in CHECKS below.
 
-    secret_key = _secret(env, "SECRET_KEY", instance_path, production)
-    public_tag_key = _secret(env, "PUBLIC_TAG_KEY", instance_path, production)
-    if public_tag_key == secret_key:
-        raise ConfigError("PUBLIC_TAG_KEY must differ from SECRET_KEY")
-    public_url = _public_url(env, instance_path, production)
+Env = Mapping[str, str]
+Reader = Callable[[Env, dict[str, Any]], Any]
 
-    database_url = env.get("DATABASE_URL") or (
-        "sqlite:///" + str(Path(instance_path) / "counterfund.db")
-    )
-    if "://" not in database_url:
-        raise ConfigError(f"DATABASE_URL is not a URL: {database_url!r}")
 
-    redis_url = env.get("REDIS_URL") or None
-    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+def integer(name: str, default: int, minimum: int = 0) -> Reader:
+    return lambda env, _c: _int(env, name, default, minimum)
+
+
+def text(name: str, default: str = "") -> Reader:
+    """The variable as given (set but empty stays empty)."""
+    return lambda env, _c: env.get(name, default)
+
+
+def flag(name: str, default: bool) -> Reader:
+    return lambda env, _c: _bool(env, name, default)
+
+
+def in_instance(name: str, filename: str) -> Reader:
+    """A path: the variable, or a file in the instance folder when unset or empty."""
+    return lambda env, c: env.get(name) or str(Path(c["INSTANCE"]) / filename)
+
+
+def fixed(value: Any) -> Reader:
+    return lambda _env, _c: value
+
+
+def one_of(name: str, choices: tuple[str, ...], default: str) -> Reader:
+    def read(env: Env, _c: dict[str, Any]) -> str:
+        value = env.get(name, default)
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}")
+        return value
+
+    return read
+
+
+def _database_url(env: Env, c: dict[str, Any]) -> str:
+    url = env.get("DATABASE_URL") or "sqlite:///" + str(Path(c["INSTANCE"]) / "counterfund.db")
+    if "://" not in url:
+        raise ConfigError(f"DATABASE_URL is not a URL: {url!r}")
+    return normalise_database_url(url)
+
+
+def _redis_url(env: Env, _c: dict[str, Any]) -> str | None:
+    url = env.get("REDIS_URL") or None
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+    return url
 
-    payment_backend = env.get("PAYMENT_BACKEND", "simulated")
-    if payment_backend not in PAYMENT_BACKENDS:
-        raise ConfigError(f"PAYMENT_BACKEND must be one of {', '.join(PAYMENT_BACKENDS)}")
 
-    min_duration = _int(env, "CAMPAIGN_MIN_DURATION", 24 * 3600, minimum=60)
-    max_duration = _int(env, "CAMPAIGN_MAX_DURATION", 90 * 24 * 3600, minimum=60)
-    if max_duration < min_duration:
+def _job_runner(env: Env, c: dict[str, Any]) -> str:
+    runner = env.get("JOB_RUNNER") or ("rq" if c["REDIS_URL"] else "thread")
+    if runner not in ("rq", "thread", "eager"):
+        raise ConfigError("JOB_RUNNER must be rq, thread or eager")
+    if runner == "rq" and not c["REDIS_URL"]:
+        raise ConfigError("JOB_RUNNER=rq needs REDIS_URL")
+    return runner
+
+
+def _secret_setting(name: str) -> Reader:
+    return lambda env, c: _secret(env, name, c["INSTANCE"], c["PRODUCTION"])
+
+
+STRIPE_KEYS = ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET")
+
+SETTINGS: tuple[tuple[str, Reader], ...] = (
+    ("ENV_NAME", one_of("COUNTERFUND_ENV", ENVIRONMENTS, "development")),
+    ("PRODUCTION", lambda _env, c: c["ENV_NAME"] == "production"),
+    ("SECRET_KEY", _secret_setting("SECRET_KEY")),
+    # Keys the public tags of anonymous supporters and ledger references; never the
+    # session key, so a leaked session key cannot unmask supporters.
+    ("PUBLIC_TAG_KEY", _secret_setting("PUBLIC_TAG_KEY")),
+    # Base of every absolute link: emails, feeds, API urls, the ledger's origin.
+    ("PUBLIC_URL", lambda env, c: _public_url(env, c["INSTANCE"], c["PRODUCTION"])),
+    ("SQLALCHEMY_DATABASE_URI", _database_url),
+    ("SQLALCHEMY_ENGINE_OPTIONS", fixed({"pool_pre_ping": True})),
+    ("REDIS_URL", _redis_url),
+    ("PAYMENT_BACKEND", one_of("PAYMENT_BACKEND", PAYMENT_BACKENDS, "simulated")),
+    ("CAMPAIGN_MIN_DURATION", integer("CAMPAIGN_MIN_DURATION", 24 * 3600, minimum=60)),
+    ("CAMPAIGN_MAX_DURATION", integer("CAMPAIGN_MAX_DURATION", 90 * 24 * 3600, minimum=60)),
+    # Whole units of the campaign's currency; converted with the currency's exponent.
+    ("CAMPAIGN_MAX_GOAL", integer("CAMPAIGN_MAX_GOAL", 10_000_000, minimum=1)),
+    ("COVER_IMAGE_MAX_BYTES", integer("COVER_IMAGE_MAX_BYTES", 2 * 1024 * 1024, minimum=1)),
+    ("COVER_IMAGE_MAX_PIXELS", integer("COVER_IMAGE_MAX_PIXELS", 25_000_000, minimum=1)),
+    # Whole request bodies: a cover image plus the form around it.
+    ("MAX_CONTENT_LENGTH", integer("MAX_REQUEST_BYTES", 8 * 1024 * 1024, minimum=1024)),
+    ("UPLOAD_FOLDER", in_instance("UPLOAD_FOLDER", "uploads")),
+    ("LOGIN_RATE_LIMIT_IP", text("LOGIN_RATE_LIMIT_IP", "30 per minute;300 per day")),
+    # Failures per account and client pair; the owner's own client is not counted
+    # with an attacker's. The ceiling counts the account across all clients.
+    ("LOGIN_RATE_LIMIT_ACCOUNT", text("LOGIN_RATE_LIMIT_ACCOUNT", "5 per minute;30 per day")),
+    (
+        "LOGIN_RATE_LIMIT_ACCOUNT_CEILING",
+        text("LOGIN_RATE_LIMIT_ACCOUNT_CEILING", "30 per minute;200 per day"),
+    ),
+    # Per client (IP): registrations, reports and pledge form submissions.
+    ("REGISTER_RATE_LIMIT", text("REGISTER_RATE_LIMIT", "5 per hour;20 per day")),
+    ("REPORT_RATE_LIMIT", text("REPORT_RATE_LIMIT", "5 per hour")),
+    ("PLEDGE_RATE_LIMIT", text("PLEDGE_RATE_LIMIT", "10 per minute;40 per hour")),
+    ("RATELIMIT_STORAGE_URI", lambda _env, c: c["REDIS_URL"] or "memory://"),
+    ("RATELIMIT_ENABLED", flag("RATELIMIT_ENABLED", True)),
+    ("RATELIMIT_HEADERS_ENABLED", fixed(True)),
+    ("PROXY_FIX_X_FOR", integer("PROXY_FIX_X_FOR", 0)),
+    ("SESSION_COOKIE_SECURE", lambda _env, c: c["PRODUCTION"]),
+    ("SESSION_COOKIE_HTTPONLY", fixed(True)),
+    ("SESSION_COOKIE_SAMESITE", fixed("Lax")),
+    ("REMEMBER_COOKIE_SECURE", lambda _env, c: c["PRODUCTION"]),
+    ("REMEMBER_COOKIE_HTTPONLY", fixed(True)),
+    ("REMEMBER_COOKIE_SAMESITE", fixed("Lax")),
+    ("PREFERRED_URL_SCHEME", lambda _env, c: "https" if c["PRODUCTION"] else "http"),
+    ("SERVER_NAME", lambda env, _c: env.get("SERVER_NAME") or None),
+    (
+        "TRUSTED_HOSTS",
+        lambda env, c: _trusted_hosts(env, c["PUBLIC_URL"], c["PRODUCTION"]),
+    ),
+    ("WTF_CSRF_TIME_LIMIT", fixed(None)),
+    ("BABEL_DEFAULT_LOCALE", fixed("en")),
+    ("BABEL_DEFAULT_TIMEZONE", fixed("UTC")),
+    ("PAGE_SIZE", integer("PAGE_SIZE", 12, minimum=1)),
+    # A login ends after this long without a request, and after this long at all.
+    ("SESSION_IDLE_TIMEOUT", integer("SESSION_IDLE_TIMEOUT", 2 * 3600, minimum=60)),
+    ("SESSION_ABSOLUTE_TIMEOUT", integer("SESSION_ABSOLUTE_TIMEOUT", 7 * 24 * 3600, minimum=60)),
+    # Pledges
+    ("PLEDGE_MAX_AMOUNT", integer("PLEDGE_MAX_AMOUNT", 100_000, minimum=1)),
+    ("PLEDGE_LINK_MAX_AGE", integer("PLEDGE_LINK_MAX_AGE", 180 * 24 * 3600, minimum=60)),
+    ("PLEDGE_FREEZE_WINDOW", integer("PLEDGE_FREEZE_WINDOW", 24 * 3600, minimum=0)),
+    ("SIMULATED_PROVIDER_DB", in_instance("SIMULATED_PROVIDER_DB", "simulated_provider.db")),
+    ("STRIPE_API_BASE", text("STRIPE_API_BASE")),
+    ("STRIPE_JS_URL", text("STRIPE_JS_URL", "https://js.stripe.com/v3/")),
+    *((key, text(key)) for key in STRIPE_KEYS),
+    # Jobs and settlement
+    ("JOB_RUNNER", _job_runner),
+    ("JOB_QUEUE", text("JOB_QUEUE", "settlement")),
+    ("SWEEP_INTERVAL", integer("SWEEP_INTERVAL", 60, minimum=1)),
+    # How often RQ workers run RQ's maintenance, which restarts a dead scheduler and
+    # takes over a dead worker's scheduler lock (RQ's own default: 600).
+    ("WORKER_MAINTENANCE_INTERVAL", integer("WORKER_MAINTENANCE_INTERVAL", 30, minimum=1)),
+    ("SETTLEMENT_BATCH_SIZE", integer("SETTLEMENT_BATCH_SIZE", 500, minimum=1)),
+    ("SETTLEMENT_FAN_OUT", integer("SETTLEMENT_FAN_OUT", 4, minimum=1)),
+    ("SETTLEMENT_CONCURRENCY", integer("SETTLEMENT_CONCURRENCY", 32, minimum=1)),
+    ("SETTLEMENT_RECORDERS", integer("SETTLEMENT_RECORDERS", 4, minimum=1)),
+    ("SETTLEMENT_RATE_LIMIT", integer("SETTLEMENT_RATE_LIMIT", 95, minimum=1)),
+    ("CHARGE_LEASE_SECONDS", integer("CHARGE_LEASE_SECONDS", 300, minimum=0)),
+    ("RETRY_WINDOW", integer("RETRY_WINDOW", 7 * 24 * 3600, minimum=0)),
+    ("REMINDER_INTERVAL", integer("REMINDER_INTERVAL", 48 * 3600, minimum=60)),
+    ("PENDING_PLEDGE_TTL", integer("PENDING_PLEDGE_TTL", 24 * 3600, minimum=60)),
+    ("SIMULATED_LATENCY", lambda env, _c: _int(env, "SIMULATED_LATENCY_MS", 0) / 1000),
+    ("SIMULATED_RATE_LIMIT", integer("SIMULATED_RATE_LIMIT", 0)),
+    # Ledger
+    ("LEDGER_SIGNING_KEY", text("LEDGER_SIGNING_KEY")),
+    ("LEDGER_SIGNING_KEY_FILE", in_instance("LEDGER_SIGNING_KEY_FILE", "ledger_signing_key")),
+    (
+        "LEDGER_ORIGIN",
+        lambda env, c: (
+            env.get("LEDGER_ORIGIN")
+            or (urlsplit(c["PUBLIC_URL"]).hostname or "counterfund") + "/ledger"
+        ),
+    ),
+    ("RECONCILE_INTERVAL", integer("RECONCILE_INTERVAL", 24 * 3600, minimum=60)),
+    ("RECEIPT_MAX_BYTES", integer("RECEIPT_MAX_BYTES", 5 * 1024 * 1024, minimum=1)),
+    # Email
+    ("MAIL_FROM", text("MAIL_FROM", "Counterfund <no-reply@counterfund.invalid>")),
+    # Where alerts about money that needs a person go (optional).
+    ("OPERATOR_EMAIL", text("OPERATOR_EMAIL")),
+    ("OUTBOX_FOLDER", in_instance("OUTBOX_FOLDER", "outbox")),
+    ("OUTBOX_MAX_ATTEMPTS", integer("OUTBOX_MAX_ATTEMPTS", 8, minimum=1)),
+    ("OUTBOX_RETRY_SECONDS", integer("OUTBOX_RETRY_SECONDS", 60, minimum=1)),
+    ("SMTP_HOST", text("SMTP_HOST")),
+    ("SMTP_PORT", integer("SMTP_PORT", 587, minimum=1)),
+    ("SMTP_USERNAME", text("SMTP_USERNAME")),
+    ("SMTP_PASSWORD", text("SMTP_PASSWORD")),
+    ("SMTP_STARTTLS", flag("SMTP_STARTTLS", True)),
+    ("SMTP_SSL", flag("SMTP_SSL", False)),
+)
+
+
+# ---- Rules across settings -------------------------------------------------------------
+
+
+def _keys_differ(c: dict[str, Any]) -> None:
+    if c["PUBLIC_TAG_KEY"] == c["SECRET_KEY"]:
+        raise ConfigError("PUBLIC_TAG_KEY must differ from SECRET_KEY")
+
+
+def _durations_ordered(c: dict[str, Any]) -> None:
+    if c["CAMPAIGN_MAX_DURATION"] < c["CAMPAIGN_MIN_DURATION"]:
         raise ConfigError("CAMPAIGN_MAX_DURATION must not be below CAMPAIGN_MIN_DURATION")
 
-    stripe_keys = {
-        name: env.get(name, "")
-        for name in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET")
-    }
-    if payment_backend == "stripe":
-        missing = [name for name, value in stripe_keys.items() if not value]
-        if missing:
-            raise ConfigError(f"PAYMENT_BACKEND=stripe needs {', '.join(missing)}")
-        if not stripe_keys["STRIPE_SECRET_KEY"].startswith(("sk_test_", "sk_live_", "rk_")):
-            raise ConfigError("STRIPE_SECRET_KEY does not look like a Stripe secret key")
-    smtp_host = env.get("SMTP_HOST", "")
-    job_runner = env.get("JOB_RUNNER") or ("rq" if redis_url else "thread")
-    if job_runner not in ("rq", "thread", "eager"):
-        raise ConfigError("JOB_RUNNER must be rq, thread or eager")
-    if job_runner == "rq" and not redis_url:
-        raise ConfigError("JOB_RUNNER=rq needs REDIS_URL")
 
-    return {
-        "ENV_NAME": environment,
-        "PRODUCTION": production,
-        "SECRET_KEY": secret_key,
-        # Keys the public tags of anonymous supporters and ledger references; never the
-        # session key, so a leaked session key cannot unmask supporters.
-        "PUBLIC_TAG_KEY": public_tag_key,
-        "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
-        "REDIS_URL": redis_url,
-        "PAYMENT_BACKEND": payment_backend,
-        "CAMPAIGN_MIN_DURATION": min_duration,
-        "CAMPAIGN_MAX_DURATION": max_duration,
-        # Whole units of the campaign's currency; converted with the currency's exponent.
-        "CAMPAIGN_MAX_GOAL": _int(env, "CAMPAIGN_MAX_GOAL", 10_000_000, minimum=1),
-        "COVER_IMAGE_MAX_BYTES": _int(env, "COVER_IMAGE_MAX_BYTES", 2 * 1024 * 1024, minimum=1),
-        "COVER_IMAGE_MAX_PIXELS": _int(env, "COVER_IMAGE_MAX_PIXELS", 25_000_000, minimum=1),
-        # Whole request bodies: a cover image plus the form around it.
-        "MAX_CONTENT_LENGTH": _int(env, "MAX_REQUEST_BYTES", 8 * 1024 * 1024, minimum=1024),
-        "UPLOAD_FOLDER": env.get("UPLOAD_FOLDER") or str(Path(instance_path) / "uploads"),
-        "LOGIN_RATE_LIMIT_IP": env.get("LOGIN_RATE_LIMIT_IP", "30 per minute;300 per day"),
-        # Failures per account and client pair; the owner's own client is not counted
-        # with an attacker's. The ceiling counts the account across all clients.
-        "LOGIN_RATE_LIMIT_ACCOUNT": env.get("LOGIN_RATE_LIMIT_ACCOUNT", "5 per minute;30 per day"),
-        "LOGIN_RATE_LIMIT_ACCOUNT_CEILING": env.get(
-            "LOGIN_RATE_LIMIT_ACCOUNT_CEILING", "30 per minute;200 per day"
-        ),
-        # Per client (IP): registrations, reports and pledge form submissions.
-        "REGISTER_RATE_LIMIT": env.get("REGISTER_RATE_LIMIT", "5 per hour;20 per day"),
-        "REPORT_RATE_LIMIT": env.get("REPORT_RATE_LIMIT", "5 per hour"),
-        "PLEDGE_RATE_LIMIT": env.get("PLEDGE_RATE_LIMIT", "10 per minute;40 per hour"),
-        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
-        "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
-        "RATELIMIT_HEADERS_ENABLED": True,
-        "PROXY_FIX_X_FOR": _int(env, "PROXY_FIX_X_FOR", 0),
-        "SESSION_COOKIE_SECURE": production,
-        "SESSION_COOKIE_HTTPONLY": True,
-        "SESSION_COOKIE_SAMESITE": "Lax",
-        "REMEMBER_COOKIE_SECURE": production,
-        "REMEMBER_COOKIE_HTTPONLY": True,
-        "REMEMBER_COOKIE_SAMESITE": "Lax",
-        "PREFERRED_URL_SCHEME": "https" if production else "http",
-        "SERVER_NAME": env.get("SERVER_NAME") or None,
-        "TRUSTED_HOSTS": _trusted_hosts(env, public_url, production),
-        "WTF_CSRF_TIME_LIMIT": None,
-        "BABEL_DEFAULT_LOCALE": "en",
-        "BABEL_DEFAULT_TIMEZONE": "UTC",
-        "PAGE_SIZE": _int(env, "PAGE_SIZE", 12, minimum=1),
-        # A login ends after this long without a request, and after this long at all.
-        "SESSION_IDLE_TIMEOUT": _int(env, "SESSION_IDLE_TIMEOUT", 2 * 3600, minimum=60),
-        "SESSION_ABSOLUTE_TIMEOUT": _int(
-            env, "SESSION_ABSOLUTE_TIMEOUT", 7 * 24 * 3600, minimum=60
-        ),
-        # Base of every absolute link: emails, feeds, API urls, the ledger's origin.
-        "PUBLIC_URL": public_url,
-        # Pledges
-        "PLEDGE_MAX_AMOUNT": _int(env, "PLEDGE_MAX_AMOUNT", 100_000, minimum=1),
-        "PLEDGE_LINK_MAX_AGE": _int(env, "PLEDGE_LINK_MAX_AGE", 180 * 24 * 3600, minimum=60),
-        "PLEDGE_FREEZE_WINDOW": _int(env, "PLEDGE_FREEZE_WINDOW", 24 * 3600, minimum=0),
-        "SIMULATED_PROVIDER_DB": env.get("SIMULATED_PROVIDER_DB")
-        or str(Path(instance_path) / "simulated_provider.db"),
-        "STRIPE_API_BASE": env.get("STRIPE_API_BASE", ""),
-        "STRIPE_JS_URL": env.get("STRIPE_JS_URL", "https://js.stripe.com/v3/"),
-        **stripe_keys,
-        # Jobs and settlement
-        "JOB_RUNNER": job_runner,
-        "JOB_QUEUE": env.get("JOB_QUEUE", "settlement"),
-        "SWEEP_INTERVAL": _int(env, "SWEEP_INTERVAL", 60, minimum=1),
-        # How often RQ workers run RQ's maintenance, which restarts a dead scheduler and
-        # takes over a dead worker's scheduler lock (RQ's own default: 600).
-        "WORKER_MAINTENANCE_INTERVAL": _int(env, "WORKER_MAINTENANCE_INTERVAL", 30, minimum=1),
-        "SETTLEMENT_BATCH_SIZE": _int(env, "SETTLEMENT_BATCH_SIZE", 500, minimum=1),
-        "SETTLEMENT_FAN_OUT": _int(env, "SETTLEMENT_FAN_OUT", 4, minimum=1),
-        "SETTLEMENT_CONCURRENCY": _int(env, "SETTLEMENT_CONCURRENCY", 32, minimum=1),
-        "SETTLEMENT_RECORDERS": _int(env, "SETTLEMENT_RECORDERS", 4, minimum=1),
-        "SETTLEMENT_RATE_LIMIT": _int(env, "SETTLEMENT_RATE_LIMIT", 95, minimum=1),
-        "CHARGE_LEASE_SECONDS": _int(env, "CHARGE_LEASE_SECONDS", 300, minimum=0),
-        "RETRY_WINDOW": _int(env, "RETRY_WINDOW", 7 * 24 * 3600, minimum=0),
-        "REMINDER_INTERVAL": _int(env, "REMINDER_INTERVAL", 48 * 3600, minimum=60),
-        "PENDING_PLEDGE_TTL": _int(env, "PENDING_PLEDGE_TTL", 24 * 3600, minimum=60),
-        "SIMULATED_LATENCY": _int(env, "SIMULATED_LATENCY_MS", 0) / 1000,
-        "SIMULATED_RATE_LIMIT": _int(env, "SIMULATED_RATE_LIMIT", 0),
-        # Ledger
-        "LEDGER_SIGNING_KEY": env.get("LEDGER_SIGNING_KEY", ""),
-        "LEDGER_SIGNING_KEY_FILE": env.get("LEDGER_SIGNING_KEY_FILE")
-        or str(Path(instance_path) / "ledger_signing_key"),
-        "LEDGER_ORIGIN": env.get("LEDGER_ORIGIN")
-        or (urlsplit(public_url).hostname or "counterfund") + "/ledger",
-        "RECONCILE_INTERVAL": _int(env, "RECONCILE_INTERVAL", 24 * 3600, minimum=60),
-        "RECEIPT_MAX_BYTES": _int(env, "RECEIPT_MAX_BYTES", 5 * 1024 * 1024, minimum=1),
-        # Email
-        "MAIL_FROM": env.get("MAIL_FROM", "Counterfund <no-reply@counterfund.invalid>"),
-        # Where alerts about money that needs a person go (optional).
-        "OPERATOR_EMAIL": env.get("OPERATOR_EMAIL", ""),
-        "OUTBOX_FOLDER": env.get("OUTBOX_FOLDER") or str(Path(instance_path) / "outbox"),
-        "OUTBOX_MAX_ATTEMPTS": _int(env, "OUTBOX_MAX_ATTEMPTS", 8, minimum=1),
-        "OUTBOX_RETRY_SECONDS": _int(env, "OUTBOX_RETRY_SECONDS", 60, minimum=1),
-        "SMTP_HOST": smtp_host,
-        "SMTP_PORT": _int(env, "SMTP_PORT", 587, minimum=1),
-        "SMTP_USERNAME": env.get("SMTP_USERNAME", ""),
-        "SMTP_PASSWORD": env.get("SMTP_PASSWORD", ""),
-        "SMTP_STARTTLS": _bool(env, "SMTP_STARTTLS", True),
-        "SMTP_SSL": _bool(env, "SMTP_SSL", False),
-    }
+def _stripe_complete(c: dict[str, Any]) -> None:
+    if c["PAYMENT_BACKEND"] != "stripe":
+        return
+    missing = [name for name in STRIPE_KEYS if not c[name]]
+    if missing:
+        raise ConfigError(f"PAYMENT_BACKEND=stripe needs {', '.join(missing)}")
+    if not c["STRIPE_SECRET_KEY"].startswith(("sk_test_", "sk_live_", "rk_")):
+        raise ConfigError("STRIPE_SECRET_KEY does not look like a Stripe secret key")
+
+
+CHECKS: tuple[Callable[[dict[str, Any]], None], ...] = (
+    _keys_differ,
+    _durations_ordered,
+    _stripe_complete,
+)
+
+# Each rule runs as soon as the last setting it needs is read, so when several settings
+# are wrong the first one in the table is reported.
+_CHECK_AFTER = {
+    "_keys_differ": "PUBLIC_TAG_KEY",
+    "_durations_ordered": "CAMPAIGN_MAX_DURATION",
+    "_stripe_complete": STRIPE_KEYS[-1],
+}
+
+
+def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
+    """Read every setting of the table, then apply the rules across settings."""
+    config: dict[str, Any] = {"INSTANCE": instance_path}
+    pending = list(CHECKS)
+    for key, read in SETTINGS:
+        config[key] = read(env, config)
+        for check in [c for c in pending if _CHECK_AFTER[c.__name__] == key]:
+            check(config)
+            pending.remove(check)
+    for check in pending:
+        check(config)
+    del config["INSTANCE"]
+    return config
 
 
 def config_from_environment(instance_path: str) -> dict[str, Any]:
