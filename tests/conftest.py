@@ -10,7 +10,6 @@ are tested on both backends too.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -160,76 +159,6 @@ def db_session(app):
 
     with app.app_context():
         yield db.session
-
-
-CSRF_PATTERN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
-
-
-def csrf_token(client, url: str) -> str:
-    page = client.get(url)
-    match = CSRF_PATTERN.search(page.get_data(as_text=True))
-    assert match, f"no CSRF token on {url} (status {page.status_code})"
-    return match.group(1)
-
-
-def submit(client, url: str, data: dict, *, form_page: str | None = None, **kwargs):
-    """POST a form the way a browser does: with the CSRF token of the page showing it."""
-    return client.post(
-        url, data={"csrf_token": csrf_token(client, form_page or url), **data}, **kwargs
-    )
-
-
-DEFAULT_PASSWORD = "correct horse battery staple"
-
-
-def mail_to(app, address: str) -> list[str]:
-    """The .eml files the outbox wrote to `address`, oldest first."""
-    folder = Path(app.config["OUTBOX_FOLDER"])
-    if not folder.exists():
-        return []
-    found = []
-    for path in sorted(folder.glob("*.eml")):
-        text = path.read_text()
-        if re.search(rf"^To: {re.escape(address)}$", text, re.MULTILINE):
-            found.append(text)
-    return found
-
-
-def link_in(mail: str, path_prefix: str) -> str:
-    """The path of the first link in `mail` under `path_prefix`."""
-    match = re.search(rf"https?://[^/\s]+({re.escape(path_prefix)}\S+)", mail)
-    assert match, f"no {path_prefix} link in:\n{mail}"
-    return match.group(1)
-
-
-def register(client, email="ada@example.org", name="Ada", password=DEFAULT_PASSWORD):
-    """Register as a person does: the form, then the link in the confirmation email
-    (which logs them in). Returns the confirmation link's response (a redirect)."""
-    response = submit(
-        client,
-        "/register",
-        {
-            "email": email,
-            "display_name": name,
-            "password": password,
-            "confirm": password,
-        },
-    )
-    assert response.status_code == 200, response.get_data(as_text=True)[:2000]
-    assert "Check your inbox" in response.get_data(as_text=True)
-    mails = mail_to(client.application, email.lower())
-    [mail] = [m for m in mails if "/register/confirm/" in m][-1:]
-    response = client.get(link_in(mail, "/register/confirm/"))
-    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
-    return response
-
-
-def login(client, email="ada@example.org", password=DEFAULT_PASSWORD):
-    return submit(client, "/login", {"email": email, "password": password})
-
-
-def logout(client):
-    return submit(client, "/logout", {}, form_page="/account")
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from accounts.models import User
 from core.extensions import db
-from tests.conftest import (
+from tests.factories import (
     DEFAULT_PASSWORD,
     csrf_token,
     link_in,

@@ -7,8 +7,7 @@ from campaigns.demo import load_demo
 from campaigns.models import CampaignKind
 from core import clock
 from core.extensions import db
-from tests.campaign_helpers import create_draft
-from tests.conftest import register
+from tests.factories import create_draft, register
 
 FIELDS = {
     "slug",

@@ -12,15 +12,21 @@ from sqlalchemy import event, select
 from campaigns.models import Campaign, CampaignUpdate, Organizer
 from core import clock
 from core.extensions import db
-from tests.campaign_helpers import (
+from tests.factories import (
     campaign_form,
     create_draft,
+    csrf_token,
     deadline_in,
     join_committee,
     launch,
     launched,
+    link_in,
+    login,
+    logout,
+    mail_to,
+    register,
+    submit,
 )
-from tests.conftest import csrf_token, link_in, login, logout, mail_to, register, submit
 
 
 def _campaign(app, slug) -> Campaign | None:

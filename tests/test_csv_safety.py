@@ -17,7 +17,7 @@ from core.text import spreadsheet_safe
 from core.urls import public_request_context
 from payments import services
 from payments.backends import get_backend
-from tests.settlement_helpers import GOOD, make_campaign, past_deadline, run_sweep
+from tests.factories import GOOD, make_campaign, past_deadline, run_sweep
 
 
 @pytest.mark.parametrize("name", ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)"])

@@ -10,10 +10,16 @@ from sqlalchemy import select
 
 from core.extensions import db
 from ledger.disbursements import Disbursement
-from tests.campaign_helpers import join_committee
-from tests.conftest import login, register, submit
-from tests.pledge_helpers import live_campaign, pledge
-from tests.settlement_helpers import past_deadline, run_sweep
+from tests.factories import (
+    join_committee,
+    live_campaign,
+    login,
+    past_deadline,
+    pledge,
+    register,
+    run_sweep,
+    submit,
+)
 
 
 def _blank_pdf() -> bytes:

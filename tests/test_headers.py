@@ -6,7 +6,7 @@ import re
 
 from campaigns.demo import load_demo
 from core.extensions import db
-from tests.settlement_helpers import GOOD, add_pledges, make_campaign, past_deadline, run_sweep
+from tests.factories import GOOD, add_pledges, make_campaign, past_deadline, run_sweep
 
 REQUIRED_CSP = (
     "script-src 'self'",

@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 
 from core import clock
-from tests.settlement_helpers import add_pledges, make_campaign, past_deadline, run_sweep
+from tests.factories import add_pledges, make_campaign, past_deadline, run_sweep
 
 
 def test_deep_health_reports_the_last_sweep_and_overdue_campaigns(app, client):

@@ -7,8 +7,7 @@ import logging
 
 import pytest
 
-from tests.campaign_helpers import campaign_form, create_draft
-from tests.conftest import logout, register, submit
+from tests.factories import campaign_form, create_draft, logout, register, submit
 
 
 @pytest.mark.parametrize("target", ["/\r\nSet-Cookie: x=1", "/%0d%0aLocation:%20http://e.x", "/\n"])

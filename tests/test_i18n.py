@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from tests.conftest import submit
+from tests.factories import submit
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCALES = ("es", "de", "pt_BR")

@@ -12,9 +12,15 @@ from sqlalchemy import update
 from campaigns.models import Campaign
 from core.extensions import db
 from core.jobs import JobFailure, app_job, enqueue_after_commit
-from tests.campaign_helpers import create_draft, launched
-from tests.conftest import register
-from tests.settlement_helpers import GOOD, add_pledges, campaign, make_campaign
+from tests.factories import (
+    GOOD,
+    add_pledges,
+    campaign,
+    create_draft,
+    launched,
+    make_campaign,
+    register,
+)
 
 RAN: list[int] = []
 

@@ -21,15 +21,17 @@ from ledger import log, merkle
 from ledger import services as ledger
 from ledger.models import EntryKind
 from payments.models import Pledge
-from tests.conftest import login, submit
-from tests.pledge_helpers import live_campaign, pledge
-from tests.settlement_helpers import (
+from tests.factories import (
     DECLINE_ON_CHARGE,
     GOOD,
     add_pledges,
+    live_campaign,
+    login,
     make_campaign,
     past_deadline,
+    pledge,
     run_sweep,
+    submit,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -424,7 +426,7 @@ def test_drafts_have_no_public_ledger(app, client):
     draft = submit(
         client,
         "/campaigns/new",
-        __import__("tests.campaign_helpers", fromlist=["campaign_form"]).campaign_form(
+        __import__("tests.factories", fromlist=["campaign_form"]).campaign_form(
             title="Quiet draft"
         ),
     )

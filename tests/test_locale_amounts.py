@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.campaign_helpers import create_draft
-from tests.conftest import register, submit
-from tests.pledge_helpers import campaign_row, live_campaign, pledge_form, pledges
+from tests.factories import (
+    campaign_row,
+    create_draft,
+    live_campaign,
+    pledge_form,
+    pledges,
+    register,
+    submit,
+)
 
 GERMAN = {"Accept-Language": "de"}
 

@@ -13,8 +13,7 @@ from campaigns.models import Campaign
 from core import clock, outbox
 from core.extensions import db
 from core.text import single_line
-from tests.campaign_helpers import create_draft
-from tests.conftest import register
+from tests.factories import create_draft, register
 
 
 def _eml(app, message_id: int):

@@ -12,8 +12,15 @@ from sqlalchemy import select
 from core import clock
 from core.extensions import db
 from payments.models import PledgeEvent
-from tests.conftest import register, submit
-from tests.pledge_helpers import campaign_row, live_campaign, pledge, pledge_form, pledges
+from tests.factories import (
+    campaign_row,
+    live_campaign,
+    pledge,
+    pledge_form,
+    pledges,
+    register,
+    submit,
+)
 
 
 def _errors(response) -> str:

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.config import ConfigError, load_config
-from tests.conftest import submit
-from tests.pledge_helpers import live_campaign, pledge
+from tests.factories import live_campaign, pledge, submit
 from tests.test_pledges import _outbox
 
 PUBLIC = "https://counterfund.example"

@@ -10,8 +10,7 @@ from sqlalchemy import select, update
 from accounts.models import User
 from campaigns.models import ROLE_PERMISSIONS, Campaign, Organizer, OrganizerRole, Permission
 from core.extensions import db
-from tests.campaign_helpers import create_draft
-from tests.conftest import csrf_token, register
+from tests.factories import create_draft, csrf_token, register
 
 ROUTES = {
     Permission.EDIT: ("GET", "/c/{slug}/edit"),

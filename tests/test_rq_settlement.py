@@ -24,7 +24,7 @@ from core.extensions import db
 from ledger.models import LedgerPosting, LedgerTransaction
 from payments.jobs import decide_campaign
 from payments.models import Pledge
-from tests.settlement_helpers import make_campaign
+from tests.factories import make_campaign
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

@@ -13,8 +13,7 @@ from core.extensions import db
 from core.urls import public_request_context
 from payments import settlement
 from payments.models import Pledge
-from tests.conftest import submit
-from tests.settlement_helpers import (
+from tests.factories import (
     DECLINE_ON_CHARGE,
     GOOD,
     NEEDS_AUTH,
@@ -28,6 +27,7 @@ from tests.settlement_helpers import (
     pledge_states,
     provider_charges,
     run_sweep,
+    submit,
 )
 
 
@@ -252,8 +252,7 @@ def test_settle_cli_runs_everything_due(app):
 
 
 def test_organizers_see_progress_and_supporters_their_receipt(app, client):
-    from tests.conftest import register
-    from tests.pledge_helpers import live_campaign, pledge
+    from tests.factories import live_campaign, pledge, register
 
     slug = live_campaign(
         app,
@@ -271,7 +270,7 @@ def test_organizers_see_progress_and_supporters_their_receipt(app, client):
     past_deadline(app, cid)
     run_sweep(app)
     organizer = app.test_client()
-    from tests.conftest import login
+    from tests.factories import login
 
     login(organizer, email="org@example.org")
     page = organizer.get(f"/c/{slug}/settlement").get_data(as_text=True)
@@ -306,8 +305,7 @@ def test_claims_skip_rows_locked_by_another_worker(app):
 
 
 def test_progress_is_available_as_json_for_the_live_page(app, client):
-    from tests.conftest import login
-    from tests.pledge_helpers import live_campaign, pledge
+    from tests.factories import live_campaign, login, pledge
 
     slug = live_campaign(app)
     pledge(app.test_client(), slug, amount="25")

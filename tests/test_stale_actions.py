@@ -17,8 +17,8 @@ from payments.backends import get_backend
 from payments.models import Pledge, PledgeEvent
 from payments.reconcile import reconcile
 from payments.refunds import refund
-from tests.conftest import CSRF_PATTERN
-from tests.settlement_helpers import (
+from tests.factories import (
+    CSRF_PATTERN,
     DECLINE_ON_CHARGE,
     GOOD,
     NEEDS_AUTH,
@@ -240,7 +240,7 @@ def test_manage_page_of_a_charged_pledge_offers_no_cancel(app):
 
 
 def test_asking_for_new_links_revokes_the_old_ones(app):
-    from tests.conftest import submit
+    from tests.factories import submit
 
     cid = make_campaign(app, goal=10)
     [pid] = add_pledges(app, cid, [(GOOD, 20)])

@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from core.extensions import db
 from payments.models import Pledge, ProcessedWebhookEvent
-from tests.conftest import STRIPE_TEST_CONFIG, submit
-from tests.pledge_helpers import campaign_row, confirmed, live_campaign, pledge_form, pledges
+from tests.conftest import STRIPE_TEST_CONFIG
+from tests.factories import campaign_row, confirmed, live_campaign, pledge_form, pledges, submit
 
 SECRET = STRIPE_TEST_CONFIG["STRIPE_WEBHOOK_SECRET"]
 

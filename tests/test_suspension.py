@@ -14,7 +14,7 @@ from core.extensions import db
 from core.urls import public_request_context
 from payments import services
 from payments.models import Pledge
-from tests.settlement_helpers import (
+from tests.factories import (
     GOOD,
     add_pledges,
     make_campaign,
@@ -100,7 +100,7 @@ def test_restored_after_the_deadline_before_any_sweep_charges_nobody(app):
 
 
 def test_the_restore_page_says_a_released_campaign_stays_released(app):
-    from tests.conftest import register
+    from tests.factories import register
 
     cid = make_campaign(app, goal=10)
     add_pledges(app, cid, [(GOOD, 20)])

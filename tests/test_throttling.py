@@ -6,8 +6,7 @@ from sqlalchemy import func, select
 
 from core.extensions import db
 from payments.models import Pledge
-from tests.conftest import submit
-from tests.pledge_helpers import live_campaign, pledge, pledge_form
+from tests.factories import live_campaign, pledge, pledge_form, submit
 
 
 def test_guest_pledges_are_throttled_per_client(make_app):

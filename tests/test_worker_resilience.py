@@ -24,8 +24,8 @@ from sqlalchemy import select, text, update
 from campaigns.models import Campaign
 from core.clock import utcnow
 from core.extensions import db
+from tests.factories import GOOD, add_pledges, make_campaign, provider_charges
 from tests.redis_server import OwnRedis
-from tests.settlement_helpers import GOOD, add_pledges, make_campaign, provider_charges
 from tests.test_rq_settlement import ROOT, _worker_env
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
