@@ -46,7 +46,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     )
 
     if app.config["PROXY_FIX_X_FOR"]:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"], x_proto=1)
+        # Flask's documented way to wrap the WSGI app (typeshed calls it a method).
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"], x_proto=1
+        )
 
     _check_keys(app)
     _init_extensions(app)

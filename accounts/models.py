@@ -7,11 +7,11 @@ from sqlalchemy import Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import utcnow
-from core.extensions import db
+from core.extensions import Model
 from core.types import UTCDateTime
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -15,7 +15,7 @@ from accounts import emails
 from accounts.models import User
 from accounts.passwords import DUMMY_HASH, hash_password, password_problem, verify_password
 from core.clock import utcnow
-from core.extensions import db
+from core.extensions import changed, db
 from core.signed import make_token, read_token
 from core.urls import public_url_for
 
@@ -124,14 +124,14 @@ def send_login_link(email: str) -> None:
 
 def use_login_link(token: str) -> User | None:
     data = read_token("login", token, LOGIN_LINK_MAX_AGE)
-    moved = db.session.execute(
+    moved = changed(
         update(User)
         .where(User.id == data.get("u"), User.link_version == data.get("v"))
         .values(link_version=User.link_version + 1)
-    ).rowcount
+    )
     if moved != 1:
         return None  # used already
-    user = db.session.get(User, data["u"])
+    user = db.session.get_one(User, data["u"])
     db.session.refresh(user)
     if user.email_verified_at is None:
         user.email_verified_at = utcnow()  # the link reached the address

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -29,7 +30,7 @@ PEOPLE = [
     ("tenants@example.org", "Northside Tenants"),
 ]
 
-CAMPAIGNS = [
+CAMPAIGNS: list[dict[str, Any]] = [
     {
         "slug": "riverside-warehouse-strike-fund",
         "title": "Strike fund for the Riverside warehouse pickers",

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from accounts.models import User
 from core.clock import utcnow
-from core.extensions import db
+from core.extensions import Model
 from core.money import Money
 from core.types import UTCDateTime, enum_check
 
@@ -142,7 +142,7 @@ ROLE_LABELS = {
 }
 
 
-class Campaign(db.Model):
+class Campaign(Model):
     __tablename__ = "campaigns"
     __table_args__ = (
         CheckConstraint("goal_amount > 0", name="goal_positive"),
@@ -275,7 +275,7 @@ class Campaign(db.Model):
         return f"<Campaign {self.slug}>"
 
 
-class Invitation(db.Model):
+class Invitation(Model):
     """An invitation to a committee: the person appears on it only after accepting,
     from the address it was sent to."""
 
@@ -295,7 +295,7 @@ class Invitation(db.Model):
     campaign: Mapped[Campaign] = relationship()
 
 
-class Organizer(db.Model):
+class Organizer(Model):
     """A member of a campaign's committee."""
 
     __tablename__ = "campaign_organizers"
@@ -318,7 +318,7 @@ class Organizer(db.Model):
         return str(ROLE_LABELS[OrganizerRole(self.role)])
 
 
-class BudgetLine(db.Model):
+class BudgetLine(Model):
     __tablename__ = "campaign_budget_lines"
     __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
 
@@ -338,7 +338,7 @@ class BudgetLine(db.Model):
         return Money(self.amount, self.campaign.currency)
 
 
-class Source(db.Model):
+class Source(Model):
     """A citation backing up the campaign's claims."""
 
     __tablename__ = "campaign_sources"
@@ -354,7 +354,7 @@ class Source(db.Model):
     campaign: Mapped[Campaign] = relationship(back_populates="sources")
 
 
-class CampaignUpdate(db.Model):
+class CampaignUpdate(Model):
     """News the organizers post to their supporters."""
 
     __tablename__ = "campaign_updates"
@@ -372,7 +372,7 @@ class CampaignUpdate(db.Model):
     author: Mapped[User] = relationship()
 
 
-class Report(db.Model):
+class Report(Model):
     """Someone's report of an abusive campaign, for the moderators."""
 
     __tablename__ = "campaign_reports"

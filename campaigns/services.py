@@ -31,7 +31,7 @@ from campaigns.models import (
     Report,
     Source,
 )
-from core import outbox
+from core import mail
 from core.clock import utcnow
 from core.extensions import db
 from core.money import Money
@@ -132,48 +132,64 @@ def suggest_slug(base: str) -> str:
 
 
 def _check(draft: CampaignDraft, campaign: Campaign | None) -> dict[str, list]:
+    """What is wrong with a draft, by field. A launched campaign's terms (address, kind,
+    model, goal, deadline, budget) are frozen: nothing of them is checked again."""
     errors: dict[str, list] = {}
-
-    def add(name: str, message) -> None:
-        errors.setdefault(name, []).append(message)
-
-    frozen = campaign is not None and not campaign.is_draft
-    if not frozen:
-        slug = draft.slug or suggest_slug(draft.title)
-        if not SLUG_PATTERN.match(slug or "") or len(slug) > 80:
-            add("slug", _l("Use lower-case letters, digits and single hyphens."))
-        elif slug in RESERVED_SLUGS or slug.startswith(DRAFT_SLUG_PREFIX) or _slug_taken(slug):
-            # Only launched campaigns hold real web addresses (drafts live at private
-            # ones), so this answer tells nothing about anyone's drafts.
-            add("slug", _l("This web address is taken. How about “%(s)s”?", s=suggest_slug(slug)))
-        draft.slug = slug
-
-        if draft.kind not in set(CampaignKind):
-            add("kind", _l("Choose a kind of campaign."))
-        if draft.funding_model not in set(FundingModel):
-            add("funding_model", _l("Choose a funding model."))
-        max_goal = Money.from_major(current_app.config["CAMPAIGN_MAX_GOAL"], draft.goal.currency)
-        if draft.goal.amount <= 0:
-            add("goal", _l("The goal must be more than zero."))
-        elif draft.goal > max_goal:
-            add("goal", _l("The goal can be at most %(max)s.", max=max_goal.format()))
-        if draft.deadline.tzinfo is None:
-            add("deadline", _l("The deadline needs a time zone."))
-        else:
-            problem = deadline_problem(draft.deadline, utcnow())
-            if problem:
-                add("deadline", problem)
-        total = sum(amount.amount for _, amount, _ in draft.budget_lines)
-        if draft.budget_lines and total != draft.goal.amount and not draft.budget_note.strip():
-            add(
-                "budget_note",
-                _l(
-                    "The budget adds up to %(total)s but the goal is %(goal)s: say why.",
-                    total=Money(total, draft.goal.currency).format(),
-                    goal=draft.goal.format(),
-                ),
-            )
+    if campaign is not None and not campaign.is_draft:
+        return errors
+    for name, problem in (
+        ("slug", _slug_problem(draft)),
+        ("kind", None if draft.kind in set(CampaignKind) else _l("Choose a kind of campaign.")),
+        (
+            "funding_model",
+            None if draft.funding_model in set(FundingModel) else _l("Choose a funding model."),
+        ),
+        ("goal", _goal_problem(draft.goal)),
+        ("deadline", _deadline_problem(draft)),
+        ("budget_note", _budget_problem(draft)),
+    ):
+        if problem:
+            errors.setdefault(name, []).append(problem)
     return errors
+
+
+def _slug_problem(draft: CampaignDraft):
+    """Checks (and fills in) the draft's web address."""
+    slug = draft.slug or suggest_slug(draft.title)
+    draft.slug = slug
+    if not SLUG_PATTERN.match(slug or "") or len(slug) > 80:
+        return _l("Use lower-case letters, digits and single hyphens.")
+    if slug in RESERVED_SLUGS or slug.startswith(DRAFT_SLUG_PREFIX) or _slug_taken(slug):
+        # Only launched campaigns hold real web addresses (drafts live at private
+        # ones), so this answer tells nothing about anyone's drafts.
+        return _l("This web address is taken. How about “%(s)s”?", s=suggest_slug(slug))
+    return None
+
+
+def _goal_problem(goal: Money):
+    max_goal = Money.from_major(current_app.config["CAMPAIGN_MAX_GOAL"], goal.currency)
+    if goal.amount <= 0:
+        return _l("The goal must be more than zero.")
+    if goal > max_goal:
+        return _l("The goal can be at most %(max)s.", max=max_goal.format())
+    return None
+
+
+def _deadline_problem(draft: CampaignDraft):
+    if draft.deadline.tzinfo is None:
+        return _l("The deadline needs a time zone.")
+    return deadline_problem(draft.deadline, utcnow())
+
+
+def _budget_problem(draft: CampaignDraft):
+    total = sum(amount.amount for _, amount, _ in draft.budget_lines)
+    if draft.budget_lines and total != draft.goal.amount and not draft.budget_note.strip():
+        return _l(
+            "The budget adds up to %(total)s but the goal is %(goal)s: say why.",
+            total=Money(total, draft.goal.currency).format(),
+            goal=draft.goal.format(),
+        )
+    return None
 
 
 def _apply(campaign: Campaign, draft: CampaignDraft) -> None:
@@ -296,15 +312,6 @@ def post_update(campaign: Campaign, author: User, title: str, body: str) -> Camp
 
 
 INVITATION_MAX_AGE = 14 * 24 * 3600
-INVITATION_EMAIL = (
-    _l("You are invited to the committee of “%(title)s”"),
-    _l(
-        "%(inviter)s invites you to join the committee of “%(title)s” on Counterfund as "
-        "%(role)s.\n\nTo accept, open this link within 14 days (you will be asked to log in, "
-        "or to create an account with this address):\n%(link)s\n\nIf you do not want to "
-        "join, ignore this email."
-    ),
-)
 
 
 def invite(campaign: Campaign, inviter: User, email: str, role: str) -> None:
@@ -323,10 +330,11 @@ def invite(campaign: Campaign, inviter: User, email: str, role: str) -> None:
     invitation = Invitation(campaign_id=campaign.id, email=email, role=role, invited_by=inviter.id)
     db.session.add(invitation)
     db.session.flush()
-    outbox.queue_message(
+    # In the inviter's language: we know nothing of the invitee's.
+    mail.send(
         email,
-        INVITATION_EMAIL,
-        "committee-invitation",
+        "campaigns/committee_invitation",
+        topic="committee-invitation",
         inviter=inviter.display_name,
         title=campaign.title,
         role=str(ROLE_LABELS[OrganizerRole(role)]).lower(),
@@ -494,7 +502,7 @@ def search_campaigns(
         # Integer arithmetic keeps the ratio exact enough to order by, on every backend.
         "funded": ((Campaign.pledged_amount * 10000 / Campaign.goal_amount).desc(),),
     }[sort if sort in SORTS else "ending"]
-    return query.order_by(*order, Campaign.id.desc())
+    return query.order_by(*order, Campaign.id.desc())  # type: ignore[arg-type]
 
 
 def campaign_for_page(slug: str) -> Campaign | None:

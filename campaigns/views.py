@@ -40,7 +40,6 @@ from campaigns.models import (
 )
 from core.extensions import db, limiter
 from core.markdown import render_markdown
-from core.money import Money
 from core.signed import LinkError
 
 bp = Blueprint("campaigns", __name__)
@@ -404,7 +403,7 @@ def _draft_from(form: CampaignForm, *, frozen: bool = False, campaign: Campaign 
     except ValidationError:
         return None
     deadline = form.deadline.data.replace(tzinfo=UTC)
-    goal = form.goal_money if not frozen else Money(campaign.goal_amount, campaign.currency)
+    goal = form.goal_money if not (frozen and campaign) else campaign.goal
     return services.CampaignDraft(
         title=form.title.data,
         slug=(form.slug.data or "").strip().lower(),
@@ -437,8 +436,7 @@ def _store_cover(form: CampaignForm):
 def _attach_errors(form, exc: services.CampaignError) -> None:
     for name, messages in exc.errors.items():
         field = getattr(form, name, None)
-        target = field.errors if field is not None else form.form_errors
-        if isinstance(target, tuple):
-            target = list(target)
-            field.errors = target
-        target.extend(str(m) for m in messages)
+        if field is None:
+            form.form_errors.extend(str(m) for m in messages)
+            continue
+        field.errors = [*field.errors, *(str(m) for m in messages)]

@@ -1,14 +1,17 @@
 """Extensions are created unbound here and initialised in create_app()."""
 
-from flask import request
+from typing import TYPE_CHECKING, Any, cast
+
+from flask import Flask, current_app, request
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import CursorResult, Executable, MetaData
 from sqlalchemy.orm import DeclarativeBase
+from werkzeug.local import LocalProxy
 
 
 class Base(DeclarativeBase):
@@ -31,6 +34,24 @@ def client_ip() -> str:
 
 
 db = SQLAlchemy(model_class=Base)
+# Models subclass `Model`: Flask-SQLAlchemy's db.Model (a bound query property, the
+# session's registry), seen by type checkers as the declarative base it extends.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
+
+
+def current_app_object() -> Flask:
+    """The application behind `current_app` (for threads, which have no context)."""
+    return cast("LocalProxy[Flask]", current_app)._get_current_object()
+
+
+def changed(statement: Executable) -> int:
+    """Run a guarded UPDATE/DELETE in the session; how many rows it changed."""
+    return cast("CursorResult[Any]", db.session.execute(statement)).rowcount
+
+
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

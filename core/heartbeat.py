@@ -9,11 +9,11 @@ from sqlalchemy import String, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import utcnow
-from core.extensions import db
+from core.extensions import Model, changed, db
 from core.types import UTCDateTime
 
 
-class Heartbeat(db.Model):
+class Heartbeat(Model):
     __tablename__ = "heartbeats"
 
     name: Mapped[str] = mapped_column(String(60), primary_key=True)
@@ -23,9 +23,7 @@ class Heartbeat(db.Model):
 def beat(name: str) -> None:
     """Record that `name` ran now (in the caller's transaction)."""
     now = utcnow()
-    moved = db.session.execute(
-        update(Heartbeat).where(Heartbeat.name == name).values(beat_at=now)
-    ).rowcount
+    moved = changed(update(Heartbeat).where(Heartbeat.name == name).values(beat_at=now))
     if not moved:
         db.session.add(Heartbeat(name=name, beat_at=now))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from babel.dates import format_datetime, format_timedelta
 from flask import has_request_context, request, session
 from flask_babel import get_locale
@@ -31,7 +33,7 @@ def money_filter(money) -> str:
 
 
 def datetime_filter(moment) -> str:
-    return format_datetime(moment, "medium", tzinfo="UTC", locale=str(get_locale())) + " UTC"
+    return format_datetime(moment, "medium", tzinfo=UTC, locale=str(get_locale())) + " UTC"
 
 
 def time_left_filter(seconds: int) -> str:

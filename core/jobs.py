@@ -29,7 +29,7 @@ from sqlalchemy import String, Text, event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.clock import utcnow
-from core.extensions import db
+from core.extensions import Model, db
 from core.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ QUEUE_NAME = "settlement"
 _worker_app: Flask | None = None
 
 
-class JobFailure(db.Model):
+class JobFailure(Model):
     """A job that raised, for operators (RQ keeps its own registry too)."""
 
     __tablename__ = "job_failures"
@@ -179,7 +179,8 @@ class ThreadRunner:
 
     def _sweep_and_reschedule(self) -> None:
         try:
-            self.sweep()
+            if self.sweep is not None:
+                self.sweep()
         finally:
             self.enqueue(self._sweep_and_reschedule, at=utcnow() + timedelta(seconds=self.interval))
 
@@ -232,6 +233,7 @@ class RQRunner:
 
 def init_jobs(app: Flask, sweep: Callable | None = None) -> None:
     kind = app.config["JOB_RUNNER"]
+    runner: RQRunner | ThreadRunner | EagerRunner
     if kind == "rq":
         runner = RQRunner(app)
     elif kind == "thread":

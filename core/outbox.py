@@ -27,20 +27,22 @@ from sqlalchemy import Integer, String, Text, func, insert, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import utcnow
-from core.extensions import db
+from core.extensions import Model, changed, db
 from core.text import single_line
 from core.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
 
-class OutboxMessage(db.Model):
+class OutboxMessage(Model):
     __tablename__ = "outbox_messages"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     recipient: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
+    # The same message laid out in HTML (core.mail); empty for plain-text-only ones.
+    html_body: Mapped[str] = mapped_column(Text, default="", server_default="")
     # What the message is about, for tests and operators (no personal data).
     topic: Mapped[str] = mapped_column(String(60), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -53,8 +55,12 @@ class OutboxMessage(db.Model):
     last_error: Mapped[str] = mapped_column(String(120), default="", server_default="")
 
 
-def queue(recipient: str, subject: str, body: str, topic: str = "") -> OutboxMessage:
-    message = OutboxMessage(recipient=recipient, subject=subject, body=body, topic=topic)
+def queue(
+    recipient: str, subject: str, body: str, topic: str = "", html: str = ""
+) -> OutboxMessage:
+    message = OutboxMessage(
+        recipient=recipient, subject=subject, body=body, topic=topic, html_body=html
+    )
     db.session.add(message)
     db.session.flush()
     if has_request_context():
@@ -62,20 +68,16 @@ def queue(recipient: str, subject: str, body: str, topic: str = "") -> OutboxMes
     return message
 
 
-def queue_message(recipient: str, message: tuple, topic: str, **params) -> OutboxMessage:
-    """Queue a (subject, body) pair of translatable texts filled with `params`."""
-    subject, body = message
-    return queue(recipient, str(subject) % params, str(body) % params, topic=topic)
-
-
-def queue_many(messages: list[tuple[str, str, str, str]]) -> None:
-    """Many (recipient, subject, body, topic) at once; delivered by the next sweep."""
+def queue_many(messages: list[tuple[str, str, str, str, str]]) -> None:
+    """Many (recipient, subject, body, topic, html) at once; delivered by the next sweep."""
     if messages:
+        now = utcnow()
         db.session.execute(
             insert(OutboxMessage),
             [
-                {"recipient": r, "subject": s, "body": b, "topic": t, "created_at": utcnow()}
-                for r, s, b, t in messages
+                {"recipient": r, "subject": s, "body": b, "topic": t, "html_body": h}
+                | {"created_at": now}
+                for r, s, b, t, h in messages
             ],
         )
 
@@ -95,6 +97,10 @@ def _as_email(message: OutboxMessage) -> EmailMessage:
     email["Message-ID"] = f"<outbox-{message.id}@counterfund>"
     # 8bit keeps links intact and readable in the .eml files (quoted-printable folds them).
     email.set_content(message.body, cte="8bit")
+    if message.html_body:
+        # The HTML part in base64: the .eml files stay readable (and greppable) as
+        # their text part; mail clients show the HTML.
+        email.add_alternative(message.html_body, subtype="html", cte="base64")
     return email
 
 
@@ -133,15 +139,15 @@ def deliver_pending(ids: list[int] | None = None, limit: int = 100) -> int:
     candidates = db.session.scalars(query.limit(limit)).all()
     delivered = 0
     for message_id in candidates:
-        claimed = db.session.execute(
+        claimed = changed(
             update(OutboxMessage)
             .where(OutboxMessage.id == message_id, *_waiting())
             .values(delivered_at=utcnow())
         )
-        if claimed.rowcount != 1:
+        if claimed != 1:
             db.session.rollback()
             continue  # someone else sent it
-        message = db.session.get(OutboxMessage, message_id)
+        message = db.session.get_one(OutboxMessage, message_id)
         topic = message.topic or "email"
         try:
             _send(message)
@@ -158,7 +164,7 @@ def deliver_pending(ids: list[int] | None = None, limit: int = 100) -> int:
 
 def _count_failure(message_id: int, exc: Exception) -> None:
     config = current_app.config
-    message = db.session.get(OutboxMessage, message_id)
+    message = db.session.get_one(OutboxMessage, message_id)
     attempts = (message.attempts or 0) + 1
     now = utcnow()
     values: dict = {"attempts": attempts, "last_error": type(exc).__name__[:120]}
@@ -197,11 +203,11 @@ def set_aside() -> list[OutboxMessage]:
 
 def retry(message_id: int) -> bool:
     """An operator gives a set-aside message another round of attempts."""
-    moved = db.session.execute(
+    moved = changed(
         update(OutboxMessage)
         .where(OutboxMessage.id == message_id, OutboxMessage.delivered_at.is_(None))
         .values(set_aside_at=None, next_attempt_at=None, attempts=0)
-    ).rowcount
+    )
     db.session.commit()
     return bool(moved)
 

@@ -78,7 +78,7 @@ def handle_http_error(error: HTTPException):
         render_template(
             "core/error.html",
             code=error.code,
-            title=titles.get(error.code, error.name),
+            title=titles.get(error.code or 500, error.name),
             # Only descriptions we wrote ourselves; Werkzeug's defaults add nothing.
             description=error.description if error.description != type(error).description else None,
         ),

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from accounts.models import User
 from campaigns.models import Campaign, Permission, role_can
 from core.clock import utcnow
-from core.extensions import db
+from core.extensions import Model, changed, db
 from core.images import UploadError, reencode_image, strip_pdf
 from core.money import Money
 from core.types import UTCDateTime, enum_check
@@ -45,7 +45,7 @@ class DisbursementStatus(enum.StrEnum):
     REJECTED = "rejected"
 
 
-class Disbursement(db.Model):
+class Disbursement(Model):
     __tablename__ = "disbursements"
     __table_args__ = (enum_check("status", DisbursementStatus),)
 
@@ -155,14 +155,14 @@ def approve(disbursement: Disbursement, user: User) -> None:
         raise DisbursementError(
             _l("Someone other than the treasurer who recorded it must approve it.")
         )
-    moved = db.session.execute(
+    moved = changed(
         update(Disbursement)
         .where(
             Disbursement.id == disbursement.id, Disbursement.status == DisbursementStatus.PENDING
         )
         .values(status=DisbursementStatus.APPROVED, approved_by=user.id, decided_at=utcnow())
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if not moved:
         raise DisbursementError(_l("This disbursement was already decided."))
     try:
@@ -186,13 +186,13 @@ def approve(disbursement: Disbursement, user: User) -> None:
 def reject(disbursement: Disbursement, user: User) -> None:
     if disbursement.campaign.role_of(user) is None:
         raise DisbursementError(_l("Only the campaign's organizers decide disbursements."))
-    moved = db.session.execute(
+    moved = changed(
         update(Disbursement)
         .where(
             Disbursement.id == disbursement.id, Disbursement.status == DisbursementStatus.PENDING
         )
         .values(status=DisbursementStatus.REJECTED, approved_by=user.id, decided_at=utcnow())
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if not moved:
         raise DisbursementError(_l("This disbursement was already decided."))

@@ -285,6 +285,21 @@ class _RootBuilder:
         return value
 
 
+def _entry_problem(index: int, doc: dict, value: bytes, stored: dict[int, bytes]) -> str | None:
+    """Why one re-hashed entry is bad (unbalanced, or not the leaf stored), if it is."""
+    sums: dict[str, int] = {}
+    for posting in doc["postings"]:
+        sums[posting["currency"]] = sums.get(posting["currency"], 0) + posting["amount"]
+    if any(sums.values()):
+        return f"entry {index} ({doc['reference']}) does not balance"
+    if bytes(stored.get(index, b"")) != value:
+        return (
+            f"entry {index} ({doc['reference']}) was altered: its "
+            "transaction no longer hashes to the leaf appended to the log"
+        )
+    return None
+
+
 def verify_all() -> tuple[bool, list[str]]:
     """Recompute the whole log from the database: every leaf from its transaction's
     rows (and against the leaf hash stored when it was appended), every balance, the
@@ -319,24 +334,16 @@ def verify_all() -> tuple[bool, list[str]]:
                     )
                 ).all()
             )
-        sums: dict[str, int] = {}
-        for posting in doc["postings"]:
-            sums[posting["currency"]] = sums.get(posting["currency"], 0) + posting["amount"]
-        if any(sums.values()):
-            return False, [*report, f"entry {index} ({doc['reference']}) does not balance"]
         value = merkle.leaf_hash(leaf)
-        if bytes(stored.get(index, b"")) != value:
-            return False, [
-                *report,
-                f"entry {index} ({doc['reference']}) was altered: its "
-                "transaction no longer hashes to the leaf appended to the log",
-            ]
+        problem = _entry_problem(index, doc, value, stored)
+        if problem:
+            return False, [*report, problem]
         builder.add(value)
         expected += 1
         if expected == signed_size:
             root_at_checkpoint = builder.root()
     report.append(f"{expected} entries re-hashed and balanced")
-    transactions = db.session.scalar(select(func.count(LedgerTransaction.id)))
+    transactions = db.session.scalar(select(func.count(LedgerTransaction.id))) or 0
     if transactions != expected:
         return False, [*report, f"{transactions - expected} ledger transactions are not in the log"]
     if checkpoint is None:

@@ -16,7 +16,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.clock import utcnow
-from core.extensions import db
+from core.extensions import Model
 from core.types import UTCDateTime
 
 
@@ -28,7 +28,7 @@ class EntryKind(enum.StrEnum):
     ADJUSTMENT = "adjustment"
 
 
-class LedgerTransaction(db.Model):
+class LedgerTransaction(Model):
     """One balanced transaction. Append-only: corrections are new transactions."""
 
     __tablename__ = "ledger_transactions"
@@ -47,7 +47,7 @@ class LedgerTransaction(db.Model):
     )
 
 
-class LedgerPosting(db.Model):
+class LedgerPosting(Model):
     __tablename__ = "ledger_postings"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -59,7 +59,7 @@ class LedgerPosting(db.Model):
     transaction: Mapped[LedgerTransaction] = relationship(back_populates="postings")
 
 
-class LedgerBalance(db.Model):
+class LedgerBalance(Model):
     """Running balance per account and currency, moved in the same transaction as the
     postings. The database refuses a campaign balance below zero."""
 
@@ -77,7 +77,7 @@ class LedgerBalance(db.Model):
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class LedgerLeaf(db.Model):
+class LedgerLeaf(Model):
     """The transaction at each position of the Merkle log, in append order."""
 
     __tablename__ = "ledger_leaves"
@@ -86,7 +86,7 @@ class LedgerLeaf(db.Model):
     transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), unique=True)
 
 
-class LedgerTreeNode(db.Model):
+class LedgerTreeNode(Model):
     """A perfect subtree's hash: level 0 are leaf hashes."""
 
     __tablename__ = "ledger_tree_nodes"
@@ -96,7 +96,7 @@ class LedgerTreeNode(db.Model):
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
-class LedgerCheckpoint(db.Model):
+class LedgerCheckpoint(Model):
     """A signed note (C2SP tlog-checkpoint) for one tree size."""
 
     __tablename__ = "ledger_checkpoints"

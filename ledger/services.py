@@ -10,7 +10,7 @@ from sqlalchemy import func, insert, not_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.clock import utcnow
-from core.extensions import db
+from core.extensions import changed, db
 from core.money import Money, validate_currency
 from ledger import log
 from ledger.models import EntryKind, LedgerBalance, LedgerPosting, LedgerTransaction
@@ -51,7 +51,7 @@ def record(
     [transaction_id] = record_many(
         [Entry(kind, campaign_id, reference, tuple(postings), counterparty, memo)]
     )
-    return db.session.get(LedgerTransaction, transaction_id)
+    return db.session.get_one(LedgerTransaction, transaction_id)
 
 
 def record_many(entries: list[Entry]) -> list[int]:
@@ -114,11 +114,11 @@ def _move_balance(account: str, money: Money) -> None:
         not_(LedgerBalance.account.startswith("campaign:")),
     )
     row = LedgerBalance.account == account, LedgerBalance.currency == money.currency
-    moved = db.session.execute(
+    moved = changed(
         update(LedgerBalance)
         .where(*row, allowed)
         .values(balance=LedgerBalance.balance + money.amount)
-    ).rowcount
+    )
     if moved:
         return
     if db.session.scalar(select(LedgerBalance.id).where(*row)) is not None:

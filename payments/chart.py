@@ -57,7 +57,8 @@ def pledge_chart(campaign: Campaign) -> dict | None:
     def y_at(amount: int) -> float:
         return round(HEIGHT - PAD - (HEIGHT - 2 * PAD) * amount / top, 1)
 
-    points, running = [(PAD, HEIGHT - PAD)], 0
+    points: list[tuple[float, float]] = [(PAD, HEIGHT - PAD)]
+    running = 0
     for day, amount in days:
         running += amount
         points.append((x_at((max(min(_parse(day), end), start) - start).days), y_at(running)))

@@ -6,7 +6,7 @@ from flask import Blueprint
 
 from campaigns.demo import load_demo
 from core import outbox
-from core.extensions import db
+from core.extensions import current_app_object, db
 from core.urls import public_request_context
 from ledger.cli import bp as ledger_cli
 from payments.demo import load_demo_pledges
@@ -70,7 +70,7 @@ def worker(burst: bool) -> None:
 
     if not isinstance(current_app.extensions["job_runner"], RQRunner):
         raise click.ClickException("the worker needs REDIS_URL (JOB_RUNNER=rq)")
-    run_worker(current_app._get_current_object(), burst=burst)
+    run_worker(current_app_object(), burst=burst)
 
 
 @settle_cli.cli.command("health")

@@ -20,6 +20,9 @@ from core.text import SingleLineField
 
 
 class AmountMixin:
+    amount: StringField
+    confirmed_amount: HiddenField
+
     currency: str = "EUR"
 
     def validate_currency_code(self, field):

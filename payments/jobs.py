@@ -6,10 +6,11 @@ worker: every step is a guarded transition in the database (see settlement.py).
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from campaigns.models import Campaign, CampaignStatus
 from core import heartbeat, outbox
@@ -17,8 +18,12 @@ from core.clock import utcnow
 from core.extensions import db
 from core.jobs import app_job, enqueue_after_commit
 from ledger import log as ledger_log
-from payments import settlement
-from payments.models import Pledge, PledgeEvent, PledgeStatus
+from payments import lifecycle, settlement
+from payments.backends import get_backend
+from payments.backends.base import BackendError
+from payments.models import Pledge, PledgeStatus
+
+log = logging.getLogger(__name__)
 
 
 @app_job
@@ -50,9 +55,19 @@ def _fan_out(job, campaign_id: int) -> None:
         )
     )
     batch = current_app.config["SETTLEMENT_BATCH_SIZE"]
-    copies = max(1, min(current_app.config["SETTLEMENT_FAN_OUT"], -(-open_pledges // batch)))
+    copies = max(1, min(current_app.config["SETTLEMENT_FAN_OUT"], -(-(open_pledges or 0) // batch)))
     for _ in range(copies):
         enqueue_after_commit(job, campaign_id)
+
+
+@app_job
+def release_card(customer_id: str, payment_method_id: str | None) -> None:
+    """Detach a card we no longer need (replaced, or its pledge cancelled). A failure
+    leaves it for the settlement's release, which detaches every card of the pledge."""
+    try:
+        get_backend().release(customer_id, payment_method_id)
+    except BackendError:
+        log.warning("payments: releasing a card failed; settlement retries it")
 
 
 @app_job
@@ -144,29 +159,16 @@ def cancelled_with_open_pledges() -> list[int]:
 def cancel_abandoned_pledges() -> int:
     """A card form left unfinished for PENDING_PLEDGE_TTL: the pending pledge ends."""
     cutoff = utcnow() - timedelta(seconds=current_app.config["PENDING_PLEDGE_TTL"])
-    stale = db.session.scalars(
+    stale = (
         select(Pledge.id)
         .where(Pledge.status == PledgeStatus.PENDING, Pledge.created_at <= cutoff)
         .limit(1000)
-    ).all()
-    for pledge_id in stale:
-        moved = db.session.execute(
-            update(Pledge)
-            .where(Pledge.id == pledge_id, Pledge.status == PledgeStatus.PENDING)
-            .values(status=PledgeStatus.CANCELLED, cancelled_at=utcnow())
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if moved:
-            db.session.add(
-                PledgeEvent(
-                    pledge_id=pledge_id,
-                    kind="abandoned",
-                    from_status="pending",
-                    to_status="cancelled",
-                )
-            )
+    )
+    moved = lifecycle.move(
+        "abandoned", db.session.scalars(stale).all(), values={"cancelled_at": utcnow()}
+    )
     db.session.commit()
-    return len(stale)
+    return len(moved)
 
 
 @app_job

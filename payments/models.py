@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from accounts.models import User
 from campaigns.models import Campaign
 from core.clock import utcnow
-from core.extensions import db
+from core.extensions import Model
 from core.money import Money
 from core.types import UTCDateTime, enum_check
 
@@ -48,7 +48,7 @@ class Visibility(enum.StrEnum):
     ANONYMOUS = "anonymous"
 
 
-class Pledge(db.Model):
+class Pledge(Model):
     __tablename__ = "pledges"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
@@ -71,6 +71,8 @@ class Pledge(db.Model):
     public_name: Mapped[str] = mapped_column(String(80), default="")
     public_message: Mapped[str] = mapped_column(Text, default="")
     private_message: Mapped[str] = mapped_column(Text, default="")
+    # The interface language the supporter pledged in: their emails are written in it.
+    locale: Mapped[str] = mapped_column(String(12), default="", server_default="")
     backend: Mapped[str] = mapped_column(String(20))
     provider_customer_id: Mapped[str | None] = mapped_column(String(255))
     provider_setup_id: Mapped[str | None] = mapped_column(String(255), index=True)
@@ -113,7 +115,7 @@ class Pledge(db.Model):
 
     @property
     def email(self) -> str:
-        return self.user.email if self.user_id else (self.guest_email or "")
+        return self.user.email if self.user is not None else (self.guest_email or "")
 
     @property
     def status_label(self) -> str:
@@ -130,7 +132,7 @@ class Pledge(db.Model):
         return f"<Pledge {self.id} {self.status}>"
 
 
-class PledgeEvent(db.Model):
+class PledgeEvent(Model):
     """Append-only history of a pledge's state (UPDATE/DELETE refused on PostgreSQL)."""
 
     __tablename__ = "pledge_events"
@@ -147,7 +149,7 @@ class PledgeEvent(db.Model):
     pledge: Mapped[Pledge] = relationship(back_populates="events")
 
 
-class ProcessedWebhookEvent(db.Model):
+class ProcessedWebhookEvent(Model):
     """Each provider event id is handled once; the unique id is the guard."""
 
     __tablename__ = "processed_webhook_events"

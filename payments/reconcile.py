@@ -12,7 +12,7 @@ from sqlalchemy import String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import utcnow
-from core.extensions import db
+from core.extensions import Model, db
 from core.types import UTCDateTime
 from ledger.models import EntryKind, LedgerPosting, LedgerTransaction
 from ledger.services import SUPPORTERS
@@ -21,7 +21,7 @@ from payments.models import Pledge
 from payments.privacy import public_reference
 
 
-class ReconciliationReport(db.Model):
+class ReconciliationReport(Model):
     __tablename__ = "reconciliation_reports"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -81,60 +81,15 @@ def reconcile() -> ReconciliationReport:
     }
     differences: list[dict] = []
     matched = 0
-    seen_references = set()
+    seen_references: set[str] = set()
     for pledge_ref, charges in provider.items():
         pledge_id = pledges.get(pledge_ref)
         if pledge_id is None:
             differences.append({"problem": "charge for no pledge of ours", "charges": len(charges)})
             continue
-        charge_ref, fee_ref = (
-            public_reference("charge", pledge_id),
-            public_reference("fee", pledge_id),
-        )
-        seen_references.update({charge_ref, fee_ref})
-        if len(charges) > 1:
-            differences.append(
-                {
-                    "problem": "charged more than once at the provider",
-                    "reference": charge_ref,
-                    "charges": len(charges),
-                }
-            )
-        charged = sum(c["amount"] - c["refunded"] for c in charges)
-        fees = sum(c["fee"] for c in charges)
-        in_ledger = ledger_rows.get(charge_ref, {}).get("charge")
-        refund_ref = public_reference("refund", pledge_id)
-        seen_references.add(refund_ref)
-        if in_ledger is not None:
-            in_ledger -= ledger_rows.get(refund_ref, {}).get("refund", 0)
-        if in_ledger is None:
-            differences.append(
-                {
-                    "problem": "charged at the provider, missing from the ledger",
-                    "reference": charge_ref,
-                    "provider_amount": charged,
-                }
-            )
-            continue
-        if in_ledger != charged:
-            differences.append(
-                {
-                    "problem": "amounts differ",
-                    "reference": charge_ref,
-                    "ledger_amount": in_ledger,
-                    "provider_amount": charged,
-                }
-            )
-        if ledger_rows.get(fee_ref, {}).get("fee", 0) != fees:
-            differences.append(
-                {
-                    "problem": "fees differ",
-                    "reference": fee_ref,
-                    "ledger_fee": ledger_rows.get(fee_ref, {}).get("fee", 0),
-                    "provider_fee": fees,
-                }
-            )
-        matched += 1
+        found, matches = _compare(pledge_id, charges, ledger_rows, seen_references)
+        differences.extend(found)
+        matched += matches
     for reference, amounts in ledger_rows.items():
         if "charge" in amounts and reference not in seen_references:
             differences.append(
@@ -159,6 +114,61 @@ def reconcile() -> ReconciliationReport:
     db.session.add(report)
     db.session.commit()
     return report
+
+
+def _compare(
+    pledge_id: int, charges: list[dict], ledger_rows: dict, seen_references: set[str]
+) -> tuple[list[dict], int]:
+    """One pledge's charges at the provider against its ledger entries: the
+    differences, and 1 when the charge is in the ledger at all (0 otherwise)."""
+    differences: list[dict] = []
+    charge_ref, fee_ref = (
+        public_reference("charge", pledge_id),
+        public_reference("fee", pledge_id),
+    )
+    seen_references.update({charge_ref, fee_ref})
+    if len(charges) > 1:
+        differences.append(
+            {
+                "problem": "charged more than once at the provider",
+                "reference": charge_ref,
+                "charges": len(charges),
+            }
+        )
+    charged = sum(c["amount"] - c["refunded"] for c in charges)
+    fees = sum(c["fee"] for c in charges)
+    in_ledger = ledger_rows.get(charge_ref, {}).get("charge")
+    refund_ref = public_reference("refund", pledge_id)
+    seen_references.add(refund_ref)
+    if in_ledger is None:
+        differences.append(
+            {
+                "problem": "charged at the provider, missing from the ledger",
+                "reference": charge_ref,
+                "provider_amount": charged,
+            }
+        )
+        return differences, 0
+    in_ledger -= ledger_rows.get(refund_ref, {}).get("refund", 0)
+    if in_ledger != charged:
+        differences.append(
+            {
+                "problem": "amounts differ",
+                "reference": charge_ref,
+                "ledger_amount": in_ledger,
+                "provider_amount": charged,
+            }
+        )
+    if ledger_rows.get(fee_ref, {}).get("fee", 0) != fees:
+        differences.append(
+            {
+                "problem": "fees differ",
+                "reference": fee_ref,
+                "ledger_fee": ledger_rows.get(fee_ref, {}).get("fee", 0),
+                "provider_fee": fees,
+            }
+        )
+    return differences, 1
 
 
 def latest_report() -> ReconciliationReport | None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import update
 
+from campaigns.models import Campaign
 from core.extensions import db
-from core.money import Money
 from ledger import services as ledger
 from ledger.models import EntryKind
+from payments import lifecycle
 from payments.backends import get_backend
-from payments.models import Pledge, PledgeEvent, PledgeStatus
+from payments.models import Pledge, PledgeStatus
 from payments.privacy import public_counterparty, public_reference
 from payments.services import PledgeError
 
@@ -27,7 +28,8 @@ def refund(pledge: Pledge, reason: str = "") -> str:
         raise PledgeError(_l("This pledge was already refunded."))
     if pledge.status != PledgeStatus.CHARGED or not pledge.provider_charge_id:
         raise PledgeError(_l("Only charged pledges can be refunded."))
-    amount = Money(pledge.charged_amount, pledge.currency)
+    amount = pledge.charged
+    assert amount is not None
     account = ledger.campaign_account(pledge.campaign_id)
     # Checked before the money moves at the provider. (Should a disbursement drain the
     # balance in the instant between, the ledger refuses the entry below and the daily
@@ -35,13 +37,8 @@ def refund(pledge: Pledge, reason: str = "") -> str:
     if ledger.balance(account, pledge.currency) < amount.amount:
         raise PledgeError(_l("The campaign no longer holds enough to refund this pledge."))
     refund_id = get_backend().refund(pledge.provider_charge_id, amount, f"refund-{pledge.id}")
-    moved = db.session.execute(
-        update(Pledge)
-        .where(Pledge.id == pledge.id, Pledge.status == PledgeStatus.CHARGED)
-        .values(status=PledgeStatus.REFUNDED)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if not moved:
+    moved = lifecycle.move_pledge(pledge, "refunded", amount=amount.amount, detail=refund_id)
+    if moved is None:
         db.session.rollback()
         raise PledgeError(_l("This pledge was already refunded."))
     ledger.record(
@@ -52,20 +49,10 @@ def refund(pledge: Pledge, reason: str = "") -> str:
         counterparty=public_counterparty(pledge),
         memo=(reason or "Refund")[:500],
     )
-    db.session.add(
-        PledgeEvent(
-            pledge_id=pledge.id,
-            kind="refunded",
-            from_status="charged",
-            to_status="refunded",
-            amount=amount.amount,
-            detail=refund_id,
-        )
-    )
     db.session.execute(
-        update(type(pledge.campaign))
-        .where(type(pledge.campaign).id == pledge.campaign_id)
-        .values(collected_amount=type(pledge.campaign).collected_amount - amount.amount)
+        update(Campaign)
+        .where(Campaign.id == pledge.campaign_id)
+        .values(collected_amount=Campaign.collected_amount - amount.amount)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()

@@ -18,26 +18,20 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from accounts.models import User
 from campaigns.models import Campaign, CampaignStatus, FundingModel
-from core import outbox
 from core.clock import utcnow
-from core.extensions import db
+from core.extensions import changed, db
+from core.i18n import current_locale
 from core.money import Money
-from core.urls import public_url_for
-from payments.backends import get_backend
-from payments.backends.base import SavedCard
-from payments.models import Pledge, PledgeEvent, PledgeStatus, Visibility
-from payments.tokens import make_manage_token
+from core.work import RuleError
+from payments import emails, lifecycle
+from payments.backends import enter_simulated_card, get_backend
+from payments.backends.base import CardError, SavedCard
+from payments.models import Pledge, PledgeStatus, Visibility
+from payments.tokens import manage_key
 
 
-class PledgeError(ValueError):
-    def __init__(self, message, field: str | None = None):
-        super().__init__(str(message))
-        self.message = message
-        self.field = field
-
-
-class StaleState(RuntimeError):
-    """The pledge was no longer in the state the transition expected (a replay)."""
+class PledgeError(RuleError):
+    """A pledge rule refused the change (the message says why, in the supporter's words)."""
 
 
 def accepting_pledges(campaign: Campaign) -> bool:
@@ -58,45 +52,6 @@ def check_amount(campaign: Campaign, amount: Money) -> None:
         raise PledgeError(_l("The smallest pledge is %(m)s.", m=low.format()), "amount")
     if amount > high:
         raise PledgeError(_l("The largest pledge is %(m)s.", m=high.format()), "amount")
-
-
-def record_event(
-    pledge: Pledge,
-    kind: str,
-    *,
-    from_status=None,
-    to_status=None,
-    amount: int | None = None,
-    detail: str = "",
-) -> None:
-    db.session.add(
-        PledgeEvent(
-            pledge_id=pledge.id,
-            kind=kind,
-            from_status=from_status,
-            to_status=to_status,
-            amount=amount,
-            detail=detail,
-        )
-    )
-
-
-def transition(pledge: Pledge, to: PledgeStatus, kind: str, detail: str = "") -> None:
-    """Move a pledge between states with a guarded UPDATE; a replay raises StaleState."""
-    current = pledge.status
-    result = db.session.execute(
-        update(Pledge)
-        .where(Pledge.id == pledge.id, Pledge.status == current)
-        .values(status=to)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        raise StaleState(f"pledge {pledge.id} is no longer {current}")
-    # The row already says so; tell the ORM without queueing a second UPDATE.
-    set_committed_value(pledge, "status", to)
-    record_event(
-        pledge, kind, from_status=current, to_status=to, amount=pledge.amount, detail=detail
-    )
 
 
 def _funded(pledged, backers):
@@ -128,7 +83,7 @@ def adjust_totals(campaign: Campaign, delta_amount: int, delta_backers: int) -> 
         ]
     else:
         conditions = [Campaign.id == campaign.id, open_and_live]
-    result = db.session.execute(
+    result = changed(
         update(Campaign)
         .where(*conditions)
         .values(
@@ -137,7 +92,7 @@ def adjust_totals(campaign: Campaign, delta_amount: int, delta_backers: int) -> 
         )
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount == 1:
+    if result == 1:
         db.session.expire(campaign, ["pledged_amount", "backer_count"])
         return
     db.session.refresh(campaign)
@@ -210,17 +165,32 @@ def start_pledge(
         guest_email=None if user else guest_email,
         amount=amount.amount,
         currency=amount.currency,
-        status=PledgeStatus.PENDING,
         visibility=visibility,
         public_name="" if visibility == Visibility.ANONYMOUS else public_name.strip(),
         public_message=public_message.strip(),
         private_message=private_message.strip(),
+        locale=current_locale(),
         backend=get_backend().name,
     )
-    db.session.add(pledge)
-    db.session.flush()
-    record_event(pledge, "created", to_status=PledgeStatus.PENDING, amount=pledge.amount)
+    lifecycle.begin(pledge)
     return pledge, True
+
+
+def save_simulated_card(pledge: Pledge, card_number: str) -> None:
+    """The demo's stand-in for Stripe.js: the card goes to the simulated provider
+    directly, and the answer is applied as the provider's form would have it."""
+    session = start_card_setup(pledge)
+    try:
+        saved = enter_simulated_card(session.setup_id, card_number)
+    except CardError as exc:
+        raise PledgeError(
+            _l(
+                "Your card was declined (%(code)s). Nothing was saved; try another card.",
+                code=exc.code,
+            ),
+            "card_number",
+        ) from None
+    card_saved(pledge, saved)
 
 
 CARD_STATUSES = (
@@ -244,7 +214,7 @@ def start_card_setup(pledge: Pledge):
     """A fresh SetupIntent for saving (or replacing) the pledge's card."""
     if pledge.status not in CARD_STATUSES:
         raise PledgeError(_l("This pledge no longer needs a card."))
-    session = get_backend().start_setup(pledge.public_id, pledge.provider_customer_id)
+    session = get_backend().start_setup(pledge.public_id, pledge.provider_customer_id or "")
     pledge.provider_setup_id = session.setup_id
     db.session.flush()
     return session
@@ -254,8 +224,8 @@ def card_saved(pledge: Pledge, saved: SavedCard) -> bool:
     """Record how saving the card went; activates a pending pledge. Safe to replay."""
     if saved.status != "succeeded":
         if pledge.status == PledgeStatus.PENDING:
-            record_event(
-                pledge,
+            lifecycle.note(
+                pledge.id,
                 "card_not_saved",
                 amount=pledge.amount,
                 detail=saved.decline_code or saved.status,
@@ -268,8 +238,8 @@ def card_saved(pledge: Pledge, saved: SavedCard) -> bool:
     pledge.provider_payment_method_id = saved.payment_method_id
     pledge.card_brand, pledge.card_last4 = saved.brand[:20], saved.last4[:4]
     pledge.activated_at = utcnow()
-    transition(pledge, PledgeStatus.ACTIVE, "activated")
-    _queue_confirmation(pledge)
+    lifecycle.move_or_raise(pledge, "activated")
+    emails.confirmation(pledge)
     return True
 
 
@@ -288,9 +258,9 @@ def card_replaced(pledge: Pledge, saved: SavedCard) -> str | None:
         # A fixed card after a decline: retry at once instead of at the window's end.
         pledge.retry_requested = True
         if pledge.status == PledgeStatus.NEEDS_AUTHENTICATION:
-            transition(pledge, PledgeStatus.FAILED, "card_replaced_for_retry")
+            lifecycle.move_or_raise(pledge, "card_replaced_for_retry")
     pledge.card_brand, pledge.card_last4 = saved.brand[:20], saved.last4[:4]
-    record_event(pledge, "card_replaced", amount=pledge.amount)
+    lifecycle.note(pledge.id, "card_replaced", amount=pledge.amount)
     db.session.flush()
     return old
 
@@ -347,12 +317,12 @@ def _update_while(pledge: Pledge, allowed, **values) -> None:
     """One guarded UPDATE: the pledge changes only while the database still has it in
     one of the `allowed` states; otherwise (a stale page: settlement has it now) the
     supporter is told why, and nothing changes."""
-    moved = db.session.execute(
+    moved = changed(
         update(Pledge)
         .where(Pledge.id == pledge.id, Pledge.status.in_(allowed))
         .values(**values)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if moved != 1:
         db.session.refresh(pledge, ["status", "charged_at", "amount"])
         raise too_late(pledge)
@@ -369,8 +339,8 @@ def change_amount(pledge: Pledge, amount: Money) -> None:
     previous = pledge.amount
     _update_while(pledge, AMOUNT_CHANGEABLE, amount=amount.amount)
     adjust_totals(pledge.campaign, amount.amount - previous, 0)
-    record_event(
-        pledge, "amount_changed", amount=amount.amount, detail=f"{previous}->{amount.amount}"
+    lifecycle.note(
+        pledge.id, "amount_changed", amount=amount.amount, detail=f"{previous}->{amount.amount}"
     )
     db.session.flush()
 
@@ -381,51 +351,22 @@ def cancel(pledge: Pledge) -> None:
         return
     if pledge.status not in CANCELLABLE:
         raise too_late(pledge)
-    was = pledge.status
-    try:
-        _update_while(pledge, (was,), status=PledgeStatus.CANCELLED, cancelled_at=utcnow())
-    except PledgeError:
+    was = lifecycle.move_pledge(pledge, "cancelled", values={"cancelled_at": utcnow()})
+    if was is None:
+        db.session.refresh(pledge, ["status", "charged_at", "amount"])
         if pledge.status == PledgeStatus.CANCELLED:
             return  # cancelled meanwhile, from another tab: done
-        raise
+        raise too_late(pledge)
     if was == PledgeStatus.ACTIVE:
         adjust_totals(pledge.campaign, -pledge.amount, -1)
-    record_event(
-        pledge, "cancelled", from_status=was, to_status=PledgeStatus.CANCELLED, amount=pledge.amount
-    )
 
 
 def manage_url(pledge: Pledge, external: bool = False) -> str:
     """The pledge's page: a bare path, or (for emails) an absolute URL on PUBLIC_URL."""
-    key = pledge.public_id
-    if not pledge.user_id:
-        key = make_manage_token(pledge.public_id, pledge.link_version)
     if external:
-        return public_url_for("payments.manage", key=key)
+        return emails.manage_link(pledge)
+    key = manage_key(pledge.public_id, pledge.user_id, pledge.link_version)
     return url_for("payments.manage", key=key)
-
-
-def _queue_confirmation(pledge: Pledge) -> None:
-    campaign = pledge.campaign
-    body = str(
-        _l(
-            "Thank you for backing “%(title)s”.\n\n"
-            "Your pledge: %(amount)s. Nothing has been charged yet: your card is charged only "
-            "if the campaign is funded at its deadline (%(deadline)s UTC).\n\n"
-            "See, change or cancel your pledge here:\n%(link)s\n\n"
-            "Keep this link private: anyone who has it can manage your pledge.",
-            title=campaign.title,
-            amount=pledge.money.format(),
-            deadline=campaign.deadline.strftime("%Y-%m-%d %H:%M"),
-            link=manage_url(pledge, external=True),
-        )
-    )
-    outbox.queue(
-        pledge.email,
-        str(_l("Your pledge to %(t)s", t=campaign.title)),
-        body,
-        topic="pledge-confirmation",
-    )
 
 
 def recent_supporters(campaign_id: int, limit: int = 30) -> list[Pledge]:

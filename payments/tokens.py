@@ -6,7 +6,7 @@ from flask import current_app
 
 from core.signed import LinkError, make_token, read_token
 
-__all__ = ["LinkError", "make_manage_token", "read_manage_token"]
+__all__ = ["LinkError", "make_manage_token", "manage_key", "read_manage_token"]
 
 # The salt guest links have always used: links already sent keep working.
 PURPOSE = "pledge-manage"
@@ -21,3 +21,9 @@ def read_manage_token(token: str) -> tuple[str, int]:
     if not isinstance(data.get("p"), str):
         raise LinkError(expired=False)
     return data["p"], int(data.get("v", 0))
+
+
+def manage_key(public_id: str, user_id: int | None, link_version: int) -> str:
+    """What a pledge's page URL carries: its id for an account's own pledge (the login
+    protects it), a signed link for a guest's."""
+    return public_id if user_id else make_manage_token(public_id, link_version)

@@ -20,13 +20,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from campaigns.models import Campaign
-from core import outbox
-from core.extensions import db, limiter
+from core.extensions import db, limiter, login_manager
 from core.i18n import current_locale
 from core.security import content_security_policy
 from core.urls import public_url_for
-from payments import services
-from payments.backends import get_backend
+from core.work import form_transaction
+from payments import cards, emails, services
+from payments.backends import enter_simulated_card, get_backend
 from payments.backends.base import BackendError, CardError
 from payments.forms import AmountForm, CancelForm, CardForm, LinkRequestForm, PledgeForm
 from payments.models import Pledge, PledgeStatus
@@ -110,61 +110,55 @@ def _amount_step(form: PledgeForm | AmountForm, campaign: Campaign) -> str:
     return "go" if form.amount_confirmed() else "confirm"
 
 
+def _details_missing(form: PledgeForm, user) -> bool:
+    """What the form's validators cannot know: guests give an email, and the demo's
+    card form a number. Marks the field and answers True when something is missing."""
+    if user is None and not form.email.data:
+        form.email.errors.append(_("Give an email address so we can send your receipt."))
+        return True
+    if _simulated() and not (form.card_number.data or "").strip():
+        form.card_number.errors.append(_("Enter a card number."))
+        return True
+    return False
+
+
+def _pledge_details(form: PledgeForm) -> dict:
+    return {
+        "amount": form.amount_money,
+        "submission_key": form.submission_key.data,
+        "guest_email": form.email.data or None,
+        "visibility": form.visibility.data,
+        "public_name": form.public_name.data or "",
+        "public_message": form.public_message.data or "",
+        "private_message": form.private_message.data or "",
+    }
+
+
 def _create_pledge(campaign: Campaign, form: PledgeForm):
     """Returns a redirect when done, None to re-render the form with its errors."""
     user = current_user._get_current_object() if current_user.is_authenticated else None
-    if user is None and not form.email.data:
-        form.email.errors.append(_("Give an email address so we can send your receipt."))
-        return None
-    if _simulated() and not (form.card_number.data or "").strip():
-        form.card_number.errors.append(_("Enter a card number."))
+    if _details_missing(form, user):
         return None
     try:
-        pledge, created = services.start_pledge(
-            campaign,
-            amount=form.amount_money,
-            submission_key=form.submission_key.data,
-            user=user,
-            guest_email=form.email.data or None,
-            visibility=form.visibility.data,
-            public_name=form.public_name.data or "",
-            public_message=form.public_message.data or "",
-            private_message=form.private_message.data or "",
-        )
-        if not created:  # the same form sent twice: show the pledge it already made
-            return redirect(_next_step(pledge))
-        if _simulated():
-            # The demo's stand-in for Stripe.js: the card goes to the provider directly.
-            session = services.start_card_setup(pledge)
-            saved = get_backend().provider.confirm_setup(session.setup_id, form.card_number.data)
-            services.card_saved(pledge, saved)
-        db.session.commit()
+        with form_transaction(form) as work:
+            pledge, created = services.start_pledge(campaign, user=user, **_pledge_details(form))
+            if created and _simulated():
+                services.save_simulated_card(pledge, form.card_number.data)
     except IntegrityError:
-        db.session.rollback()  # a parallel double submit won the race: show its pledge
-        pledge = db.session.scalar(
+        # A parallel double submit won the race: show its pledge.
+        raced = db.session.scalar(
             select(Pledge).where(Pledge.submission_key == form.submission_key.data)
         )
-        if pledge is None:
+        if raced is None:
             raise
-        return redirect(_next_step(pledge))
-    except CardError as exc:
-        db.session.rollback()
-        form.card_number.errors.append(
-            _(
-                "Your card was declined (%(code)s). Nothing was saved; try another card.",
-                code=exc.code,
-            )
-        )
-        return None
-    except services.PledgeError as exc:
-        db.session.rollback()
-        field = getattr(form, exc.field or "", None)
-        (field.errors if field is not None else form.form_errors).append(str(exc.message))
-        return None
+        return redirect(_next_step(raced))
     except BackendError:
-        db.session.rollback()
         form.form_errors.append(_("The payment provider did not answer. Please try again."))
         return None
+    if not work.committed:
+        return None
+    if not created:  # the same form sent twice: show the pledge it already made
+        return redirect(_next_step(pledge))
     if pledge.status == PledgeStatus.ACTIVE:
         flash(
             _("Thank you! Your pledge is active. Nothing is charged until the deadline."), "success"
@@ -205,7 +199,7 @@ def _resolve(key: str) -> Pledge:
             abort(404, description=_("This link is not valid. Ask for a new one below."))
         return pledge
     if not current_user.is_authenticated:
-        return current_app.login_manager.unauthorized()
+        return login_manager.unauthorized()
     pledge = db.session.scalar(select(Pledge).where(Pledge.public_id == key))
     if pledge is None or pledge.user_id != current_user.id:
         abort(404)  # someone else's pledge looks exactly like no pledge
@@ -284,15 +278,12 @@ def change_amount(pledge: Pledge, key: str):
 def cancel(pledge: Pledge, key: str):
     if CancelForm().validate_on_submit():
         try:
-            services.cancel(pledge)
+            cards.cancel(pledge)
         except services.PledgeError as exc:
             db.session.rollback()
             flash(str(exc.message), "error")
-        except services.StaleState:
-            db.session.rollback()
         else:
             db.session.commit()
-            _release_quietly(pledge.provider_customer_id, None)
             flash(_("Your pledge is cancelled. Your card will not be charged."), "info")
     return redirect(url_for("payments.manage", key=key))
 
@@ -307,9 +298,7 @@ def card(pledge: Pledge, key: str):
     form = CardForm()
     if _simulated() and form.validate_on_submit():
         try:
-            saved = get_backend().provider.confirm_setup(
-                pledge.provider_setup_id or "", form.card_number.data
-            )
+            saved = enter_simulated_card(pledge.provider_setup_id or "", form.card_number.data)
             return _after_card(pledge, key, saved)
         except CardError as exc:
             db.session.rollback()
@@ -352,46 +341,25 @@ def card_return(pledge: Pledge, key: str):
 
 
 def _after_card(pledge: Pledge, key: str, saved):
-    old_method = None
+    was_pending = pledge.status == PledgeStatus.PENDING
     try:
-        if pledge.status == PledgeStatus.PENDING:
-            services.card_saved(pledge, saved)
-            message = _("Thank you! Your pledge is active. Nothing is charged until the deadline.")
-        else:
-            old_method = services.card_replaced(pledge, saved)
-            message = _("Your new card is saved.")
+        outcome = cards.apply_saved_card(pledge, saved)
+        retrying = pledge.retry_requested
         db.session.commit()
     except services.PledgeError as exc:
         db.session.rollback()
         flash(str(exc.message), "error")
         return redirect(url_for("payments.manage", key=key))
-    except services.StaleState:
-        db.session.rollback()  # the webhook got there first
-        message = _("Your pledge is active.")
-    if old_method:
-        _release_quietly(pledge.provider_customer_id, old_method)
-    if pledge.retry_requested:
-        _retry_now(pledge)
+    if retrying:
         message = _("Your new card is saved; we are trying it now.")
+    elif not was_pending:
+        message = _("Your new card is saved.")
+    elif outcome == "activated":
+        message = _("Thank you! Your pledge is active. Nothing is charged until the deadline.")
+    else:
+        message = _("Your pledge is active.")  # the webhook got there first
     flash(message, "success")
     return redirect(url_for("payments.manage", key=key))
-
-
-def _retry_now(pledge: Pledge) -> None:
-    from core.jobs import enqueue_after_commit
-    from payments.jobs import charge_campaign
-
-    enqueue_after_commit(charge_campaign, pledge.campaign_id)
-    db.session.commit()
-
-
-def _release_quietly(customer_id: str | None, method_id: str | None) -> None:
-    if not customer_id:
-        return
-    try:
-        get_backend().release(customer_id, method_id)
-    except BackendError:
-        current_app.logger.warning("payments: releasing a card failed; settlement retries it")
 
 
 @bp.route("/pledge/<key>/authenticate", methods=["GET", "POST"])
@@ -405,10 +373,8 @@ def authenticate(pledge: Pledge, key: str):
         return redirect(url_for("payments.manage", key=key))
     form = CancelForm()  # a bare CSRF-checked confirmation
     if form.validate_on_submit():
-        claim = settlement.claim_for_authentication(pledge.id)
-        if claim is not None:
-            result = settlement.call_provider(get_backend(), settlement._limiter(), claim)
-            outcome = settlement.record_result(claim, result) if result else "unreachable"
+        outcome = settlement.charge_on_session(pledge.id)
+        if outcome is not None:
             messages = {
                 "charged": (_("Thank you: your payment is confirmed."), "success"),
                 "unreachable": (_("The payment provider did not answer; we will retry."), "error"),
@@ -480,17 +446,7 @@ def request_links():
             for p in pledges:
                 p.link_version = (p.link_version or 0) + 1
             db.session.flush()
-            lines = [
-                f"- {p.campaign.title} ({p.money.format()}): "
-                f"{services.manage_url(p, external=True)}"
-                for p in pledges
-            ]
-            outbox.queue(
-                pledges[0].guest_email,
-                _("Your Counterfund pledge links"),
-                _("Here are the links to manage your pledges:") + "\n\n" + "\n".join(lines),
-                topic="pledge-links",
-            )
+            emails.links(pledges[0].guest_email, pledges)
             db.session.commit()
         flash(_("If we have pledges for that address, we have emailed links to them."), "info")
         return redirect(url_for("payments.request_links"))

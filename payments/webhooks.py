@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from core.extensions import csrf, db
-from payments import services
+from payments import cards, services
 from payments.backends import get_backend
 from payments.backends.base import BackendError
-from payments.models import Pledge, PledgeStatus, ProcessedWebhookEvent
+from payments.models import Pledge, ProcessedWebhookEvent
 
 bp = Blueprint("payment_webhooks", __name__, url_prefix="/payments")
 log = logging.getLogger(__name__)
@@ -85,16 +85,9 @@ def setup_intent_changed(obj) -> str:
     except BackendError:
         abort(503, description="could not reach Stripe; retry later")
     try:
-        if pledge.status == PledgeStatus.PENDING:
-            return "activated" if services.card_saved(pledge, saved) else "not_saved"
-        if pledge.status == PledgeStatus.ACTIVE and saved.status == "succeeded":
-            old = services.card_replaced(pledge, saved)
-            return "card_replaced" if old else "unchanged"
+        return cards.apply_saved_card(pledge, saved)
     except services.PledgeError:
         return "refused"
-    except services.StaleState:
-        return "unchanged"
-    return "unchanged"
 
 
 HANDLERS = {

@@ -56,6 +56,14 @@ class ChargeResult:
     fee: int = 0
     decline_code: str = ""
 
+    @property
+    def charged(self) -> Money:
+        return Money(self.amount, self.currency)
+
+    @property
+    def fee_money(self) -> Money:
+        return Money(self.fee, self.currency)
+
 
 class PaymentBackend(Protocol):
     name: str

@@ -24,8 +24,9 @@ class StripeBackend:
     name = "stripe"
 
     def __init__(self, secret_key: str, api_base: str = ""):
-        base = {"api": api_base} if api_base else None
-        self.client = stripe.StripeClient(secret_key, base_addresses=base, max_network_retries=2)
+        self.client = stripe.StripeClient(
+            secret_key, base_addresses={"api": api_base} if api_base else {}, max_network_retries=2
+        )
         self.livemode = secret_key.startswith("sk_live_")
 
     def create_customer(self, pledge_ref: str) -> str:
@@ -37,17 +38,19 @@ class StripeBackend:
 
     def start_setup(self, pledge_ref: str, customer_id: str) -> SetupSession:
         try:
-            intent = self.client.v1.setup_intents.create(
-                params={
-                    "customer": customer_id,
-                    "usage": "off_session",
-                    "payment_method_types": ["card"],
-                    "metadata": {"pledge": pledge_ref},
-                }
-            )
+            # Cards only: a pledge is charged off-session, with no redirect. The API
+            # (and localstripe) take payment_method_types; stripe-python 16 types only
+            # its successor, allowed_payment_method_types.
+            params: stripe.params.SetupIntentCreateParams = {  # type: ignore[typeddict-unknown-key]
+                "customer": customer_id,
+                "usage": "off_session",
+                "payment_method_types": ["card"],
+                "metadata": {"pledge": pledge_ref},
+            }
+            intent = self.client.v1.setup_intents.create(params=params)
         except stripe.StripeError as exc:
             raise BackendError(f"Stripe: {type(exc).__name__}") from exc
-        return SetupSession(setup_id=intent.id, client_secret=intent.client_secret)
+        return SetupSession(setup_id=intent.id, client_secret=intent.client_secret or "")
 
     def saved_card(self, setup_id: str) -> SavedCard:
         try:
@@ -61,6 +64,8 @@ class StripeBackend:
                 status = "requires_payment_method"
             return SavedCard(status=status, pledge_ref=pledge_ref)
         method_id = intent.payment_method
+        if method_id is None:
+            return SavedCard(status="failed", pledge_ref=pledge_ref)
         if not isinstance(method_id, str):
             method_id = method_id.id
         brand = last4 = ""
@@ -104,11 +109,11 @@ class StripeBackend:
             )
         except stripe.CardError as exc:
             code = exc.code or "card_declined"
-            intent = getattr(exc.error, "payment_intent", None) if exc.error else None
+            declined = getattr(exc.error, "payment_intent", None) if exc.error else None
             if code == "authentication_required":
                 return ChargeResult(
                     "requires_action",
-                    intent.id if intent else None,
+                    declined.id if declined else None,
                     amount.amount,
                     amount.currency,
                     decline_code=code,
@@ -116,7 +121,7 @@ class StripeBackend:
             decline = (exc.error.decline_code if exc.error else None) or code
             return ChargeResult(
                 "failed",
-                intent.id if intent else None,
+                declined.id if declined else None,
                 amount.amount,
                 amount.currency,
                 decline_code=decline,

@@ -1,0 +1,77 @@
+"""The one module that composes email: every message is a template under
+templates/emails/ (a `subject` block and a plain-text `body` block), rendered in the
+recipient's language; the HTML part is the same text laid out by emails/layout.html,
+its links made clickable. Messages are queued through the outbox, so they are sent
+only once the change they report is committed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, has_request_context, render_template
+from flask_babel import force_locale, get_locale
+
+from core import outbox
+from core.i18n import INTERFACE_LOCALES
+
+_URL = re.compile(r"https?://[^\s<>\"]+")
+
+
+@dataclass(frozen=True)
+class Email:
+    subject: str
+    text: str
+    html: str
+
+
+def recipient_locale(stored: str | None) -> str:
+    """The language to write in: the one stored with the pledge or account when it is
+    one we speak, else the current visitor's, else the default."""
+    if stored and stored in INTERFACE_LOCALES:
+        return stored
+    if has_request_context():
+        return str(get_locale())
+    return INTERFACE_LOCALES[0]
+
+
+def compose(template: str, locale: str | None = None, **context: Any) -> Email:
+    with force_locale(recipient_locale(locale)):
+        tmpl = current_app.jinja_env.get_template(f"emails/{template}.txt")
+        ctx = tmpl.new_context({**current_app.jinja_env.globals, **context})
+        subject = "".join(tmpl.blocks["subject"](ctx)).strip()
+        text = "".join(tmpl.blocks["body"](ctx)).strip() + "\n"
+        html = render_template(
+            "emails/layout.html",
+            subject=subject,
+            paragraphs=[_linked(p) for p in text.strip().split("\n\n")],
+        )
+    return Email(subject, text, html)
+
+
+def _linked(paragraph: str) -> list[tuple[str, str]]:
+    """A paragraph as (kind, text) pieces: "text" or "link", for the HTML layout."""
+    pieces, last = [], 0
+    for match in _URL.finditer(paragraph):
+        pieces.append(("text", paragraph[last : match.start()]))
+        pieces.append(("link", match.group(0)))
+        last = match.end()
+    pieces.append(("text", paragraph[last:]))
+    return pieces
+
+
+def send(
+    recipient: str, template: str, *, locale: str | None = None, topic: str = "", **context: Any
+) -> None:
+    email = compose(template, locale, **context)
+    outbox.queue(recipient, email.subject, email.text, topic=topic or template, html=email.html)
+
+
+def send_many(messages: list[tuple[str, str, str | None, dict[str, Any]]], topic: str) -> None:
+    """Many (recipient, template, locale, context) in one insert."""
+    composed = []
+    for recipient, template, locale, context in messages:
+        email = compose(template, locale, **context)
+        composed.append((recipient, email.subject, email.text, topic, email.html))
+    outbox.queue_many(composed)

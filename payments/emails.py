@@ -1,0 +1,100 @@
+"""What supporters (and operators) are told about their pledges, in the language the
+supporter pledged in (stored with the pledge). The texts are templates under
+templates/emails/pledges/; core.mail renders and queues them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flask import current_app
+
+from core import mail
+from core.urls import public_url_for
+from payments.models import Pledge
+from payments.tokens import manage_key
+
+# Settlement outcomes that tell the supporter something, by template.
+OUTCOME_TEMPLATES = {
+    "charged": "pledges/charged",
+    "failed": "pledges/failed",
+    "needs_authentication": "pledges/needs_authentication",
+    "dropped": "pledges/dropped",
+    "refunded_at_once": "pledges/refunded_at_once",
+}
+OUTCOME_TOPICS = {"refunded_at_once": "pledge-refunded"}
+
+
+def manage_link(pledge: Pledge) -> str:
+    """The pledge's page as an absolute URL on PUBLIC_URL, for emails."""
+    key = manage_key(pledge.public_id, pledge.user_id, pledge.link_version)
+    return public_url_for("payments.manage", key=key)
+
+
+def _context(pledge: Pledge) -> dict[str, Any]:
+    return {"pledge": pledge, "campaign": pledge.campaign, "link": manage_link(pledge)}
+
+
+def confirmation(pledge: Pledge) -> None:
+    mail.send(
+        pledge.email,
+        "pledges/confirmation",
+        locale=pledge.locale,
+        topic="pledge-confirmation",
+        **_context(pledge),
+    )
+
+
+def queue_outcome(pledge: Pledge, outcome: str) -> None:
+    template = OUTCOME_TEMPLATES.get(outcome)
+    if template is not None:
+        mail.send(
+            pledge.email,
+            template,
+            locale=pledge.locale,
+            topic=OUTCOME_TOPICS.get(outcome, f"pledge-{outcome}"),
+            **_context(pledge),
+        )
+
+
+def queue_outcomes(pledges: Sequence[Pledge], outcome: str) -> None:
+    """The same outcome for many pledges, in one insert."""
+    mail.send_many(
+        [(p.email, OUTCOME_TEMPLATES[outcome], p.locale, _context(p)) for p in pledges],
+        topic=f"pledge-{outcome}",
+    )
+
+
+def released(pledge: Pledge, reason: str) -> None:
+    mail.send(
+        pledge.email,
+        "pledges/released",
+        locale=pledge.locale,
+        topic="pledge-released",
+        pledge=pledge,
+        campaign=pledge.campaign,
+        reason=reason,
+    )
+
+
+def links(address: str, pledges: Sequence[Pledge]) -> None:
+    """A guest's fresh manage links, in the language they ask in."""
+    mail.send(
+        address,
+        "pledges/links",
+        topic="pledge-links",
+        links=[(p.campaign.title, p.money, manage_link(p)) for p in pledges],
+    )
+
+
+def tell_operators(subject: str, what: str) -> None:
+    address = current_app.config.get("OPERATOR_EMAIL")
+    if address:
+        mail.send(
+            address,
+            "operators/alert",
+            locale="en",
+            topic="operator-alert",
+            subject=subject,
+            what=what,
+        )

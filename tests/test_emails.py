@@ -1,0 +1,52 @@
+"""Emails are templates, written in the language the supporter pledged in, even when
+a job sends them long after the request; each has a text and an HTML part."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+
+from flask_babel import force_locale, gettext
+from sqlalchemy import select
+
+from core.extensions import db
+from payments.models import Pledge
+from tests.factories import live_campaign, mail_to, past_deadline, pledge, run_sweep, submit
+
+
+def _subject(app, locale: str, msgid: str, **params) -> str:
+    with app.app_context(), force_locale(locale):
+        return gettext(msgid, **params)
+
+
+def test_a_german_supporter_gets_every_email_in_german_with_an_html_part(app):
+    slug = live_campaign(app, goal="10", budget_note="The rest comes from the union.")
+    supporter = app.test_client()
+    submit(supporter, "/language", {"locale": "de", "next": "/"}, form_page="/login")
+    response = pledge(supporter, slug, amount="25")
+    assert response.status_code == 302
+    with app.app_context():
+        stored = db.session.scalar(select(Pledge))
+        assert stored.locale == "de"
+        campaign_id, title = stored.campaign_id, stored.campaign.title
+
+    # Settlement runs in a job, with no visitor and so no request language.
+    past_deadline(app, campaign_id)
+    run_sweep(app)
+
+    sent = [
+        message_from_bytes(raw.encode(), policy=policy.default)
+        for raw in mail_to(app, "sup@example.org")
+    ]
+    subjects = [m["Subject"] for m in sent]
+    assert subjects == [
+        _subject(app, "de", "Your pledge to %(t)s", t=title),
+        _subject(app, "de", "Receipt: your pledge to %(t)s", t=title),
+    ]
+    assert subjects[1] != _subject(app, "en", "Receipt: your pledge to %(t)s", t=title)
+    receipt = sent[1]
+    text = receipt.get_body(("plain",)).get_content()
+    html = receipt.get_body(("html",)).get_content()
+    assert "25,00" in text and "€" in text  # the amount, formatted the German way
+    link = next(word for word in text.split() if "/pledge/" in word)
+    assert f'<a href="{link}">' in html
+    assert 'lang="de"' in html
