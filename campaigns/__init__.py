@@ -1,1 +1,17 @@
 """Campaigns: drafting, launching, committees, updates, listing, search, moderation."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """The campaign pages (the home page among them), the API, moderation."""
+    from campaigns.api import bp as campaigns_api
+    from campaigns.models import role_can
+    from campaigns.moderation import bp as moderation_bp
+    from campaigns.views import bp as campaigns_bp
+
+    for blueprint in (campaigns_bp, campaigns_api, moderation_bp):
+        app.register_blueprint(blueprint)
+    app.jinja_env.globals["role_can"] = role_can
