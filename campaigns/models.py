@@ -14,12 +14,13 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from accounts.models import User
 from core.clock import utcnow
 from core.extensions import Model
 from core.money import Money
+from core.states import StateMachine, Transition
 from core.types import UTCDateTime, enum_check
 
 
@@ -71,6 +72,27 @@ class CampaignStatus(enum.StrEnum):
     CANCELLED = "cancelled"
     SUSPENDED = "suspended"
 
+
+C = CampaignStatus
+# Every status but these can be suspended (and is restored to on restore).
+_SUSPENDABLE = tuple(s for s in C if s not in (C.DRAFT, C.ENDED, C.SUSPENDED))
+CAMPAIGN_MACHINE = StateMachine(
+    "campaign",
+    # Drafts are created by organizers; the demo and tests also seed live campaigns.
+    [C.DRAFT, C.LIVE],
+    [
+        Transition("launch", (C.DRAFT,), C.LIVE),
+        Transition("cancel", (C.DRAFT, C.LIVE), C.CANCELLED),
+        Transition("decide_funded", (C.LIVE,), C.FUNDED),
+        Transition("decide_unfunded", (C.LIVE,), C.UNFUNDED),
+        Transition("start_settling", (C.FUNDED,), C.SETTLING),
+        Transition("settle", (C.FUNDED, C.SETTLING), C.SETTLED),
+        Transition("release", (C.UNFUNDED,), C.RELEASED),
+        Transition("suspend", _SUSPENDABLE, C.SUSPENDED),
+        # Back to what it was, or released when its deadline passed meanwhile.
+        *(Transition(f"restore_{state.value}", (C.SUSPENDED,), state) for state in _SUSPENDABLE),
+    ],
+)
 
 # After the deadline: decided campaigns, whatever the outcome.
 DECIDED_STATUSES = (
@@ -203,6 +225,19 @@ class Campaign(Model):
         cascade="all, delete-orphan",
         order_by="CampaignUpdate.created_at.desc()",
     )
+
+    @validates("status")
+    def _moves_by_the_table(self, _key: str, status: str) -> str:
+        """Services move a campaign by assigning its status: only along the table
+        (settlement's guarded UPDATEs follow the same table)."""
+        current = self.status
+        if (
+            current is not None
+            and current != status
+            and not CAMPAIGN_MACHINE.allowed(current, status)
+        ):
+            raise ValueError(f"a campaign cannot go from {current} to {status}")
+        return status
 
     @property
     def goal(self) -> Money:

@@ -19,6 +19,7 @@ from core.clock import utcnow
 from core.extensions import Model, changed, db
 from core.images import UploadError, reencode_image, strip_pdf
 from core.money import Money
+from core.states import StateMachine, Transition
 from core.types import UTCDateTime, enum_check
 from ledger import services as ledger
 from ledger.models import EntryKind
@@ -43,6 +44,33 @@ class DisbursementStatus(enum.StrEnum):
     PENDING = "pending"  # recorded by a treasurer, waiting for a second member
     APPROVED = "approved"  # on the ledger
     REJECTED = "rejected"
+
+
+D = DisbursementStatus
+DISBURSEMENT_MACHINE = StateMachine(
+    "disbursement",
+    [D.PENDING],
+    [
+        Transition("approve", (D.PENDING,), D.APPROVED, "a second organizer approves"),
+        Transition("reject", (D.PENDING,), D.REJECTED, "an organizer rejects"),
+    ],
+)
+
+
+def _decide(disbursement: Disbursement, event: str, user: User) -> bool:
+    """The guarded move of the table's `event`: False when it was decided meanwhile."""
+    transition = DISBURSEMENT_MACHINE.by_event[event]
+    return bool(
+        changed(
+            update(Disbursement)
+            .where(
+                Disbursement.id == disbursement.id,
+                Disbursement.status.in_(transition.sources),
+            )
+            .values(status=transition.target, approved_by=user.id, decided_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 class Disbursement(Model):
@@ -155,15 +183,7 @@ def approve(disbursement: Disbursement, user: User) -> None:
         raise DisbursementError(
             _l("Someone other than the treasurer who recorded it must approve it.")
         )
-    moved = changed(
-        update(Disbursement)
-        .where(
-            Disbursement.id == disbursement.id, Disbursement.status == DisbursementStatus.PENDING
-        )
-        .values(status=DisbursementStatus.APPROVED, approved_by=user.id, decided_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if not moved:
+    if not _decide(disbursement, "approve", user):
         raise DisbursementError(_l("This disbursement was already decided."))
     try:
         ledger.record(
@@ -186,13 +206,5 @@ def approve(disbursement: Disbursement, user: User) -> None:
 def reject(disbursement: Disbursement, user: User) -> None:
     if disbursement.campaign.role_of(user) is None:
         raise DisbursementError(_l("Only the campaign's organizers decide disbursements."))
-    moved = changed(
-        update(Disbursement)
-        .where(
-            Disbursement.id == disbursement.id, Disbursement.status == DisbursementStatus.PENDING
-        )
-        .values(status=DisbursementStatus.REJECTED, approved_by=user.id, decided_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if not moved:
+    if not _decide(disbursement, "reject", user):
         raise DisbursementError(_l("This disbursement was already decided."))

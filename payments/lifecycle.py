@@ -15,7 +15,6 @@ from this table (`python -m payments.lifecycle`) and a test keeps them equal.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, Select, Table, bindparam, insert, update
@@ -24,17 +23,10 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from core.clock import utcnow
 from core.extensions import db
+from core.states import StateMachine, Transition
 from payments.models import Pledge, PledgeEvent, PledgeStatus
 
 S = PledgeStatus
-
-
-@dataclass(frozen=True)
-class Transition:
-    event: str
-    sources: tuple[PledgeStatus, ...]
-    target: PledgeStatus
-    why: str
 
 
 # Money that moved is followed wherever the pledge went meanwhile (see
@@ -49,7 +41,7 @@ _LATE_CHARGE_SOURCES = (
     S.RELEASED,
 )
 
-TRANSITIONS: tuple[Transition, ...] = (
+TRANSITIONS: tuple[Transition[PledgeStatus], ...] = (
     Transition("activated", (S.PENDING,), S.ACTIVE, "card saved"),
     Transition("cancelled", (S.PENDING, S.ACTIVE), S.CANCELLED, "the supporter cancels"),
     Transition("abandoned", (S.PENDING,), S.CANCELLED, "card form left unfinished"),
@@ -77,11 +69,9 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("refunded", (S.CHARGED,), S.REFUNDED, "refund"),
 )
 
-BY_EVENT: dict[str, Transition] = {t.event: t for t in TRANSITIONS}
-ALLOWED: frozenset[tuple[PledgeStatus, PledgeStatus]] = frozenset(
-    (source, t.target) for t in TRANSITIONS for source in t.sources
-)
 INITIAL = S.PENDING
+MACHINE = StateMachine("pledge", [INITIAL], TRANSITIONS)
+BY_EVENT: dict[str, Transition[PledgeStatus]] = MACHINE.by_event
 
 # Events that change no state.
 NOTES = frozenset({"created", "card_not_saved", "card_replaced", "amount_changed", "reminder_sent"})
@@ -96,7 +86,7 @@ class PartialMove(RuntimeError):
 
 
 def allowed(source: PledgeStatus | str, target: PledgeStatus | str) -> bool:
-    return (S(source), S(target)) in ALLOWED
+    return MACHINE.allowed(source, target)
 
 
 Candidates = int | Sequence[int] | Callable[[PledgeStatus, int | None], Select[Any]]
@@ -319,11 +309,7 @@ def _insert_events(rows: list[dict[str, Any]]) -> None:
 
 def diagram() -> str:
     """The machine as a Mermaid state diagram, generated from TRANSITIONS."""
-    lines = ["stateDiagram-v2", f"    [*] --> {INITIAL.value}: created"]
-    for t in TRANSITIONS:
-        for source in t.sources:
-            lines.append(f"    {source.value} --> {t.target.value}: {t.event}")
-    return "\n".join(lines)
+    return MACHINE.diagram()
 
 
 if __name__ == "__main__":

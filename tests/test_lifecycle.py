@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from campaigns.models import CAMPAIGN_MACHINE, Campaign, CampaignStatus
 from core.extensions import db
+from ledger.disbursements import DISBURSEMENT_MACHINE, DisbursementStatus
 from payments import lifecycle
 from payments.models import Pledge, PledgeEvent, PledgeStatus
 from tests.factories import live_campaign, pledge
@@ -119,6 +121,36 @@ def test_only_the_lifecycle_module_writes_a_pledge_status():
     assert writers and all(w.startswith("payments/lifecycle.py:") for w in writers), writers
 
 
-def test_the_documented_diagram_is_the_table():
+@pytest.mark.parametrize("machine", [lifecycle.MACHINE, CAMPAIGN_MACHINE, DISBURSEMENT_MACHINE])
+def test_each_documented_diagram_is_its_table(machine):
     doc = (ROOT / "docs" / "architecture.md").read_text()
-    assert f"```mermaid\n{lifecycle.diagram()}\n```" in doc
+    assert f"```mermaid\n{machine.diagram()}\n```" in doc
+
+
+def test_a_campaign_moves_only_along_its_table():
+    tried = refused = 0
+    for source, target in product(CampaignStatus, CampaignStatus):
+        if source == target:
+            continue
+        campaign = Campaign(status=source)
+        tried += 1
+        if CAMPAIGN_MACHINE.allowed(source, target):
+            campaign.status = target
+            assert campaign.status == target
+        else:
+            refused += 1
+            with pytest.raises(ValueError, match="cannot go from"):
+                campaign.status = target
+            assert campaign.status == source
+    assert tried == len(CampaignStatus) * (len(CampaignStatus) - 1)
+    assert 0 < refused < tried
+    # The ones that matter most: nothing settled or released comes back to life.
+    for final in (CampaignStatus.SETTLED, CampaignStatus.RELEASED, CampaignStatus.CANCELLED):
+        assert not CAMPAIGN_MACHINE.allowed(final, CampaignStatus.LIVE)
+
+
+def test_a_disbursement_is_decided_once():
+    assert DISBURSEMENT_MACHINE.allowed(DisbursementStatus.PENDING, DisbursementStatus.APPROVED)
+    assert DISBURSEMENT_MACHINE.allowed(DisbursementStatus.PENDING, DisbursementStatus.REJECTED)
+    for decided in (DisbursementStatus.APPROVED, DisbursementStatus.REJECTED):
+        assert not any(DISBURSEMENT_MACHINE.allowed(decided, t) for t in DisbursementStatus)
