@@ -19,8 +19,8 @@ class RuleError(ValueError):
         self.message = message
         self.field = field
 
-    def attach_to(self, form: Any) -> None:
-        field = getattr(form, self.field or "", None)
+    def attach_to(self, form: Any, default_field: str | None = None) -> None:
+        field = getattr(form, self.field or default_field or "", None)
         if field is None:
             form.form_errors.append(str(self.message))
         else:
@@ -34,13 +34,15 @@ class Outcome:
 
 
 @contextmanager
-def form_transaction(form: Any) -> Iterator[Outcome]:
+def form_transaction(form: Any, default_field: str | None = None) -> Iterator[Outcome]:
+    """`default_field` takes the rules' messages that name no field (on forms that
+    show no form-level errors)."""
     outcome = Outcome()
     try:
         yield outcome
     except RuleError as exc:
         db.session.rollback()
-        exc.attach_to(form)
+        exc.attach_to(form, default_field)
         return
     except BaseException:
         db.session.rollback()

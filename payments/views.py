@@ -250,13 +250,9 @@ def change_amount(pledge: Pledge, key: str):
     step = _amount_step(form, pledge.campaign)
     confirming = step == "confirm"
     if step == "go":
-        try:
+        with form_transaction(form, default_field="amount") as work:
             services.change_amount(pledge, form.amount_money)
-        except services.PledgeError as exc:
-            db.session.rollback()
-            form.amount.errors.append(str(exc.message))
-        else:
-            db.session.commit()
+        if work.committed:
             flash(
                 _("Your pledge is now %(m)s.", m=pledge.money.format(current_locale())), "success"
             )
