@@ -51,9 +51,14 @@ def compose(template: str, locale: str | None = None, **context: Any) -> Email:
 
 
 def _linked(paragraph: str) -> list[tuple[str, str]]:
-    """A paragraph as (kind, text) pieces: "text" or "link", for the HTML layout."""
+    """A paragraph as (kind, text) pieces: "text" or "link", for the HTML layout. Only
+    our own links (on PUBLIC_URL) become clickable: a URL inside an organizer's text,
+    a campaign title, stays text, never a link sent in our name."""
+    ours = current_app.config["PUBLIC_URL"].rstrip("/") + "/"
     pieces, last = [], 0
     for match in _URL.finditer(paragraph):
+        if not match.group(0).startswith(ours):
+            continue
         pieces.append(("text", paragraph[last : match.start()]))
         pieces.append(("link", match.group(0)))
         last = match.end()

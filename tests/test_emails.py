@@ -50,3 +50,28 @@ def test_a_german_supporter_gets_every_email_in_german_with_an_html_part(app):
     link = next(word for word in text.split() if "/pledge/" in word)
     assert f'<a href="{link}">' in html
     assert 'lang="de"' in html
+
+
+def test_only_our_own_links_are_clickable_in_the_html_part(app):
+    """A campaign title is the organizer's text: a URL in it stays text, never a link
+    in our name; markup in it is escaped."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from core import mail
+    from core.money import Money
+    from core.urls import public_request_context
+
+    title = '<b>Rent</b> fund: see http://evil.example/pay & "more"'
+    with app.app_context(), public_request_context():
+        ours = app.config["PUBLIC_URL"] + "/pledge/abc"
+        email = mail.compose(
+            "pledges/confirmation",
+            "en",
+            pledge=SimpleNamespace(money=Money(2500, "EUR")),
+            campaign=SimpleNamespace(title=title, deadline=datetime.now(UTC)),
+            link=ours,
+        )
+    assert f'<a href="{ours}">' in email.html
+    assert "evil.example/pay" in email.html and 'href="http://evil' not in email.html
+    assert "<b>Rent</b>" not in email.html and "&lt;b&gt;Rent&lt;/b&gt;" in email.html
