@@ -62,6 +62,32 @@ def test_every_state_and_event_pair_moves_exactly_as_the_table_says(app):
         assert tried == len(PledgeStatus) * len(lifecycle.TRANSITIONS)
 
 
+def test_a_move_honours_its_guard_and_keeps_the_loaded_pledge_in_step(app):
+    """Settlement records a charge only under the claim's own key: a stale claim (an
+    earlier attempt's key) moves nothing. A pledge moved through move_pledge says so
+    at once, without being read again."""
+    slug = live_campaign(app)
+    assert pledge(app.test_client(), slug).status_code == 302
+    with app.app_context():
+        pledge_id = db.session.scalar(select(Pledge.id))
+        db.session.execute(
+            update(Pledge)
+            .where(Pledge.id == pledge_id)
+            .values(status=PledgeStatus.CHARGING, charge_key=f"pledge-{pledge_id}-attempt-2")
+        )
+        db.session.commit()
+        loaded = db.session.get(Pledge, pledge_id)
+        stale = (Pledge.charge_key == f"pledge-{pledge_id}-attempt-1",)
+        assert lifecycle.move_pledge(loaded, "charge_charged", guard=stale) is None
+        db.session.commit()
+        assert db.session.scalar(select(Pledge.status).where(Pledge.id == pledge_id)) == "charging"
+        current = (Pledge.charge_key == f"pledge-{pledge_id}-attempt-2",)
+        assert lifecycle.move_pledge(loaded, "charge_charged", guard=current) == "charging"
+        assert loaded.status == PledgeStatus.CHARGED  # in step, before any refresh
+        db.session.commit()
+        assert db.session.scalar(select(Pledge.status).where(Pledge.id == pledge_id)) == "charged"
+
+
 def test_pairs_outside_the_table_are_not_allowed():
     for source, target in product(PledgeStatus, PledgeStatus):
         reachable = any(source in t.sources and t.target == target for t in lifecycle.TRANSITIONS)
