@@ -18,13 +18,11 @@ from core.clock import utcnow
 from core.extensions import changed, db
 from core.signed import make_token, read_token
 from core.urls import public_url_for
+from core.work import RuleError
 
 
-class AccountError(ValueError):
-    def __init__(self, message, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+class AccountError(RuleError):
+    """An account rule refused the request (the message names the field's problem)."""
 
 
 def identifier_key(raw: str) -> str:

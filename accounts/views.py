@@ -27,6 +27,7 @@ from accounts.sessions import mark_login
 from core.extensions import db, limiter
 from core.signed import LinkError
 from core.urls import safe_next
+from core.work import form_transaction
 
 bp = Blueprint("accounts", __name__)
 
@@ -58,12 +59,9 @@ def register():
         return redirect(url_for("accounts.account"))
     form = RegisterForm()
     if form.validate_on_submit():
-        try:
+        with form_transaction(form) as work:
             services.register_user(form.email.data, form.display_name.data, form.password.data)
-        except services.AccountError as exc:
-            getattr(form, exc.field).errors.append(str(exc.message))
-        else:
-            db.session.commit()
+        if work.committed:
             # The same answer whether or not the address had an account already.
             return render_template("accounts/check_email.html", purpose="register")
     return render_template("accounts/register.html", form=form), 422 if form.errors else 200
@@ -185,14 +183,11 @@ def account():
         return redirect(url_for("accounts.account"))
     if password.submit.data and password.validate_on_submit():
         user = current_user._get_current_object()
-        try:
+        with form_transaction(password) as work:
             services.change_password(
                 user, password.current_password.data, password.new_password.data
             )
-        except services.AccountError as exc:
-            getattr(password, exc.field).errors.append(str(exc.message))
-        else:
-            db.session.commit()
+        if work.committed:
             _start_session(user)
             flash(_("Password changed. Other devices have been logged out."), "success")
             return redirect(url_for("accounts.account"))

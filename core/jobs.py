@@ -29,7 +29,7 @@ from sqlalchemy import String, Text, event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.clock import utcnow
-from core.extensions import Model, db
+from core.extensions import Model, current_app_object, db
 from core.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def app_job(fn: Callable) -> Callable:
         if has_request_context():
             return fn(*args, **kwargs)
         if has_app_context():
-            app = current_app._get_current_object()
+            app = current_app_object()
         elif _worker_app is not None:
             app = _worker_app
         else:

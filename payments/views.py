@@ -430,9 +430,10 @@ def request_links():
     """A guest who lost their manage link gets new ones by email (never shown here)."""
     form = LinkRequestForm()
     if form.validate_on_submit():
+        address = form.email.data.strip().lower()
         pledges = db.session.scalars(
             select(Pledge).where(
-                Pledge.guest_email == form.email.data.strip().lower(),
+                Pledge.guest_email == address,
                 Pledge.status != PledgeStatus.PENDING,
             )
         ).all()
@@ -442,7 +443,7 @@ def request_links():
             for p in pledges:
                 p.link_version = (p.link_version or 0) + 1
             db.session.flush()
-            emails.links(pledges[0].guest_email, pledges)
+            emails.links(address, pledges)
             db.session.commit()
         flash(_("If we have pledges for that address, we have emailed links to them."), "info")
         return redirect(url_for("payments.request_links"))

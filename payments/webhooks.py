@@ -11,7 +11,7 @@ import logging
 
 import stripe
 from flask import Blueprint, abort, current_app, jsonify, request
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.extensions import csrf, db
@@ -55,7 +55,7 @@ def stripe_webhook():
     handler = HANDLERS.get(event.type)
     outcome = handler(event.data.object.to_dict()) if handler else "ignored"
     db.session.execute(
-        ProcessedWebhookEvent.__table__.update()
+        update(ProcessedWebhookEvent)
         .where(ProcessedWebhookEvent.event_id == event.id)
         .values(outcome=outcome)
     )

@@ -67,6 +67,8 @@ class ChargeResult:
 
 class PaymentBackend(Protocol):
     name: str
+    # Whether real money moves (a live Stripe key); webhooks must agree with it.
+    livemode: bool
 
     def create_customer(self, pledge_ref: str) -> str:
         """A customer object for this pledge (no personal data); returns its id."""

@@ -221,6 +221,7 @@ class SimulatedProvider:
 
 class SimulatedBackend:
     name = "simulated"
+    livemode = False  # never real money
 
     def __init__(self, provider: SimulatedProvider):
         self.provider = provider
