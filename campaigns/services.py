@@ -6,6 +6,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
@@ -37,17 +38,26 @@ from core.extensions import db
 from core.money import Money
 from core.signed import make_token, read_token
 from core.urls import public_url_for
+from core.work import RuleError
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 RESERVED_SLUGS = {"new", "edit", "api", "admin", "static", "media", "feeds"}
 
 
-class CampaignError(ValueError):
+class CampaignError(RuleError):
     """One or more rules broken; `errors` maps form field names to messages."""
 
     def __init__(self, errors: dict[str, list]):
         super().__init__("; ".join(str(m) for msgs in errors.values() for m in msgs))
         self.errors = errors
+
+    def attach_to(self, form: Any, default_field: str | None = None) -> None:
+        for name, messages in self.errors.items():
+            field = getattr(form, name, None)
+            if field is None:
+                form.form_errors.extend(str(m) for m in messages)
+            else:
+                field.errors = [*field.errors, *(str(m) for m in messages)]
 
 
 @dataclass

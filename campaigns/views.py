@@ -41,6 +41,7 @@ from campaigns.models import (
 from core.extensions import db, limiter
 from core.markdown import render_markdown
 from core.signed import LinkError
+from core.work import form_transaction
 
 bp = Blueprint("campaigns", __name__)
 
@@ -164,14 +165,12 @@ def new():
         if draft is not None:
             cover_name = _store_cover(form)
             if cover_name is not False:
-                try:
+                with form_transaction(form) as work:
                     campaign = services.create_draft(current_user, draft)
-                except services.CampaignError as exc:
-                    delete_cover(cover_name)
-                    _attach_errors(form, exc)
-                else:
                     campaign.cover_image = cover_name
-                    db.session.commit()
+                if not work.committed:
+                    delete_cover(cover_name)
+                else:
                     flash(_("Draft saved. Check it over, then launch it."), "success")
                     return redirect(url_for("campaigns.detail", slug=campaign.slug))
     return render_template("campaigns/edit.html", form=form, campaign=None), (
@@ -197,14 +196,12 @@ def edit(slug: str):
         if draft is not None:
             cover_name = _store_cover(form)
             if cover_name is not False:
-                try:
+                with form_transaction(form) as work:
                     services.update_campaign(campaign, draft)
-                except services.CampaignError as exc:
-                    delete_cover(cover_name)
-                    _attach_errors(form, exc)
-                else:
                     old_cover = services.set_cover(campaign, cover_name) if cover_name else None
-                    db.session.commit()
+                if not work.committed:
+                    delete_cover(cover_name)
+                else:
                     delete_cover(old_cover)
                     flash(_("Saved."), "success")
                     return redirect(url_for("campaigns.detail", slug=campaign.slug))
@@ -251,12 +248,9 @@ def new_update(slug: str):
     campaign, _role = _organizer_campaign(slug, Permission.POST_UPDATE)
     form = UpdateForm()
     if form.validate_on_submit():
-        try:
+        with form_transaction(form) as work:
             services.post_update(campaign, current_user, form.title.data, form.body.data)
-        except services.CampaignError as exc:
-            _attach_errors(form, exc)
-        else:
-            db.session.commit()
+        if work.committed:
             flash(_("Update posted."), "success")
             return redirect(url_for("campaigns.detail", slug=slug) + "#updates")
     return render_template("campaigns/update_form.html", campaign=campaign, form=form), (
@@ -273,12 +267,9 @@ def team(slug: str):
         if not role_can(role, Permission.MANAGE_TEAM):
             abort(403)
         if form.validate_on_submit():
-            try:
+            with form_transaction(form) as work:
                 services.invite(campaign, current_user, form.email.data, form.role.data)
-            except services.CampaignError as exc:
-                _attach_errors(form, exc)
-            else:
-                db.session.commit()
+            if work.committed:
                 flash(
                     _(
                         "We have emailed an invitation to %(email)s. They join the committee "
@@ -431,12 +422,3 @@ def _store_cover(form: CampaignForm):
     except ImageError as exc:
         form.cover.errors = [*form.cover.errors, str(exc)]
         return False
-
-
-def _attach_errors(form, exc: services.CampaignError) -> None:
-    for name, messages in exc.errors.items():
-        field = getattr(form, name, None)
-        if field is None:
-            form.form_errors.extend(str(m) for m in messages)
-            continue
-        field.errors = [*field.errors, *(str(m) for m in messages)]
