@@ -114,14 +114,20 @@ def _move_balance(account: str, money: Money) -> None:
         not_(LedgerBalance.account.startswith("campaign:")),
     )
     row = LedgerBalance.account == account, LedgerBalance.currency == money.currency
-    moved = changed(
-        update(LedgerBalance)
-        .where(*row, allowed)
-        .values(balance=LedgerBalance.balance + money.amount)
-    )
-    if moved:
-        return
-    if db.session.scalar(select(LedgerBalance.id).where(*row)) is not None:
+    for _look in range(2):
+        moved = changed(
+            update(LedgerBalance)
+            .where(*row, allowed)
+            .values(balance=LedgerBalance.balance + money.amount)
+        )
+        if moved:
+            return
+        if db.session.scalar(select(LedgerBalance.id).where(*row)) is None:
+            break  # no row yet: this is the account's first posting
+        # The row is there but the UPDATE moved nothing: either the balance would go
+        # below zero, or a parallel transaction created the row after our UPDATE
+        # began (each statement sees what was committed when it started). Look again.
+    else:
         raise LedgerError(f"{account} cannot go below zero in {money.currency}")
     if account.startswith("campaign:") and money.amount < 0:
         raise LedgerError(f"{account} cannot go below zero in {money.currency}")

@@ -500,3 +500,52 @@ def test_erasing_supporters_personal_data_leaves_every_proof_valid(app):
                 merkle.inclusion_proof(index, size, log.fetch_nodes),
                 root,
             )
+
+
+def test_a_balance_row_created_by_a_parallel_transaction_is_not_read_as_going_below_zero(
+    app, monkeypatch
+):
+    """Three workers recording a campaign's first charges at once: one creates the
+    campaign's balance row while another's UPDATE, which started before that commit,
+    sees no row; by the time it looks for the row, the row is there. That is not a
+    balance going below zero (CI saw a settlement job fail with it): look again."""
+    cid = make_campaign(app)
+    with app.app_context(), public_request_context():
+        account = ledger.campaign_account(cid)
+        ledger.record(
+            EntryKind.ADJUSTMENT,
+            campaign_id=cid,
+            reference="first",
+            postings=[(ledger.PLATFORM, Money(-500, "EUR")), (account, Money(500, "EUR"))],
+            counterparty="platform",
+            memo="The row exists now",
+        )
+        db.session.commit()
+        real_changed = ledger.changed
+        calls = []
+
+        def committed_after_our_update_began(statement):
+            calls.append(statement)
+            return 0 if len(calls) == 1 else real_changed(statement)
+
+        monkeypatch.setattr(ledger, "changed", committed_after_our_update_began)
+        ledger.record(
+            EntryKind.ADJUSTMENT,
+            campaign_id=cid,
+            reference="second",
+            postings=[(account, Money(300, "EUR")), (ledger.PLATFORM, Money(-300, "EUR"))],
+            counterparty="platform",
+            memo="Posted while the row appeared",
+        )
+        db.session.commit()
+        assert ledger.balance(account, "EUR") == 800
+        # A real overdraft is still refused.
+        with pytest.raises(ledger.LedgerError, match="below zero"):
+            ledger.record(
+                EntryKind.ADJUSTMENT,
+                campaign_id=cid,
+                reference="third",
+                postings=[(account, Money(-900, "EUR")), (ledger.PLATFORM, Money(900, "EUR"))],
+                counterparty="platform",
+                memo="More than it holds",
+            )
