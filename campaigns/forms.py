@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from babel import Locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -156,6 +158,34 @@ class CampaignForm(FlaskForm):
         if money.amount <= 0:
             raise ValidationError(_l("The goal must be more than zero."))
         self.goal_money = money
+
+    # A live campaign's terms: supporters pledged to them, so its edit page does not
+    # show them and the edit view fills them from the campaign.
+    TERMS = (
+        "slug",
+        "kind",
+        "currency",
+        "goal",
+        "funding_model",
+        "min_backers",
+        "deadline",
+        "budget_lines",
+        "budget_note",
+    )
+    terms_frozen = False
+
+    def validate(self, extra_validators=None) -> bool:
+        """With the terms frozen, only what the page shows is validated: a field that is
+        not on the page can never fail with nothing to highlight."""
+        if not self.terms_frozen:
+            return super().validate(extra_validators)
+        form: Any = self  # WTForms' _fields carries no type
+        every = dict(form._fields)
+        form._fields = {name: f for name, f in every.items() if name not in self.TERMS}
+        try:
+            return super().validate(extra_validators)
+        finally:
+            form._fields = every
 
     def filled_budget_lines(self) -> list[tuple[str, Money, bool]]:
         lines, errors = [], False

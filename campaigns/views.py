@@ -191,6 +191,7 @@ def edit(slug: str):
         load_lists_into(form, campaign)
     elif not campaign.is_draft:
         load_campaign_into(form, campaign)  # supporters pledged to these: ignore what was sent
+        form.terms_frozen = True
     if form.validate_on_submit():
         draft = _draft_from(form, frozen=not campaign.is_draft, campaign=campaign)
         if draft is not None:

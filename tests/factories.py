@@ -321,3 +321,64 @@ def ledger_count(app, kind=None) -> int:
         if kind:
             query = query.where(LedgerTransaction.kind == kind)
         return db.session.scalar(query)
+
+
+# ---- What a browser sends ---------------------------------------------------------
+
+
+def browser_form(page: str, containing: str) -> dict[str, list[str]]:
+    """The fields a browser would submit from the POST form of `page` that has a field
+    named `containing`, as rendered: text inputs and hidden ones with their values,
+    checked boxes and radios, selected options and textareas; nothing the page does
+    not show. File inputs are left out (no file chosen)."""
+    from html.parser import HTMLParser
+
+    class Collector(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.forms: list[list[tuple[str, str]]] = []
+            self.inside = False
+            self.select: str | None = None
+            self.textarea: str | None = None
+            self.text = ""
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "form" and (a.get("method") or "").lower() == "post":
+                self.forms.append([])
+                self.inside = True
+            if not self.inside:
+                return
+            name = a.get("name")
+            if tag == "input" and name and a.get("type") not in ("file", "submit", "button"):
+                if a.get("type") in ("checkbox", "radio") and "checked" not in a:
+                    return
+                default = "y" if a.get("type") == "checkbox" else ""
+                self.forms[-1].append((name, a.get("value") or default))
+            elif tag == "select" and name:
+                self.select = name
+            elif tag == "option" and self.select and "selected" in a:
+                self.forms[-1].append((self.select, a.get("value") or ""))
+            elif tag == "textarea" and name:
+                self.textarea, self.text = name, ""
+
+        def handle_data(self, data):
+            if self.textarea:
+                self.text += data
+
+        def handle_endtag(self, tag):
+            if tag == "form":
+                self.inside = False
+            elif tag == "select":
+                self.select = None
+            elif tag == "textarea" and self.textarea:
+                self.forms[-1].append((self.textarea, self.text.removeprefix("\n")))
+                self.textarea = None
+
+    collector = Collector()
+    collector.feed(page)
+    [form] = [f for f in collector.forms if any(name == containing for name, _ in f)]
+    fields: dict[str, list[str]] = {}
+    for name, value in form:
+        fields.setdefault(name, []).append(value)
+    return fields

@@ -13,6 +13,7 @@ from campaigns.models import Campaign, CampaignUpdate, Organizer
 from core import clock
 from core.extensions import db
 from tests.factories import (
+    browser_form,
     campaign_form,
     create_draft,
     csrf_token,
@@ -594,3 +595,21 @@ def test_logged_out_users_are_sent_to_login(app, client):
     logout(client)
     login(client)
     assert client.get("/campaigns/new").status_code == 200
+
+
+def test_a_live_campaign_saves_what_its_edit_page_sends(app, organizer, live_slug):
+    """The organizer opens Edit on a live campaign and saves: the browser sends only
+    the fields the page shows (the goal, deadline and budget are frozen and not on
+    it). Changing the summary works; changing nothing works too."""
+    page = organizer.get(f"/c/{live_slug}/edit").get_data(as_text=True)
+    sent = browser_form(page, containing="title")
+    assert sent["title"] == ["Strike fund for the bakery workers"]
+    assert "deadline" not in sent and "goal" not in sent  # frozen: not on the page
+    unchanged = organizer.post(f"/c/{live_slug}/edit", data=sent)
+    assert unchanged.status_code == 302, unchanged.get_data(as_text=True)[:3000]
+    sent["summary"] = ["Sixty bakers, one contract, no raise in six years."]
+    changed_summary = organizer.post(f"/c/{live_slug}/edit", data=sent)
+    assert changed_summary.status_code == 302
+    campaign = _campaign(app, live_slug)
+    assert campaign.summary == "Sixty bakers, one contract, no raise in six years."
+    assert campaign.status == "live" and campaign.goal_amount == 500050
