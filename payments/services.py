@@ -369,11 +369,25 @@ def manage_url(pledge: Pledge, external: bool = False) -> str:
     return url_for("payments.manage", key=key)
 
 
+# Pledges that backed the campaign, whatever settlement did with them since: shown on
+# its page as their supporters chose, before and after the deadline.
+BACKED = (
+    PledgeStatus.ACTIVE,
+    PledgeStatus.CHARGING,
+    PledgeStatus.CHARGED,
+    PledgeStatus.FAILED,
+    PledgeStatus.NEEDS_AUTHENTICATION,
+    PledgeStatus.DROPPED,
+    PledgeStatus.RELEASED,
+    PledgeStatus.REFUNDED,
+)
+
+
 def recent_supporters(campaign_id: int, limit: int = 30) -> list[Pledge]:
     return list(
         db.session.scalars(
             select(Pledge)
-            .where(Pledge.campaign_id == campaign_id, Pledge.status == PledgeStatus.ACTIVE)
+            .where(Pledge.campaign_id == campaign_id, Pledge.status.in_(BACKED))
             .order_by(Pledge.activated_at.desc(), Pledge.id.desc())
             .limit(limit)
         )

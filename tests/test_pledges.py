@@ -15,10 +15,12 @@ from payments.models import PledgeEvent
 from tests.factories import (
     campaign_row,
     live_campaign,
+    past_deadline,
     pledge,
     pledge_form,
     pledges,
     register,
+    run_sweep,
     submit,
 )
 
@@ -384,3 +386,28 @@ def test_public_ids_never_look_like_command_line_options():
     from payments.services import new_public_id
 
     assert not any(new_public_id().startswith("-") for _ in range(5000))
+
+
+def test_a_settled_campaign_still_shows_its_supporters_as_they_chose(app):
+    """After settlement the campaign page showed "Nobody has pledged yet. Be the first."
+    beside its backers and the sum collected: supporters are shown in every state."""
+    slug = live_campaign(app, goal="10", budget_note="The rest comes from the union.")
+    client = app.test_client()
+    response = pledge(
+        client,
+        slug,
+        amount="25",
+        visibility="name",
+        public_name="Night shift of Bay 4",
+        public_message="Solidarity from the loading dock",
+    )
+    assert response.status_code == 302
+    assert pledge(client, slug, amount="15", email="quiet@example.org").status_code == 302
+    cid = campaign_row(app, slug).id
+    past_deadline(app, cid)
+    run_sweep(app)
+    assert campaign_row(app, slug).status == "settled"
+    page = client.get(f"/c/{slug}").get_data(as_text=True)
+    assert "Night shift of Bay 4" in page and "Solidarity from the loading dock" in page
+    assert "Anonymous" in page
+    assert "Nobody has pledged yet" not in page and "Be the first" not in page
