@@ -42,6 +42,17 @@ PLEDGE_STATUS_LABELS = {
 }
 
 
+CARD_BRAND_NAMES = {
+    "amex": "American Express",
+    "diners": "Diners Club",
+    "discover": "Discover",
+    "jcb": "JCB",
+    "mastercard": "Mastercard",
+    "unionpay": "UnionPay",
+    "visa": "Visa",
+}
+
+
 class Visibility(enum.StrEnum):
     NAME = "name"
     PSEUDONYM = "pseudonym"
@@ -112,6 +123,11 @@ class Pledge(Model):
     @property
     def charged(self) -> Money | None:
         return Money(self.charged_amount, self.currency) if self.charged_amount else None
+
+    @property
+    def card_brand_name(self) -> str:
+        """The card network as people write it (brand names are not translated)."""
+        return CARD_BRAND_NAMES.get(self.card_brand, self.card_brand.capitalize())
 
     @property
     def email(self) -> str:

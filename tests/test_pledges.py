@@ -411,3 +411,12 @@ def test_a_settled_campaign_still_shows_its_supporters_as_they_chose(app):
     assert "Night shift of Bay 4" in page and "Solidarity from the loading dock" in page
     assert "Anonymous" in page
     assert "Nobody has pledged yet" not in page and "Be the first" not in page
+
+
+def test_the_manage_page_names_the_card_network_of_the_card_saved(app):
+    slug = live_campaign(app)
+    client = app.test_client()
+    response = pledge(client, slug, card="5555 5555 5555 4444")
+    assert response.status_code == 302
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Mastercard ···· 4444" in page and "Visa" not in page

@@ -122,3 +122,22 @@ def test_records_live_outside_the_apps_transaction(backend, tmp_path):
     rows = outside.execute("SELECT count(*) FROM charges WHERE status = 'succeeded'").fetchone()
     outside.close()
     assert rows == (1,)
+
+
+@pytest.mark.parametrize(
+    ("number", "brand"),
+    [
+        ("4242424242424242", "visa"),
+        ("5555555555554444", "mastercard"),
+        ("2223003122003222", "mastercard"),
+        ("378282246310005", "amex"),
+        ("6011111111111117", "discover"),
+        ("3056930009020004", "diners"),
+        ("3566002020360505", "jcb"),
+        ("6200000000000005", "unionpay"),
+    ],
+)
+def test_a_saved_card_has_its_own_brand(backend, number, brand):
+    """Stripe's test cards of every brand (a Mastercard was shown as Visa)."""
+    _customer, card = _saved(backend, number)
+    assert (card.brand, card.last4) == (brand, number[-4:])

@@ -66,6 +66,30 @@ CREATE TABLE IF NOT EXISTS calls (
 """
 
 
+# Issuer identification number ranges, as card networks publish them (and Stripe's
+# test cards follow): the longest matching prefix decides.
+_BRAND_PREFIXES = (
+    ("amex", ("34", "37")),
+    ("diners", ("300", "301", "302", "303", "304", "305", "36", "38", "39")),
+    ("discover", ("6011", "644", "645", "646", "647", "648", "649", "65")),
+    ("jcb", tuple(str(n) for n in range(3528, 3590))),
+    ("mastercard", ("51", "52", "53", "54", "55", *(str(n) for n in range(2221, 2721)))),
+    ("unionpay", ("62", "81")),
+    ("visa", ("4",)),
+)
+
+
+def card_brand(number: str) -> str:
+    """The card network of a number, as Stripe names it ("unknown" when none fits)."""
+    found = [
+        (len(prefix), brand)
+        for brand, prefixes in _BRAND_PREFIXES
+        for prefix in prefixes
+        if number.startswith(prefix)
+    ]
+    return max(found)[1] if found else "unknown"
+
+
 def luhn_ok(number: str) -> bool:
     if not number.isdigit() or not 12 <= len(number) <= 19:
         return False
@@ -166,7 +190,14 @@ class SimulatedProvider:
                 conn.execute(
                     "INSERT INTO payment_methods (id, customer_id, number, brand, last4, created)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    (method_id, intent["customer_id"], number, "visa", number[-4:], time.time()),
+                    (
+                        method_id,
+                        intent["customer_id"],
+                        number,
+                        card_brand(number),
+                        number[-4:],
+                        time.time(),
+                    ),
                 )
                 conn.execute(
                     "UPDATE setup_intents SET status = 'succeeded', payment_method_id = ?"
