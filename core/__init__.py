@@ -18,6 +18,7 @@ def init_app(app: Flask, migrations: str) -> None:
     from core.i18n import (
         LOCALE_NAMES,
         datetime_filter,
+        iso_datetime_filter,
         money_filter,
         select_locale,
         time_left_filter,
@@ -49,6 +50,7 @@ def init_app(app: Flask, migrations: str) -> None:
         Money(int(amount), currency)
     )
     app.jinja_env.filters["datetime"] = datetime_filter
+    app.jinja_env.filters["iso_datetime"] = iso_datetime_filter
     app.jinja_env.filters["time_left"] = time_left_filter
     app.jinja_env.globals["public_url_for"] = public_url_for
 

@@ -32,6 +32,14 @@ def money_filter(money) -> str:
     return money.format(locale=str(get_locale()))
 
 
+def iso_datetime_filter(text: str) -> str:
+    """A stored ISO 8601 UTC time (the ledger's hashed entries keep them as text), in
+    the visitor's locale."""
+    from datetime import datetime
+
+    return datetime_filter(datetime.fromisoformat(text))
+
+
 def datetime_filter(moment) -> str:
     return format_datetime(moment, "medium", tzinfo=UTC, locale=str(get_locale())) + " UTC"
 

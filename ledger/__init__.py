@@ -12,6 +12,7 @@ def init_app(app: Flask) -> None:
     from ledger.api import bp as ledger_api
     from ledger.cli import bp as ledger_cli
     from ledger.disbursement_views import bp as disbursements_bp
+    from ledger.models import entry_kind_label
     from ledger.signing import SigningKeyError, check_key
     from ledger.views import bp as ledger_bp
 
@@ -21,3 +22,4 @@ def init_app(app: Flask) -> None:
         raise ConfigError(f"ledger signing key: {exc}") from None
     for blueprint in (ledger_api, ledger_cli, ledger_bp, disbursements_bp):
         app.register_blueprint(blueprint)
+    app.jinja_env.filters["entry_kind"] = entry_kind_label

@@ -3,6 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -26,6 +27,22 @@ class EntryKind(enum.StrEnum):
     REFUND = "refund"
     DISBURSEMENT = "disbursement"
     ADJUSTMENT = "adjustment"
+
+
+ENTRY_KIND_LABELS = {
+    EntryKind.PLEDGE_CHARGE: _l("pledge charge"),
+    EntryKind.PROCESSOR_FEE: _l("processor fee"),
+    EntryKind.REFUND: _l("refund"),
+    EntryKind.DISBURSEMENT: _l("disbursement"),
+    EntryKind.ADJUSTMENT: _l("adjustment"),
+}
+
+
+def entry_kind_label(kind: str) -> str:
+    """A kind as the visitor reads it; an unknown one as stored."""
+    if kind in set(EntryKind):
+        return str(ENTRY_KIND_LABELS[EntryKind(kind)])
+    return kind.replace("_", " ")
 
 
 class LedgerTransaction(Model):

@@ -549,3 +549,20 @@ def test_a_balance_row_created_by_a_parallel_transaction_is_not_read_as_going_be
                 counterparty="platform",
                 memo="More than it holds",
             )
+
+
+def test_ledger_pages_speak_the_visitors_language_for_kinds_and_times(app):
+    """Kinds stayed English ("pledge charge") and an entry's time was a raw ISO string
+    in every language; the hashed value stays available as the <time> element's own."""
+    _settled_ledger(app)
+    client = app.test_client()
+    submit(client, "/language", {"locale": "de", "next": "/"}, form_page="/login")
+    entry = client.get("/ledger/entry/0").get_data(as_text=True)
+    raw = re.search(r'<time datetime="([^"]+)">([^<]+)</time>', entry)
+    assert raw, "the entry's time is a <time> element"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", raw.group(1))
+    assert raw.group(2) != raw.group(1) and "UTC" in raw.group(2)
+    assert "Abbuchung einer Zusage" in entry and "pledge charge" not in entry
+    listing = client.get("/ledger").get_data(as_text=True)
+    assert "Abbuchung einer Zusage" in listing and "Gebühr des Zahlungsdienstes" in listing
+    assert "pledge charge" not in listing and "processor fee" not in listing
