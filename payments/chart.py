@@ -3,7 +3,7 @@ library, no script, nothing loaded from elsewhere."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import func, select
 
@@ -42,17 +42,24 @@ def daily_totals(campaign: Campaign) -> list[tuple[str, int]]:
 
 
 def pledge_chart(campaign: Campaign) -> dict | None:
-    """Coordinates for the campaign page's SVG (drawn by its template, autoescaped)."""
+    """Coordinates for the campaign page's SVG (drawn by its template, autoescaped).
+
+    Time runs from the launch to now (or the deadline), each day's pledges landing at
+    the end of their day; the height is the running total against the goal, or against
+    the total itself while it is under a third of the goal, so early support is
+    visible (the goal line is drawn only when it fits)."""
     days = daily_totals(campaign)
     if not days or campaign.launched_at is None:
         return None
-    start = campaign.launched_at.date()
-    end = min(campaign.deadline, max(utcnow(), campaign.launched_at + timedelta(days=1))).date()
-    span = max((end - start).days, 1)
-    top = max(campaign.goal_amount, sum(amount for _, amount in days))
+    start = campaign.launched_at
+    end = max(min(utcnow(), campaign.deadline), start + timedelta(hours=1))
+    total = sum(amount for _, amount in days)
+    top = campaign.goal_amount if total * 3 >= campaign.goal_amount else total
+    top = max(top, total, 1)
 
-    def x_at(offset: int) -> float:
-        return round(PAD + (WIDTH - 2 * PAD) * offset / span, 1)
+    def x_at(moment) -> float:
+        share = (min(max(moment, start), end) - start) / (end - start)
+        return round(PAD + (WIDTH - 2 * PAD) * share, 1)
 
     def y_at(amount: int) -> float:
         return round(HEIGHT - PAD - (HEIGHT - 2 * PAD) * amount / top, 1)
@@ -60,17 +67,23 @@ def pledge_chart(campaign: Campaign) -> dict | None:
     points: list[tuple[float, float]] = [(PAD, HEIGHT - PAD)]
     running = 0
     for day, amount in days:
+        points.append((x_at(_end_of(day)), points[-1][1]))  # flat until that day's end
         running += amount
-        points.append((x_at((max(min(_parse(day), end), start) - start).days), y_at(running)))
-    points.append((x_at(min((utcnow().date() - start).days, span)), points[-1][1]))
+        points.append((points[-1][0], y_at(running)))
+    points.append((x_at(end), points[-1][1]))
     return {
         "width": WIDTH,
         "height": HEIGHT,
         "pad": PAD,
         "points": " ".join(f"{x},{y}" for x, y in points),
-        "goal_y": y_at(campaign.goal_amount),
+        "goal_y": y_at(campaign.goal_amount) if campaign.goal_amount <= top else None,
         "total": Money(running, campaign.currency),
     }
+
+
+def _end_of(day: str):
+    """The last moment of a UTC day (the sum of its pledges is reached by then)."""
+    return datetime.combine(_parse(day), time.max, tzinfo=UTC)
 
 
 def _parse(day: str):

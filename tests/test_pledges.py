@@ -420,3 +420,21 @@ def test_the_manage_page_names_the_card_network_of_the_card_saved(app):
     assert response.status_code == 302
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "Mastercard ···· 4444" in page and "Visa" not in page
+
+
+def test_the_pledged_over_time_chart_draws_something_you_can_see(app):
+    """It rendered as an empty box: on a campaign launched today every point sat on the
+    left edge, and a total far below the goal lay flat on the bottom edge."""
+    from payments.chart import HEIGHT, WIDTH, pledge_chart
+
+    slug = live_campaign(app)  # a goal of 5,000.50
+    assert pledge(app.test_client(), slug, amount="25").status_code == 302
+    with app.test_request_context():
+        chart = pledge_chart(campaign_row(app, slug))
+    points = [tuple(map(float, p.split(","))) for p in chart["points"].split()]
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    assert max(xs) - min(xs) >= WIDTH / 2, points  # it spans the time axis
+    assert max(ys) - min(ys) >= HEIGHT / 3, points  # and rises visibly
+    assert all(0 <= y <= HEIGHT for y in ys)
+    # Far below the goal, the goal line is left out rather than squashing the curve.
+    assert chart["goal_y"] is None
