@@ -566,3 +566,17 @@ def test_ledger_pages_speak_the_visitors_language_for_kinds_and_times(app):
     listing = client.get("/ledger").get_data(as_text=True)
     assert "Abbuchung einer Zusage" in listing and "Gebühr des Zahlungsdienstes" in listing
     assert "pledge charge" not in listing and "processor fee" not in listing
+
+
+def test_an_empty_ledger_has_a_signed_checkpoint_that_verifies(app, tmp_path):
+    """A new deployment's checkpoint URL answered 404 until the first money moved: an
+    empty log has a signed checkpoint of size 0, and the standalone verifier accepts
+    it."""
+    client = app.test_client()
+    response = client.get("/api/v1/ledger/checkpoint")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    note = response.get_data(as_text=True)
+    assert note.splitlines()[1] == "0"  # origin, tree size, root
+    key = client.get("/api/v1/ledger/key").get_data(as_text=True).strip()
+    result = _verify_offline(tmp_path, key, note)
+    assert result.returncode == 0, result.stdout + result.stderr
