@@ -383,6 +383,17 @@ BACKED = (
 )
 
 
+def backers_of(campaign_id: int) -> list[Pledge]:
+    """Every pledge that backed the campaign, oldest first (the committee's list)."""
+    return list(
+        db.session.scalars(
+            select(Pledge)
+            .where(Pledge.campaign_id == campaign_id, Pledge.status.in_(BACKED))
+            .order_by(Pledge.activated_at, Pledge.id)
+        )
+    )
+
+
 def recent_supporters(campaign_id: int, limit: int = 30) -> list[Pledge]:
     return list(
         db.session.scalars(

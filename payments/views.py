@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 from functools import wraps
 from urllib.parse import urlsplit
@@ -23,6 +25,7 @@ from campaigns.models import Campaign
 from core.extensions import db, limiter, login_manager
 from core.i18n import current_locale
 from core.security import content_security_policy
+from core.text import spreadsheet_row
 from core.urls import public_url_for
 from core.work import form_transaction
 from payments import cards, emails, services
@@ -385,15 +388,71 @@ def authenticate(pledge: Pledge, key: str):
     )
 
 
+def _committee_campaign(slug: str) -> Campaign:
+    """The campaign, for a member of its committee; anyone else gets a 404."""
+    campaign = db.session.scalar(select(Campaign).where(Campaign.slug == slug))
+    if campaign is None or campaign.role_of(current_user) is None:
+        abort(404)
+    return campaign
+
+
+@bp.get("/c/<slug>/backers")
+@login_required
+def backers(slug: str):
+    """The committee's view of its backers: as each chose to appear, with the message
+    they left for everyone and the one they left for the organizers. Never an email."""
+    campaign = _committee_campaign(slug)
+    return render_template(
+        "payments/backers.html", campaign=campaign, pledges=services.backers_of(campaign.id)
+    )
+
+
+BACKER_CSV_COLUMNS = (
+    "pledged_at",
+    "shown_as",
+    "amount",
+    "currency",
+    "status",
+    "public_message",
+    "private_message",
+)
+
+
+@bp.get("/c/<slug>/backers.csv")
+@login_required
+def backers_csv(slug: str):
+    campaign = _committee_campaign(slug)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(BACKER_CSV_COLUMNS)
+    for p in services.backers_of(campaign.id):
+        writer.writerow(
+            spreadsheet_row(
+                [
+                    p.activated_at.strftime("%Y-%m-%dT%H:%M:%SZ") if p.activated_at else "",
+                    p.shown_as,
+                    p.money.decimal,
+                    p.currency,
+                    p.status,
+                    p.public_message,
+                    p.private_message,
+                ]
+            )
+        )
+    return current_app.response_class(
+        buffer.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{campaign.slug}-backers.csv"'},
+    )
+
+
 @bp.get("/c/<slug>/settlement")
 @login_required
 def settlement_progress(slug: str):
     """The organizers' view of settlement, refreshing itself while it runs."""
     from payments import settlement
 
-    campaign = db.session.scalar(select(Campaign).where(Campaign.slug == slug))
-    if campaign is None or campaign.role_of(current_user) is None:
-        abort(404)
+    campaign = _committee_campaign(slug)
     counts = settlement.progress(campaign.id)
     if request.args.get("format") == "json":
         return {"status": campaign.status, "counts": counts}

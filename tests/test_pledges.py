@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+import io
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -15,6 +17,7 @@ from payments.models import PledgeEvent
 from tests.factories import (
     campaign_row,
     live_campaign,
+    login,
     past_deadline,
     pledge,
     pledge_form,
@@ -438,3 +441,46 @@ def test_the_pledged_over_time_chart_draws_something_you_can_see(app):
     assert all(0 <= y <= HEIGHT for y in ys)
     # Far below the goal, the goal line is left out rather than squashing the curve.
     assert chart["goal_y"] is None
+
+
+def test_organizers_read_their_backers_messages_and_nobody_else_does(app):
+    """ "Private message to the organizers" went nowhere: the committee sees each
+    backer as they chose to appear, with both messages, on a page and in a CSV export
+    (formula cells defused); no email address; strangers get a 404."""
+    slug = live_campaign(app)
+    organizer = app.test_client()
+    login(organizer, email="org@example.org")
+    supporter = app.test_client()
+    response = pledge(
+        supporter,
+        slug,
+        amount="25",
+        visibility="pseudonym",
+        public_name="Night shift",
+        public_message="Solidarity!",
+        private_message='=HYPERLINK("http://evil.example") call me about the picket rota',
+    )
+    assert response.status_code == 302
+    assert pledge(supporter, slug, amount="5", email="anon@example.org").status_code == 302
+
+    page = organizer.get(f"/c/{slug}/backers")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Night shift" in html and "Solidarity!" in html
+    assert "call me about the picket rota" in html and "Anonymous" in html
+    assert "sup@example.org" not in html and "anon@example.org" not in html
+
+    export = organizer.get(f"/c/{slug}/backers.csv")
+    assert export.status_code == 200 and export.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(export.get_data(as_text=True))))
+    [night] = [r for r in rows if "Night shift" in r]
+    assert '\'=HYPERLINK("http://evil.example") call me about the picket rota' in night
+    assert not any("@example.org" in cell for row in rows for cell in row)
+
+    detail = organizer.get(f"/c/{slug}").get_data(as_text=True)
+    assert f"/c/{slug}/backers" in detail  # among the organizer's tools
+    stranger = app.test_client()
+    register(stranger, email="stranger@example.org", name="Stranger")
+    assert stranger.get(f"/c/{slug}/backers").status_code == 404
+    assert stranger.get(f"/c/{slug}/backers.csv").status_code == 404
+    assert app.test_client().get(f"/c/{slug}/backers").status_code == 302  # log in first
