@@ -144,6 +144,16 @@ def report(slug: str):
 # ---- Organizers --------------------------------------------------------------------
 
 
+@bp.get("/sitemap.xml")
+def sitemap():
+    """Every public campaign, on PUBLIC_URL (never the request's Host)."""
+    campaigns = db.session.scalars(
+        services.public_campaigns().order_by(Campaign.id).limit(50_000)
+    ).all()
+    body = render_template("campaigns/sitemap.xml", campaigns=campaigns)
+    return current_app.response_class(body, mimetype="application/xml")
+
+
 @bp.get("/dashboard")
 @login_required
 def dashboard():

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from core.extensions import db
+from core.urls import public_url_for
 
 bp = Blueprint("core", __name__)
 
@@ -54,6 +55,17 @@ def choose_language():
     if choice in INTERFACE_LOCALES:
         session["locale"] = choice
     return redirect(safe_next(request.form.get("next"), url_for("campaigns.home")))
+
+
+# Private pages stay out of search engines: guest manage links are bearer tokens.
+ROBOTS_DISALLOW = ("/pledge/", "/pledges", "/account", "/dashboard", "/moderation", "/login")
+
+
+@bp.get("/robots.txt")
+def robots():
+    lines = ["User-agent: *", *(f"Disallow: {path}" for path in ROBOTS_DISALLOW)]
+    lines.append(f"Sitemap: {public_url_for('campaigns.sitemap')}")
+    return current_app.response_class("\n".join(lines) + "\n", mimetype="text/plain")
 
 
 @bp.get("/privacy")
