@@ -53,6 +53,32 @@ CARD_BRAND_NAMES = {
 }
 
 
+# What each event in a pledge's history means to its supporter (the manage page).
+# Every transition and note of payments.lifecycle has one (a test checks).
+EVENT_LABELS = {
+    "created": _l("Pledge made"),
+    "activated": _l("Card saved: pledge active"),
+    "card_not_saved": _l("Card not saved"),
+    "card_replaced": _l("Card replaced"),
+    "amount_changed": _l("Amount changed"),
+    "cancelled": _l("Cancelled"),
+    "abandoned": _l("Card form not finished: pledge ended"),
+    "cancelled_unfinished": _l("The campaign ended before the card was saved"),
+    "released": _l("Released: not charged"),
+    "charge_claimed": _l("Being charged"),
+    "charge_claimed_on_session": _l("Being charged, with your confirmation"),
+    "charge_charged": _l("Charged"),
+    "charge_failed": _l("Card declined"),
+    "charge_needs_authentication": _l("Your bank asks you to confirm the payment"),
+    "charge_dropped": _l("Not collected"),
+    "dropped": _l("Not collected"),
+    "card_replaced_for_retry": _l("New card: trying again"),
+    "charge_recorded_late": _l("Charge recorded late, then refunded"),
+    "refunded": _l("Refunded"),
+    "reminder_sent": _l("Reminder sent"),
+}
+
+
 class Visibility(enum.StrEnum):
     NAME = "name"
     PSEUDONYM = "pseudonym"
@@ -163,6 +189,11 @@ class PledgeEvent(Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     pledge: Mapped[Pledge] = relationship(back_populates="events")
+
+    @property
+    def label(self) -> str:
+        label = EVENT_LABELS.get(self.kind)
+        return str(label) if label is not None else self.kind.replace("_", " ")
 
 
 class ProcessedWebhookEvent(Model):

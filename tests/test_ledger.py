@@ -580,3 +580,14 @@ def test_an_empty_ledger_has_a_signed_checkpoint_that_verifies(app, tmp_path):
     key = client.get("/api/v1/ledger/key").get_data(as_text=True).strip()
     result = _verify_offline(tmp_path, key, note)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_in_browser_proof_check_speaks_the_visitors_language(app):
+    _settled_ledger(app)
+    client = app.test_client()
+    submit(client, "/language", {"locale": "es", "next": "/"}, form_page="/login")
+    entry = client.get("/ledger/entry/1").get_data(as_text=True)
+    verified = re.search(r'data-verified="([^"]+)"', entry).group(1)
+    assert "Verified in your browser" not in verified and "1" in verified
+    script = (ROOT / "static" / "js" / "verify-proof.js").read_text()
+    assert "Verified in your browser" not in script  # no English left in the script

@@ -180,3 +180,10 @@ def test_a_disbursement_is_decided_once():
     assert DISBURSEMENT_MACHINE.allowed(DisbursementStatus.PENDING, DisbursementStatus.REJECTED)
     for decided in (DisbursementStatus.APPROVED, DisbursementStatus.REJECTED):
         assert not any(DISBURSEMENT_MACHINE.allowed(decided, t) for t in DisbursementStatus)
+
+
+def test_every_event_of_a_pledge_has_words_for_its_supporter():
+    from payments.models import EVENT_LABELS
+
+    kinds = {t.event for t in lifecycle.TRANSITIONS} | lifecycle.NOTES
+    assert kinds <= set(EVENT_LABELS), kinds - set(EVENT_LABELS)

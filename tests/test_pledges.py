@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from flask_babel import force_locale, gettext
 from sqlalchemy import select
 
 from core import clock
@@ -484,3 +485,15 @@ def test_organizers_read_their_backers_messages_and_nobody_else_does(app):
     assert stranger.get(f"/c/{slug}/backers").status_code == 404
     assert stranger.get(f"/c/{slug}/backers.csv").status_code == 404
     assert app.test_client().get(f"/c/{slug}/backers").status_code == 302  # log in first
+
+
+def test_a_pledges_history_is_told_in_the_supporters_language(app):
+    """The manage page's history read "activated (active)" in every language."""
+    slug = live_campaign(app)
+    client = app.test_client()
+    submit(client, "/language", {"locale": "de", "next": "/"}, form_page="/login")
+    manage = client.get(pledge(client, slug).headers["Location"]).get_data(as_text=True)
+    history = manage[manage.index("<ol") :]
+    assert "created" not in history and "activated" not in history
+    with app.test_request_context(), force_locale("de"):
+        assert gettext("Card saved: pledge active") in history

@@ -31,9 +31,8 @@
     var out = document.getElementById("proof-result");
     if (!el || !window.crypto || !crypto.subtle) { return; }
     var ok = await verify(el);
-    out.textContent = ok
-      ? "Verified in your browser: this entry is leaf " + el.dataset.index + " of the tree of " + el.dataset.size + " entries with the root shown below."
-      : "This proof does NOT verify. Please report it.";
+    // The page carries both messages in the visitor's language.
+    out.textContent = ok ? el.dataset.verified : el.dataset.failed;
     out.className = ok ? "verified" : "error";
   });
 })();
