@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 
 from accounts.models import User
 from accounts.services import AccountError, find_user_by_email, normalise_email
-from campaigns import signals
+from campaigns import search, signals
 from campaigns.models import (
     DECIDED_STATUSES,
     ROLE_LABELS,
@@ -468,7 +468,7 @@ def _resolve_reports(campaign: Campaign, resolution: str) -> None:
 # ---- Finding campaigns -------------------------------------------------------------
 
 PUBLIC_STATUSES = ("live", "ended", "cancelled", "all")
-SORTS = ("ending", "newest", "backers", "funded")
+SORTS = ("relevance", "ending", "newest", "backers", "funded")
 
 
 def public_campaigns() -> Select:
@@ -497,21 +497,19 @@ def search_campaigns(
         )
     elif status == "cancelled":
         query = query.where(Campaign.status == CampaignStatus.CANCELLED)
-    text = text.strip()
-    if text:
-        query = query.where(
-            or_(
-                Campaign.title.icontains(text, autoescape=True),
-                Campaign.summary.icontains(text, autoescape=True),
-            )
-        )
+    found = search.matching(text)
+    if found is not None:
+        condition, rank = found
+        query = query.where(condition)
+        if sort == "relevance":
+            return query.order_by(rank, Campaign.id.desc())
     order = {
         "ending": (Campaign.deadline.asc(),),
         "newest": (Campaign.launched_at.desc(),),
         "backers": (Campaign.backer_count.desc(),),
         # Integer arithmetic keeps the ratio exact enough to order by, on every backend.
         "funded": ((Campaign.pledged_amount * 10000 / Campaign.goal_amount).desc(),),
-    }[sort if sort in SORTS else "ending"]
+    }[sort if sort in SORTS and sort != "relevance" else "ending"]
     return query.order_by(*order, Campaign.id.desc())  # type: ignore[arg-type]
 
 

@@ -57,10 +57,11 @@ def listing():
     status = request.args.get("status", "live")
     if status not in services.PUBLIC_STATUSES:
         status = "live"
-    sort = request.args.get("sort", "ending")
+    text = (request.args.get("q") or "")[:200]
+    # A search is ranked by relevance unless the visitor chose another order.
+    sort = request.args.get("sort") or ("relevance" if text.strip() else "ending")
     if sort not in services.SORTS:
         sort = "ending"
-    text = (request.args.get("q") or "")[:200]
     page = db.paginate(
         services.search_campaigns(kind=kind, status=status, text=text, sort=sort),
         per_page=current_app.config["PAGE_SIZE"],

@@ -98,6 +98,11 @@ def run_migrations_online():
     if conf_args.get("render_item") is None:
         conf_args["render_item"] = render_item
 
+    # The search index (kept by triggers, outside the models) is not a difference.
+    from campaigns.search import include_in_autogenerate
+
+    conf_args.setdefault("include_name", include_in_autogenerate)
+
     connectable = get_engine()
 
     with connectable.connect() as connection:

@@ -613,3 +613,50 @@ def test_a_live_campaign_saves_what_its_edit_page_sends(app, organizer, live_slu
     campaign = _campaign(app, live_slug)
     assert campaign.summary == "Sixty bakers, one contract, no raise in six years."
     assert campaign.status == "live" and campaign.goal_amount == 500050
+
+
+def test_search_finds_words_in_any_order_stemmed_and_ranked(app, organizer):
+    """Search matched exact phrases only: "winter fund" missed "Northside winter
+    heating fund" and "Riverside strike" found nothing. Words in any order, stemmed,
+    over title, summary, story and updates; a title match ranks above a story match."""
+    heating = launched(
+        organizer,
+        create_draft(
+            organizer,
+            title="Northside winter heating fund",
+            summary="Keeping flats warm through the cold months.",
+        )
+        .headers["Location"]
+        .rsplit("/", 1)[-1],
+    )
+    strike = launched(
+        organizer,
+        create_draft(
+            organizer,
+            title="Riverside warehouse pickers",
+            summary="Strike pay for the night shift.",
+            story="The pickers of the Riverside warehouse walked out in the **winter**.",
+        )
+        .headers["Location"]
+        .rsplit("/", 1)[-1],
+    )
+    visitor = app.test_client()
+
+    def found(query: str) -> list[str]:
+        page = visitor.get("/campaigns", query_string={"q": query, "status": "all"})
+        return re.findall(r'<h3><a href="/c/([^"]+)"', page.get_data(as_text=True))
+
+    assert found("winter fund") == [heating]
+    assert found("Riverside strike") == [strike]
+    assert found("striking pickers") == [strike]  # stemmed: striking ~ strike
+    assert found("winter") == [heating, strike]  # the title match ranks first
+    assert found("heating Riverside") == []
+    submit(
+        organizer,
+        f"/c/{strike}/updates/new",
+        {"title": "Day nine", "body": "Bakers from across town joined the picket."},
+    )
+    assert found("bakers picket") == [strike]  # updates are searched too
+    assert found('"; DROP TABLE campaigns; -- OR *') == []  # words only: no syntax
+    assert found("!!! ***") == []  # no words: nothing, not everything
+    assert set(found("")) == {heating, strike}
