@@ -151,8 +151,10 @@ def end_all_sessions(user: User) -> None:
     db.session.flush()
 
 
-def change_password(user: User, current: str, new: str) -> None:
-    if not verify_password(user.password_hash, current):
+def change_password(user: User, current: str | None, new: str) -> None:
+    """`current` None: a reset, allowed only to a session that came in through an
+    emailed login link (the caller checks)."""
+    if current is not None and not verify_password(user.password_hash, current):
         raise AccountError(_l("Your current password is not correct."), "current_password")
     problem = password_problem(new, email=user.email, display_name=user.display_name)
     if problem:

@@ -19,6 +19,21 @@ SEEN = "_seen"
 SEEN_PRECISION = 60
 
 
+RESET_UNTIL = "_reset_until"
+# How long a login link lets its holder choose a new password without the old one.
+RESET_WINDOW = 15 * 60
+
+
+def allow_password_reset() -> None:
+    """This session came in through an emailed login link: for a few minutes it may set
+    a new password without the current one (the link proved the mailbox)."""
+    session[RESET_UNTIL] = int(utcnow().timestamp()) + RESET_WINDOW
+
+
+def password_reset_allowed() -> bool:
+    return int(session.get(RESET_UNTIL, 0)) > utcnow().timestamp()
+
+
 def mark_login() -> None:
     now = int(utcnow().timestamp())
     session[STARTED] = now

@@ -23,7 +23,7 @@ from accounts.forms import (
     ProfileForm,
     RegisterForm,
 )
-from accounts.sessions import mark_login
+from accounts.sessions import allow_password_reset, mark_login, password_reset_allowed
 from core.extensions import db, limiter
 from core.signed import LinkError
 from core.urls import safe_next
@@ -115,7 +115,15 @@ def login_with_link(token: str):
         return redirect(url_for("accounts.login_link"))
     db.session.commit()
     _start_session(user)
-    return redirect(url_for("campaigns.dashboard"))
+    allow_password_reset()
+    flash(
+        _(
+            "You are logged in. If you forgot your password, choose a new one below in the "
+            "next 15 minutes: the old one is not needed."
+        ),
+        "info",
+    )
+    return redirect(url_for("accounts.account") + "#password")
 
 
 @bp.errorhandler(429)
@@ -176,6 +184,9 @@ def logout():
 def account():
     profile = ProfileForm(prefix="profile", obj=current_user)
     password = PasswordChangeForm(prefix="password")
+    resetting = password_reset_allowed()
+    if resetting:
+        del password.current_password  # the emailed link proved the mailbox
     if profile.submit.data and profile.validate_on_submit():
         current_user.display_name = profile.display_name.data.strip()
         db.session.commit()
@@ -185,11 +196,15 @@ def account():
         user = current_user._get_current_object()
         with form_transaction(password) as work:
             services.change_password(
-                user, password.current_password.data, password.new_password.data
+                user,
+                None if resetting else password.current_password.data,
+                password.new_password.data,
             )
         if work.committed:
             _start_session(user)
             flash(_("Password changed. Other devices have been logged out."), "success")
             return redirect(url_for("accounts.account"))
     status = 422 if (profile.errors or password.errors) else 200
-    return render_template("accounts/account.html", profile=profile, password=password), status
+    return render_template(
+        "accounts/account.html", profile=profile, password=password, resetting=resetting
+    ), status

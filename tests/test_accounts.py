@@ -352,3 +352,64 @@ def test_rate_limit_storage_and_logs_never_hold_an_address(make_app, caplog):
     assert "login-pair:" in keys and "login-account:" in keys
     assert "victim" not in keys and "example.org" not in keys
     assert "victim@example.org" not in caplog.text
+
+
+NEW_PASSWORD = "seven picket lines at dawn"
+
+
+def _reset_form(client) -> dict:
+    page = client.get("/account").get_data(as_text=True)
+    return {"has_current": 'name="password-current_password"' in page}
+
+
+def test_a_forgotten_password_is_reset_from_the_emailed_login_link(app, client):
+    """Password reset: the single-use, expiring, rate-limited login link lets its holder
+    choose a new password without the old one, for a few minutes; other devices are
+    logged out; the old password stops working."""
+    from datetime import timedelta
+
+    from core import clock
+
+    register(client)
+    logout(client)
+    submit(app.test_client(), "/login/link", {"email": "ada@example.org"})
+    link = link_in(mail_to(app, "ada@example.org")[-1], "/login/link/")
+    forgetful = app.test_client()
+    landing = forgetful.get(link)
+    assert landing.headers["Location"].endswith("/account#password")  # where to choose one
+    assert _reset_form(forgetful) == {"has_current": False}
+    changed = submit(
+        forgetful,
+        "/account",
+        {
+            "password-new_password": NEW_PASSWORD,
+            "password-confirm": NEW_PASSWORD,
+            "password-submit": "Change password",
+        },
+    )
+    assert changed.status_code == 302, changed.get_data(as_text=True)[:2000]
+    # Once used, the next change needs the current password again.
+    assert _reset_form(forgetful) == {"has_current": True}
+    logout(forgetful)
+    assert login(app.test_client(), password=DEFAULT_PASSWORD).status_code == 401
+    assert login(app.test_client(), password=NEW_PASSWORD).status_code == 302
+
+    # Without a login link, or after its window, the current password is required.
+    normal = app.test_client()
+    login(normal, password=NEW_PASSWORD)
+    assert _reset_form(normal) == {"has_current": True}
+    refused = submit(
+        normal,
+        "/account",
+        {
+            "password-new_password": "another long passphrase here",
+            "password-confirm": "another long passphrase here",
+            "password-submit": "Change password",
+        },
+    )
+    assert refused.status_code == 422
+    submit(app.test_client(), "/login/link", {"email": "ada@example.org"})
+    late = app.test_client()
+    late.get(link_in(mail_to(app, "ada@example.org")[-1], "/login/link/"))
+    clock.freeze(clock.utcnow() + timedelta(minutes=16))
+    assert _reset_form(late) == {"has_current": True}
