@@ -312,32 +312,24 @@ def _stripe_complete(c: dict[str, Any]) -> None:
         raise ConfigError("STRIPE_SECRET_KEY does not look like a Stripe secret key")
 
 
-CHECKS: tuple[Callable[[dict[str, Any]], None], ...] = (
-    _keys_differ,
-    _durations_ordered,
-    _stripe_complete,
+# Each rule, with the last setting it needs: it runs as soon as that setting is read,
+# so when several settings are wrong the first one in the table is reported.
+CHECKS: tuple[tuple[str, Callable[[dict[str, Any]], None]], ...] = (
+    ("PUBLIC_TAG_KEY", _keys_differ),
+    ("CAMPAIGN_MAX_DURATION", _durations_ordered),
+    (STRIPE_KEYS[-1], _stripe_complete),
 )
-
-# Each rule runs as soon as the last setting it needs is read, so when several settings
-# are wrong the first one in the table is reported.
-_CHECK_AFTER = {
-    "_keys_differ": "PUBLIC_TAG_KEY",
-    "_durations_ordered": "CAMPAIGN_MAX_DURATION",
-    "_stripe_complete": STRIPE_KEYS[-1],
-}
 
 
 def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
-    """Read every setting of the table, then apply the rules across settings."""
+    """Read every setting of the table, applying each rule across settings once the
+    settings it needs are read."""
     config: dict[str, Any] = {"INSTANCE": instance_path}
-    pending = list(CHECKS)
     for key, read in SETTINGS:
         config[key] = read(env, config)
-        for check in [c for c in pending if _CHECK_AFTER[c.__name__] == key]:
-            check(config)
-            pending.remove(check)
-    for check in pending:
-        check(config)
+        for after, check in CHECKS:
+            if after == key:
+                check(config)
     del config["INSTANCE"]
     return config
 

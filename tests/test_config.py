@@ -63,3 +63,11 @@ def test_create_app_fails_fast_in_production(monkeypatch, tmp_path):
     monkeypatch.setenv("COUNTERFUND_INSTANCE", str(tmp_path))
     with pytest.raises(ConfigError):
         create_app()
+
+
+def test_every_rule_across_settings_runs():
+    """A rule runs after the setting it names: a name outside the table would never run."""
+    from core.config import CHECKS, SETTINGS
+
+    names = [key for key, _read in SETTINGS]
+    assert all(after in names for after, _check in CHECKS)
