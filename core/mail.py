@@ -39,15 +39,15 @@ def recipient_locale(stored: str | None) -> str:
 def compose(template: str, locale: str | None = None, **context: Any) -> Email:
     with force_locale(recipient_locale(locale)):
         tmpl = current_app.jinja_env.get_template(f"emails/{template}.txt")
-        ctx = tmpl.new_context({**current_app.jinja_env.globals, **context})
+        ctx = tmpl.new_context(context)  # the environment's globals come with it
         subject = "".join(tmpl.blocks["subject"](ctx)).strip()
-        text = "".join(tmpl.blocks["body"](ctx)).strip() + "\n"
+        text = "".join(tmpl.blocks["body"](ctx)).strip()
         html = render_template(
             "emails/layout.html",
             subject=subject,
-            paragraphs=[_linked(p) for p in text.strip().split("\n\n")],
+            paragraphs=[_linked(p) for p in text.split("\n\n")],
         )
-    return Email(subject, text, html)
+    return Email(subject, text + "\n", html)
 
 
 def _linked(paragraph: str) -> list[tuple[str, str]]:
