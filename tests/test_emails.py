@@ -75,3 +75,12 @@ def test_only_our_own_links_are_clickable_in_the_html_part(app):
     assert f'<a href="{ours}">' in email.html
     assert "evil.example/pay" in email.html and 'href="http://evil' not in email.html
     assert "<b>Rent</b>" not in email.html and "&lt;b&gt;Rent&lt;/b&gt;" in email.html
+
+
+def test_the_html_part_names_its_language_as_browsers_read_it(app):
+    """pt_BR is the catalog's name; an HTML lang attribute says pt-BR (as base.html does)."""
+    from core import mail
+
+    with app.test_request_context():
+        email = mail.compose("accounts/login_link", "pt_BR", name="Ana", link="x", minutes=15)
+    assert '<html lang="pt-BR">' in email.html
