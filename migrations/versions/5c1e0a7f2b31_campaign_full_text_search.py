@@ -86,52 +86,39 @@ ALTER TABLE campaigns DROP COLUMN IF EXISTS search_vector;
 """
 
 # One row per campaign, rowid = campaign id: title, summary, and story with updates.
-_SQLITE_ROW = """
+_SQLITE_ROWS = """
   INSERT INTO campaign_search (rowid, title, summary, body)
   SELECT c.id, coalesce(c.title, ''), coalesce(c.summary, ''),
          coalesce(c.story, '') || ' ' || coalesce(
            (SELECT group_concat(u.title || ' ' || u.body, ' ')
               FROM campaign_updates u WHERE u.campaign_id = c.id), '')
-  FROM campaigns c WHERE c.id = {campaign};
-"""
+  FROM campaigns c"""
+
+# Each trigger rebuilds its campaign's row from what is in the tables now (nothing, once
+# the campaign is deleted).
+_SQLITE_TRIGGERS = {
+    "campaigns_search_insert": ("AFTER INSERT ON campaigns", "NEW.id"),
+    "campaigns_search_update": ("AFTER UPDATE OF title, summary, story ON campaigns", "NEW.id"),
+    "campaigns_search_delete": ("AFTER DELETE ON campaigns", "OLD.id"),
+    "campaign_updates_search_insert": ("AFTER INSERT ON campaign_updates", "NEW.campaign_id"),
+    "campaign_updates_search_update": ("AFTER UPDATE ON campaign_updates", "NEW.campaign_id"),
+    "campaign_updates_search_delete": ("AFTER DELETE ON campaign_updates", "OLD.campaign_id"),
+}
 
 SQLITE_UP = [
     "CREATE VIRTUAL TABLE campaign_search USING fts5("
     "title, summary, body, tokenize = 'porter unicode61 remove_diacritics 2')",
-    "CREATE TRIGGER campaigns_search_insert AFTER INSERT ON campaigns BEGIN"
-    + _SQLITE_ROW.format(campaign="NEW.id")
-    + " END",
-    "CREATE TRIGGER campaigns_search_update AFTER UPDATE OF title, summary, story ON campaigns"
-    " BEGIN DELETE FROM campaign_search WHERE rowid = NEW.id;"
-    + _SQLITE_ROW.format(campaign="NEW.id")
-    + " END",
-    "CREATE TRIGGER campaigns_search_delete AFTER DELETE ON campaigns BEGIN"
-    " DELETE FROM campaign_search WHERE rowid = OLD.id; END",
-    "CREATE TRIGGER campaign_updates_search_insert AFTER INSERT ON campaign_updates"
-    " BEGIN DELETE FROM campaign_search WHERE rowid = NEW.campaign_id;"
-    + _SQLITE_ROW.format(campaign="NEW.campaign_id")
-    + " END",
-    "CREATE TRIGGER campaign_updates_search_update AFTER UPDATE ON campaign_updates"
-    " BEGIN DELETE FROM campaign_search WHERE rowid = NEW.campaign_id;"
-    + _SQLITE_ROW.format(campaign="NEW.campaign_id")
-    + " END",
-    "CREATE TRIGGER campaign_updates_search_delete AFTER DELETE ON campaign_updates"
-    " BEGIN DELETE FROM campaign_search WHERE rowid = OLD.campaign_id;"
-    + _SQLITE_ROW.format(campaign="OLD.campaign_id")
-    + " END",
-    "INSERT INTO campaign_search (rowid, title, summary, body)"
-    " SELECT c.id, coalesce(c.title, ''), coalesce(c.summary, ''),"
-    " coalesce(c.story, '') || ' ' || coalesce((SELECT group_concat(u.title || ' ' || u.body, ' ')"
-    " FROM campaign_updates u WHERE u.campaign_id = c.id), '') FROM campaigns c",
+    *(
+        f"CREATE TRIGGER {name} {when} BEGIN"
+        f" DELETE FROM campaign_search WHERE rowid = {campaign};"
+        f"{_SQLITE_ROWS} WHERE c.id = {campaign}; END"
+        for name, (when, campaign) in _SQLITE_TRIGGERS.items()
+    ),
+    _SQLITE_ROWS,
 ]
 
 SQLITE_DOWN = [
-    "DROP TRIGGER IF EXISTS campaign_updates_search_delete",
-    "DROP TRIGGER IF EXISTS campaign_updates_search_update",
-    "DROP TRIGGER IF EXISTS campaign_updates_search_insert",
-    "DROP TRIGGER IF EXISTS campaigns_search_delete",
-    "DROP TRIGGER IF EXISTS campaigns_search_update",
-    "DROP TRIGGER IF EXISTS campaigns_search_insert",
+    *(f"DROP TRIGGER IF EXISTS {name}" for name in reversed(_SQLITE_TRIGGERS)),
     "DROP TABLE IF EXISTS campaign_search",
 ]
 
