@@ -660,3 +660,20 @@ def test_search_finds_words_in_any_order_stemmed_and_ranked(app, organizer):
     assert found('"; DROP TABLE campaigns; -- OR *') == []  # words only: no syntax
     assert found("!!! ***") == []  # no words: nothing, not everything
     assert set(found("")) == {heating, strike}
+
+
+def test_search_queries_every_language_the_index_is_built_in():
+    """The migration (which imports no application code) and campaigns.search each name
+    PostgreSQL's text-search configurations: a language indexed but not queried would
+    never be found."""
+    import importlib.util
+    from pathlib import Path
+
+    from campaigns import search
+
+    versions = Path(__file__).resolve().parent.parent / "migrations" / "versions"
+    path = next(versions.glob("*_campaign_full_text_search.py"))
+    spec = importlib.util.spec_from_file_location("fts_migration", path)
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    assert set(search.PG_CONFIGS) == set(migration.PG_CONFIGS.values()) | {"simple"}
