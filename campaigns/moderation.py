@@ -12,6 +12,7 @@ from campaigns import services
 from campaigns.forms import ConfirmForm
 from campaigns.models import Campaign
 from core.extensions import db
+from core.work import flash_transaction
 
 bp = Blueprint("moderation", __name__, url_prefix="/moderation")
 
@@ -55,12 +56,9 @@ def suspend(slug: str):
     campaign = _campaign(slug)
     form = ConfirmForm()
     if form.validate_on_submit():
-        try:
+        with flash_transaction() as work:
             services.suspend(campaign, form.reason.data or "")
-        except services.CampaignError as exc:
-            flash(str(exc), "error")
-        else:
-            db.session.commit()
+        if work.committed:
             flash(_("Campaign suspended."), "info")
     return redirect(url_for("moderation.reports"))
 
@@ -70,12 +68,9 @@ def suspend(slug: str):
 def restore(slug: str):
     campaign = _campaign(slug)
     if ConfirmForm().validate_on_submit():
-        try:
+        with flash_transaction() as work:
             services.restore(campaign)
-        except services.CampaignError as exc:
-            flash(str(exc), "error")
-        else:
-            db.session.commit()
+        if work.committed:
             flash(_("Campaign restored."), "success")
     return redirect(url_for("moderation.reports"))
 

@@ -51,6 +51,9 @@ class CampaignError(RuleError):
         super().__init__("; ".join(str(m) for msgs in errors.values() for m in msgs))
         self.errors = errors
 
+    def messages(self) -> list[str]:
+        return [str(m) for messages in self.errors.values() for m in messages]
+
     def attach_to(self, form: Any, default_field: str | None = None) -> None:
         for name, messages in self.errors.items():
             field = getattr(form, name, None)

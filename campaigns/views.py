@@ -41,7 +41,7 @@ from campaigns.models import (
 from core.extensions import db, limiter
 from core.markdown import render_markdown
 from core.signed import LinkError
-from core.work import form_transaction
+from core.work import flash_transaction, form_transaction
 
 bp = Blueprint("campaigns", __name__)
 
@@ -227,13 +227,9 @@ def edit(slug: str):
 def launch(slug: str):
     campaign, _role = _organizer_campaign(slug, Permission.LAUNCH)
     if ConfirmForm().validate_on_submit():
-        try:
+        with flash_transaction() as work:
             services.launch(campaign)
-        except services.CampaignError as exc:
-            for message in exc.errors["launch"]:
-                flash(message, "error")
-        else:
-            db.session.commit()
+        if work.committed:
             flash(_("Your campaign is live."), "success")
     return redirect(url_for("campaigns.detail", slug=campaign.slug))
 
@@ -243,13 +239,9 @@ def launch(slug: str):
 def cancel(slug: str):
     campaign, _role = _organizer_campaign(slug, Permission.CANCEL)
     if ConfirmForm().validate_on_submit():
-        try:
+        with flash_transaction() as work:
             services.cancel(campaign)
-        except services.CampaignError as exc:
-            for message in exc.errors["cancel"]:
-                flash(message, "error")
-        else:
-            db.session.commit()
+        if work.committed:
             flash(_("The campaign is cancelled. Nobody will be charged."), "info")
     return redirect(url_for("campaigns.detail", slug=slug))
 
@@ -333,13 +325,9 @@ def invitation(token: str):
         return redirect(url_for("accounts.login", next=request.path))
     form = ConfirmForm()
     if form.validate_on_submit():
-        try:
+        with flash_transaction() as work:
             services.accept(invited, current_user)
-        except services.CampaignError as exc:
-            for message in exc.errors["invitation"]:
-                flash(str(message), "error")
-        else:
-            db.session.commit()
+        if work.committed:
             flash(_("You are on the committee now."), "success")
             return redirect(url_for("campaigns.detail", slug=invited.campaign.slug))
     return render_template(
@@ -357,13 +345,9 @@ def remove_organizer(slug: str, organizer_id: int):
     if not role_can(role, Permission.MANAGE_TEAM):
         abort(403)
     if ConfirmForm().validate_on_submit():
-        try:
+        with flash_transaction() as work:
             services.remove_organizer(campaign, organizer_id)
-        except services.CampaignError as exc:
-            for message in exc.errors["organizer"]:
-                flash(str(message), "error")
-        else:
-            db.session.commit()
+        if work.committed:
             flash(_("Removed from the committee."), "info")
     return redirect(url_for("campaigns.team", slug=slug))
 

@@ -1,12 +1,15 @@
-"""One unit of work per request: a view runs its services inside `form_transaction`,
-which commits once when they succeed, and on a broken rule rolls everything back and
-puts the rule's message on the form field it concerns (or on the whole form)."""
+"""One unit of work per request: a view runs its services inside `form_transaction` (or
+`flash_transaction`, for a bare button), which commits once when they succeed, and on a
+broken rule rolls everything back and puts the rule's message on the form field it
+concerns (or flashes it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
+
+from flask import flash
 
 from core.extensions import db
 
@@ -19,6 +22,9 @@ class RuleError(ValueError):
         self.message = message
         self.field = field
 
+    def messages(self) -> list[str]:
+        return [str(self.message)]
+
     def attach_to(self, form: Any, default_field: str | None = None) -> None:
         field = getattr(form, self.field or default_field or "", None)
         if field is None:
@@ -28,24 +34,41 @@ class RuleError(ValueError):
 
 
 class Outcome:
-    """Whether the unit of work was committed (False: rolled back, errors on the form)."""
+    """Whether the unit of work was committed (False: rolled back, the rule told)."""
 
     committed = False
 
 
 @contextmanager
-def form_transaction(form: Any, default_field: str | None = None) -> Iterator[Outcome]:
-    """`default_field` takes the rules' messages that name no field (on forms that
-    show no form-level errors)."""
+def _unit_of_work(tell: Callable[[RuleError], None]) -> Iterator[Outcome]:
     outcome = Outcome()
     try:
         yield outcome
     except RuleError as exc:
         db.session.rollback()
-        exc.attach_to(form, default_field)
+        tell(exc)
         return
     except BaseException:
         db.session.rollback()
         raise
     db.session.commit()
     outcome.committed = True
+
+
+def form_transaction(
+    form: Any, default_field: str | None = None
+) -> AbstractContextManager[Outcome]:
+    """For a form: a broken rule's message goes on the field it names (or on
+    `default_field`, for forms that show no form-level errors)."""
+    return _unit_of_work(lambda exc: exc.attach_to(form, default_field))
+
+
+def flash_transaction() -> AbstractContextManager[Outcome]:
+    """For a bare button (launch, cancel, approve): a broken rule's messages are
+    flashed, for the page the view redirects to."""
+
+    def tell(exc: RuleError) -> None:
+        for message in exc.messages():
+            flash(message, "error")
+
+    return _unit_of_work(tell)

@@ -19,8 +19,9 @@ from core.extensions import db
 from core.i18n import current_locale
 from core.jobs import enqueue_after_commit
 from core.money import Money, MoneyError
+from core.work import flash_transaction, form_transaction
 from ledger import disbursements
-from ledger.disbursements import Disbursement, DisbursementError, DisbursementStatus
+from ledger.disbursements import Disbursement, DisbursementStatus
 from ledger.forms import DecisionForm, DisbursementForm
 from ledger.jobs import sequence_job
 
@@ -66,7 +67,7 @@ def new(slug: str):
             form.amount.errors.append(str(exc))
         else:
             stored = None
-            try:
+            with form_transaction(form) as work:
                 upload = form.receipt.data
                 stored = disbursements.store_receipt(upload.stream if upload else _Empty())
                 disbursements.record(
@@ -77,13 +78,9 @@ def new(slug: str):
                     amount=amount,
                     receipt=stored,
                 )
-                db.session.commit()
-            except DisbursementError as exc:
-                db.session.rollback()
+            if not work.committed:
                 if stored:
                     (disbursements.receipts_folder() / stored[0]).unlink(missing_ok=True)
-                target = getattr(form, exc.field or "", None)
-                (target.errors if target is not None else form.form_errors).append(str(exc.message))
             else:
                 flash(
                     _(
@@ -111,17 +108,13 @@ def decide(slug: str, item_id: int, decision: str):
     if item is None or item.campaign_id != campaign.id:
         abort(404)
     if DecisionForm().validate_on_submit():
-        try:
+        with flash_transaction() as work:
             if decision == "approve":
                 disbursements.approve(item, current_user)
                 enqueue_after_commit(sequence_job)
             else:
                 disbursements.reject(item, current_user)
-            db.session.commit()
-        except DisbursementError as exc:
-            db.session.rollback()
-            flash(str(exc.message), "error")
-        else:
+        if work.committed:
             flash(
                 _("Approved: it is on the public ledger.")
                 if decision == "approve"

@@ -21,6 +21,7 @@ from core.images import UploadError, reencode_image, strip_pdf
 from core.money import Money
 from core.states import StateMachine, Transition
 from core.types import UTCDateTime, enum_check
+from core.work import RuleError
 from ledger import services as ledger
 from ledger.models import EntryKind
 
@@ -33,11 +34,8 @@ RECEIPT_TYPES = {
 }
 
 
-class DisbursementError(ValueError):
-    def __init__(self, message, field: str | None = None):
-        super().__init__(str(message))
-        self.message = message
-        self.field = field
+class DisbursementError(RuleError):
+    """A disbursement rule refused the request (the message names the field's problem)."""
 
 
 class DisbursementStatus(enum.StrEnum):

@@ -27,7 +27,7 @@ from core.i18n import current_locale
 from core.security import content_security_policy
 from core.text import spreadsheet_row
 from core.urls import public_url_for
-from core.work import form_transaction
+from core.work import flash_transaction, form_transaction
 from payments import cards, emails, services
 from payments.backends import enter_simulated_card, get_backend
 from payments.backends.base import BackendError, CardError
@@ -276,13 +276,9 @@ def change_amount(pledge: Pledge, key: str):
 @with_pledge
 def cancel(pledge: Pledge, key: str):
     if CancelForm().validate_on_submit():
-        try:
+        with flash_transaction() as work:
             cards.cancel(pledge)
-        except services.PledgeError as exc:
-            db.session.rollback()
-            flash(str(exc.message), "error")
-        else:
-            db.session.commit()
+        if work.committed:
             flash(_("Your pledge is cancelled. Your card will not be charged."), "info")
     return redirect(url_for("payments.manage", key=key))
 
@@ -341,13 +337,10 @@ def card_return(pledge: Pledge, key: str):
 
 def _after_card(pledge: Pledge, key: str, saved):
     was_pending = pledge.status == PledgeStatus.PENDING
-    try:
+    with flash_transaction() as work:
         outcome = cards.apply_saved_card(pledge, saved)
         retrying = pledge.retry_requested
-        db.session.commit()
-    except services.PledgeError as exc:
-        db.session.rollback()
-        flash(str(exc.message), "error")
+    if not work.committed:
         return redirect(url_for("payments.manage", key=key))
     if retrying:
         message = _("Your new card is saved; we are trying it now.")
