@@ -163,7 +163,14 @@ def _move(
         ).all()
         _insert_events(
             [
-                _event_row(event, row.id, source, transition.target, amount, detail, row)
+                _event_row(
+                    event,
+                    row.id,
+                    source,
+                    transition.target,
+                    amount(row) if amount else row.amount,
+                    detail(row) if callable(detail) else detail,
+                )
                 for row in rows
             ]
         )
@@ -201,14 +208,14 @@ def move_each(
         raise PartialMove(f"{moved} of {len(params)} pledges moved")
     _insert_events(
         [
-            {
-                "pledge_id": p["pid"],
-                "kind": event,
-                "from_status": source.value,
-                "to_status": transition.target.value,
-                "amount": amount(p) if amount else None,
-                "detail": detail(p) if detail else "",
-            }
+            _event_row(
+                event,
+                p["pid"],
+                source,
+                transition.target,
+                amount(p) if amount else None,
+                detail(p) if detail else "",
+            )
             for p in params
         ]
     )
@@ -260,7 +267,7 @@ def begin(pledge: Pledge) -> None:
     pledge.status = INITIAL
     db.session.add(pledge)
     db.session.flush()
-    _insert_events([_event_row("created", pledge.id, None, INITIAL, None, "", None, pledge.amount)])
+    _insert_events([_event_row("created", pledge.id, None, INITIAL, pledge.amount, "")])
 
 
 def note(
@@ -270,34 +277,24 @@ def note(
     if kind not in NOTES:
         raise ValueError(f"{kind} is a transition or unknown: use move()")
     ids = [pledge_ids] if isinstance(pledge_ids, int) else list(pledge_ids)
-    _insert_events(
-        [
-            {"pledge_id": pid, "kind": kind, "from_status": None, "to_status": None}
-            | {"amount": amount, "detail": detail}
-            for pid in ids
-        ]
-    )
+    _insert_events([_event_row(kind, pid, None, None, amount, detail) for pid in ids])
 
 
 def _event_row(
     kind: str,
     pledge_id: int,
     source: PledgeStatus | None,
-    target: PledgeStatus,
-    amount: PerRow | None,
-    detail: str | PerRow,
-    row: Row[Any] | None,
-    default_amount: int | None = None,
+    target: PledgeStatus | None,
+    amount: int | None,
+    detail: str,
 ) -> dict[str, Any]:
-    if row is not None:
-        default_amount = row.amount
     return {
         "pledge_id": pledge_id,
         "kind": kind,
         "from_status": source.value if source else None,
-        "to_status": target.value,
-        "amount": amount(row) if amount and row is not None else default_amount,
-        "detail": detail(row) if callable(detail) and row is not None else detail,
+        "to_status": target.value if target else None,
+        "amount": amount,
+        "detail": detail,
     }
 
 
