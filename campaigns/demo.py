@@ -191,6 +191,87 @@ CAMPAIGNS: list[dict[str, Any]] = [
 ]
 
 
+# Campaigns whose deadlines have passed, so a newcomer sees settlement and a populated,
+# verifiable ledger on first start. They are created live; payments.demo replays their
+# pledges at past moments on a frozen clock and then settles them ("ended": what
+# happens at the deadline).
+PAST_CAMPAIGNS: list[dict[str, Any]] = [
+    {
+        "slug": "back-pay-for-the-eastgate-bus-cleaners",
+        "title": "Back pay for the Eastgate bus depot cleaners",
+        "summary": (
+            "Eight cleaners were paid for 6 hours of a 9-hour night. We advance the back pay."
+        ),
+        "kind": "wage_struggle",
+        "currency": "EUR",
+        "goal": 60_000,
+        "min_backers": 5,
+        "funding_model": "all_or_nothing",
+        "launched_days_ago": 30,
+        "days": 21,
+        "ended": "settled",
+        "owner": 0,
+        "members": [(1, "treasurer")],
+        "story": (
+            "The contractor at the Eastgate bus depot clocked the night cleaners out at 3 a.m. "
+            "while they worked until 6. The claim for the unpaid hours is lodged; this fund "
+            "advanced the back pay to the eight cleaners while the claim runs, and the branch "
+            "repays the fund when the contractor pays."
+        ),
+        "budget": [("Back-pay advances to eight cleaners", 60_000, True)],
+        "sources": [("Timesheets against depot gate logs", "https://example.org/eastgate/logs")],
+        "updates": [
+            ("Funded: advances paid", "The advances went out on Friday. Receipt on the ledger.")
+        ],
+    },
+    {
+        "slug": "harbour-court-rent-strike-legal-fund",
+        "title": "Legal fund for the Harbour Court rent strike",
+        "summary": "Tenants withholding rent over mould need a housing lawyer on retainer.",
+        "kind": "legal_defence",
+        "currency": "EUR",
+        "goal": 500_000,
+        "min_backers": 40,
+        "funding_model": "all_or_nothing",
+        "launched_days_ago": 40,
+        "days": 30,
+        "ended": "released",
+        "owner": 3,
+        "members": [],
+        "story": (
+            "This all-or-nothing fund did not reach its goal, so nobody was charged and every "
+            "saved card was released. The tenants are trying again with a smaller budget."
+        ),
+        "budget": [("Housing lawyer on retainer for six months", 500_000, True)],
+        "sources": [("Environmental health inspection", "https://example.org/harbour/mould")],
+        "updates": [],
+    },
+    {
+        "slug": "hospital-porters-hardship-fund",
+        "title": "Hardship fund for the St Aldric's hospital porters",
+        "summary": "Porters suspended for refusing unsafe lifts: a fund for their rent.",
+        "kind": "mutual_aid",
+        "currency": "GBP",
+        "goal": 100_000,
+        "min_backers": None,
+        "funding_model": "flexible",
+        "launched_days_ago": 16,
+        "days": 14,
+        "ended": "retrying",
+        "owner": 2,
+        "members": [],
+        "story": (
+            "Four porters were suspended without pay after refusing to move patients "
+            "without a hoist. The fund pays their rent while the grievance is heard. Two "
+            "backers' cards were declined at the deadline: they have a few days to fix them."
+        ),
+        "budget": [("Rent for four households, one month", 100_000, True)],
+        "sources": [("Manual handling policy", "https://example.org/st-aldrics/policy")],
+        "updates": [],
+    },
+]
+
+
 def load_demo(force: bool = False) -> int:
     if not force and db.session.scalar(select(func.count(Campaign.id))):
         return 0
@@ -209,9 +290,15 @@ def load_demo(force: bool = False) -> int:
     db.session.flush()
     now = utcnow()
     created = 0
-    for spec in CAMPAIGNS:
+    for spec in CAMPAIGNS + PAST_CAMPAIGNS:
         if db.session.scalar(select(Campaign.id).where(Campaign.slug == spec["slug"])):
             continue
+        launched = now - timedelta(days=spec.get("launched_days_ago", 3))
+        deadline = (
+            launched + timedelta(days=spec["days"])
+            if "launched_days_ago" in spec
+            else now + timedelta(days=spec["days"])
+        )
         campaign = Campaign(
             slug=spec["slug"],
             title=spec["title"],
@@ -223,10 +310,10 @@ def load_demo(force: bool = False) -> int:
             goal_amount=spec["goal"],
             min_backers=spec["min_backers"],
             funding_model=spec["funding_model"],
-            deadline=now + timedelta(days=spec["days"]),
+            deadline=deadline,
             status=CampaignStatus.LIVE,
-            launched_at=now - timedelta(days=3),
-            created_at=now - timedelta(days=5),
+            launched_at=launched,
+            created_at=launched - timedelta(days=2),
         )
         campaign.organizers = [Organizer(user_id=users[spec["owner"]].id, role=OrganizerRole.OWNER)]
         campaign.organizers += [

@@ -1,17 +1,31 @@
-"""Demo pledges for `make run`: real pledges through the simulated provider."""
+"""Demo pledges for `make run`: real pledges through the simulated provider, and the
+history of the campaigns whose deadlines have passed (settled, released, retrying),
+replayed through the real settlement, refund and disbursement paths on a clock moved
+to the moments they happened, so the public ledger starts populated and verifiable."""
 
 from __future__ import annotations
 
+import io
 import secrets
+from datetime import timedelta
 
+from PIL import Image, ImageDraw
 from sqlalchemy import select
 
+from accounts.models import User
+from campaigns.demo import PAST_CAMPAIGNS
 from campaigns.models import Campaign
+from core import clock
+from core.extensions import db
 from core.money import Money
+from ledger import disbursements
+from ledger import log as ledger_log
 from payments import services
 from payments.backends import enter_simulated_card, get_backend
 from payments.backends.simulated import DECLINED_ON_CHARGE, SUCCEEDS
-from payments.models import Pledge
+from payments.jobs import run_due_now
+from payments.models import Pledge, PledgeStatus
+from payments.refunds import refund
 
 SUPPORTERS = [
     ("name", "Amina Y."),
@@ -30,43 +44,126 @@ PLEDGES = {
     "legal-defence-for-the-dismissed-reps": [50, 25, 40, 10, 10],
     "northside-winter-heating-fund": [20, 15, 5, 10, 25, 30],
     "open-tenant-organising-toolkit": [30, 20],
+    # Past campaigns: (whole units, card).
+    "back-pay-for-the-eastgate-bus-cleaners": [60, 80, 120, 45, 100, 75, 150, 50],
+    "harbour-court-rent-strike-legal-fund": [20, 15, 30],
+    "hospital-porters-hardship-fund": [10, 25, 15, 20, 5],
 }
+# Which pledges of a past campaign carry a card that saves but is declined when charged.
+DECLINED = {"hospital-porters-hardship-fund": {1, 3}}
+DISBURSED_TO = "Eastgate Cleaners' Branch hardship account"
+DISBURSED_FOR = "Back-pay advances to eight cleaners, as agreed at the branch meeting"
+DISBURSED = 40_000
 
 
 def load_demo_pledges() -> int:
+    """Pledges on every demo campaign; the past campaigns are then settled. Commits."""
     if get_backend().name != "simulated" or db_has_pledges():
         return 0
+    past = {spec["slug"] for spec in PAST_CAMPAIGNS}
     made = 0
-    for slug, amounts in PLEDGES.items():
-        campaign = db_campaign(slug)
-        if campaign is None:
-            continue
-        for n, units in enumerate(amounts):
-            visibility, name = SUPPORTERS[n % len(SUPPORTERS)]
-            pledge, _ = services.start_pledge(
-                campaign,
-                amount=Money.from_major(units, campaign.currency),
-                submission_key=secrets.token_urlsafe(24),
-                guest_email=f"supporter{n}@example.org",
-                visibility=visibility,
-                public_name=name,
-                public_message="Solidarity!" if n % 3 == 0 else "",
-            )
-            session = services.start_card_setup(pledge)
-            # One card in the demo saves fine but will be declined when charged.
-            card = DECLINED_ON_CHARGE if n == 3 else SUCCEEDS
-            services.card_saved(pledge, enter_simulated_card(session.setup_id, card))
-            made += 1
+    try:
+        for slug, amounts in PLEDGES.items():
+            campaign = db_campaign(slug)
+            if campaign is None:
+                continue
+            for n, units in enumerate(amounts):
+                if slug in past:
+                    # Pledged while the campaign ran: spread between launch and deadline.
+                    launched = campaign.launched_at
+                    assert launched is not None
+                    span = campaign.deadline - launched
+                    clock.freeze(launched + span * (n + 1) / (len(amounts) + 2))
+                    declined = n in DECLINED.get(slug, set())
+                else:
+                    clock.freeze(None)
+                    # One card in the live demo saves fine but will be declined when charged.
+                    declined = n == 3
+                _pledge(campaign, n, units, DECLINED_ON_CHARGE if declined else SUCCEEDS)
+                made += 1
+            db.session.commit()
+        _end_past_campaigns()
+    finally:
+        clock.freeze(None)
     return made
 
 
-def db_has_pledges() -> bool:
-    from core.extensions import db
+def _pledge(campaign: Campaign, n: int, units: int, card: str) -> None:
+    visibility, name = SUPPORTERS[n % len(SUPPORTERS)]
+    pledge, _ = services.start_pledge(
+        campaign,
+        amount=Money.from_major(units, campaign.currency),
+        submission_key=secrets.token_urlsafe(24),
+        guest_email=f"supporter{n}@example.org",
+        visibility=visibility,
+        public_name=name,
+        public_message="Solidarity!" if n % 3 == 0 else "",
+        private_message="Thank you for organising this." if n == 1 else "",
+    )
+    session = services.start_card_setup(pledge)
+    services.card_saved(pledge, enter_simulated_card(session.setup_id, card))
 
+
+def _end_past_campaigns() -> None:
+    """Each past campaign's deadline passes in turn, oldest first, and settlement runs as
+    it would have then; the funded one then refunds a pledge and pays out a
+    disbursement approved by a second organizer, a day apart."""
+    found = (db_campaign(spec["slug"]) for spec in PAST_CAMPAIGNS)
+    for campaign in sorted((c for c in found if c), key=lambda c: c.deadline):
+        clock.freeze(campaign.deadline + timedelta(minutes=5))
+        run_due_now()
+        if campaign.slug == "back-pay-for-the-eastgate-bus-cleaners":
+            _refund_and_disburse(campaign)
+    ledger_log.sequence()
+
+
+def _refund_and_disburse(campaign: Campaign) -> None:
+    charged = db.session.scalars(
+        select(Pledge)
+        .where(Pledge.campaign_id == campaign.id, Pledge.status == PledgeStatus.CHARGED)
+        .order_by(Pledge.id)
+    ).all()
+    clock.freeze(campaign.deadline + timedelta(days=1))
+    refund(charged[-1], "Refunded at the supporter's request: they had pledged twice")
+    treasurer, approver = (
+        db.session.scalars(select(User).where(User.email == email)).one()
+        for email in ("treasurer@example.org", "organizer@example.org")
+    )
+    clock.freeze(campaign.deadline + timedelta(days=2))
+    disbursement = disbursements.record(
+        campaign,
+        treasurer,
+        payee=DISBURSED_TO,
+        purpose=DISBURSED_FOR,
+        amount=Money(DISBURSED, campaign.currency),
+        receipt=disbursements.store_receipt(io.BytesIO(_receipt_image())),
+    )
+    db.session.commit()
+    clock.freeze(campaign.deadline + timedelta(days=2, hours=3))
+    disbursements.approve(disbursement, approver)
+    db.session.commit()
+
+
+def _receipt_image() -> bytes:
+    """A plain bank-transfer slip for the demo disbursement's public receipt."""
+    image = Image.new("RGB", (640, 300), "white")
+    draw = ImageDraw.Draw(image)
+    lines = [
+        "BANK TRANSFER CONFIRMATION (demo)",
+        f"To: {DISBURSED_TO}",
+        f"Amount: EUR {DISBURSED // 100:,}.00",
+        "Reference: Eastgate back-pay advances",
+    ]
+    for row, text in enumerate(lines):
+        draw.text((24, 30 + 50 * row), text, fill="black")
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def db_has_pledges() -> bool:
     return db.session.scalar(select(Pledge.id).limit(1)) is not None
 
 
 def db_campaign(slug: str) -> Campaign | None:
-    from core.extensions import db
-
     return db.session.scalar(select(Campaign).where(Campaign.slug == slug))

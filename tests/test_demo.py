@@ -1,0 +1,85 @@
+"""The demo a newcomer sees on `make run`: live campaigns, and campaigns whose deadlines
+passed (settled with a refund and a disbursement, failed and released, declined cards in
+the retry window), so the public ledger is populated and verifiable on first start."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+
+from campaigns.models import Campaign
+from core.extensions import db
+from ledger.disbursements import Disbursement
+from ledger.models import LedgerTransaction
+from payments.models import Pledge
+from tests.test_ledger import _verify_offline
+
+
+def _load(app) -> None:
+    result = app.test_cli_runner().invoke(args=["demo", "load"])
+    assert result.exit_code == 0, result.output
+    assert "Loaded 8 demo campaigns" in result.output
+
+
+def test_a_fresh_demo_has_a_signed_checkpoint_that_verifies_its_export(app, tmp_path):
+    _load(app)
+    client = app.test_client()
+    note = client.get("/api/v1/ledger/checkpoint").get_data(as_text=True)
+    size = int(note.split("\n")[1])
+    assert size > 0
+    key = client.get("/api/v1/ledger/key").get_data(as_text=True).strip()
+    export = client.get("/ledger/export.json").get_data(as_text=True)
+    verified = _verify_offline(tmp_path, key, note, export=export)
+    assert verified.returncode == 0, verified.stderr
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+    reconciled = runner.invoke(args=["ledger", "reconcile"])
+    assert reconciled.exit_code == 0 and "No differences." in reconciled.output
+
+
+def test_the_demo_history_covers_every_ending(app):
+    _load(app)
+    with app.app_context():
+        status = dict(db.session.execute(select(Campaign.slug, Campaign.status)).all())
+        assert status["back-pay-for-the-eastgate-bus-cleaners"] == "settled"
+        assert status["harbour-court-rent-strike-legal-fund"] == "released"
+        assert status["hospital-porters-hardship-fund"] == "settling"
+        assert status["riverside-warehouse-strike-fund"] == "live"
+
+        def states(slug):
+            return dict(
+                db.session.execute(
+                    select(Pledge.status, func.count())
+                    .join(Campaign, Campaign.id == Pledge.campaign_id)
+                    .where(Campaign.slug == slug)
+                    .group_by(Pledge.status)
+                ).all()
+            )
+
+        assert states("back-pay-for-the-eastgate-bus-cleaners") == {"charged": 7, "refunded": 1}
+        assert states("harbour-court-rent-strike-legal-fund") == {"released": 3}
+        assert states("hospital-porters-hardship-fund") == {"charged": 3, "failed": 2}
+        kinds = dict(
+            db.session.execute(
+                select(LedgerTransaction.kind, func.count()).group_by(LedgerTransaction.kind)
+            ).all()
+        )
+        assert kinds == {
+            "pledge_charge": 10 + 1,
+            "processor_fee": 11,
+            "refund": 1,
+            "disbursement": 1,
+        }
+        approved = db.session.scalars(select(Disbursement)).all()
+        assert [d.status for d in approved] == ["approved"]
+    client = app.test_client()
+    page = client.get("/c/back-pay-for-the-eastgate-bus-cleaners/ledger").get_data(as_text=True)
+    assert "Eastgate Cleaners" in page
+    listing = client.get("/c/back-pay-for-the-eastgate-bus-cleaners/disbursements")
+    receipt = re.search(r'href="(/ledger/receipts/[^"]+)"', listing.get_data(as_text=True))
+    assert receipt is not None
+    image = client.get(receipt.group(1))
+    assert image.status_code == 200 and image.mimetype in ("image/png", "image/jpeg")
+    assert len(image.data) > 1000
+    image.close()
