@@ -157,6 +157,21 @@ def server(tmp_path_factory):
     running.stop()
 
 
+def _sideways_overflow(page) -> str | None:
+    """None when the document fits the viewport's width, else what sticks out."""
+    found = page.evaluate(
+        """() => {
+          const width = window.innerWidth, doc = document.documentElement.scrollWidth;
+          if (doc <= width) return null;
+          const wide = [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > width + 1)
+            .slice(0, 3).map(e => e.tagName.toLowerCase() + '.' + e.className);
+          return `document ${doc} px wide in a ${width} px viewport: ${wide.join(', ')}`;
+        }"""
+    )
+    return found
+
+
 class Journey:
     """A page that records every request it makes and can shoot both viewports."""
 
@@ -167,6 +182,9 @@ class Journey:
         self.page = self.context.new_page()
         self.requests: list[tuple[str, str]] = []  # (page url, requested url)
         self.page.on("request", lambda r: self.requests.append((self.page.url, r.url)))
+        # Every document the journey loads, to be measured on a phone (assert_fits_phone).
+        self.visited: list[str] = []
+        self.page.on("load", lambda loaded: self.visited.append(loaded.url))
         self.third_party_ok = third_party_ok
         self.shots = 0
 
@@ -185,7 +203,27 @@ class Journey:
         self.page.screenshot(
             path=str(folder / f"{self.shots:02d}-{step}-phone.png"), full_page=True
         )
+        overflow = _sideways_overflow(self.page)
         self.page.set_viewport_size(DESKTOP)
+        assert overflow is None, f"{step}: {overflow}"
+
+    def assert_fits_phone(self) -> None:
+        """Every page the journey visited, loaded again on a phone (390 px, with the
+        journey's cookies as they are now): the document is no wider than the screen."""
+        phone = self.context.new_page()
+        phone.set_viewport_size(PHONE)
+        problems = []
+        try:
+            for url in dict.fromkeys(self.visited):
+                if not url.startswith("http"):
+                    continue
+                phone.goto(url)
+                overflow = _sideways_overflow(phone)
+                if overflow is not None:
+                    problems.append((url, phone.url, overflow))
+        finally:
+            phone.close()
+        assert problems == [], f"pages wider than a phone: {problems}"
 
     def axe(self, label: str) -> None:
         """No serious or critical accessibility violations on the current page."""

@@ -24,7 +24,10 @@ PASSWORD = "a sturdy picket line 2026"
 def journey(browser, server, request):
     walk = Journey(browser, server, request.node.name.removeprefix("test_"))
     yield walk
-    walk.close()
+    try:
+        walk.assert_fits_phone()
+    finally:
+        walk.close()
 
 
 def _register(page, server, email, name):
@@ -179,6 +182,7 @@ def test_3_pledge_through_stripe_elements_on_localstripe(browser, stripe_server,
         stripe_js = [url for _, url in journey.requests if url.startswith(localstripe)]
         assert stripe_js, "Stripe.js (localstripe's stand-in) was never loaded"
         journey.assert_no_third_party_requests()
+        journey.assert_fits_phone()
     finally:
         journey.close()
 
