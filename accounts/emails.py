@@ -11,6 +11,10 @@ TEMPLATES = {
     "confirm-email": "accounts/confirm_email",
     "account-exists": "accounts/account_exists",
     "login-link": "accounts/login_link",
+    "change-email": "accounts/change_email",
+    "email-taken": "accounts/email_taken",
+    "email-changed": "accounts/email_changed",
+    "account-closed": "accounts/account_closed",
 }
 
 

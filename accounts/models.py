@@ -27,6 +27,9 @@ class User(UserMixin, Model):
     # Bumped when a login link is used: each link works once.
     link_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A closed account keeps its row, emptied of personal data, because campaigns'
+    # updates and disbursements name their author by id; it can never log in again.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def get_id(self) -> str:
         # Flask-Login stores this in the session; the version makes old cookies useless.

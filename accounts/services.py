@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import unicodedata
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 
-from accounts import emails
+from accounts import emails, signals
 from accounts.models import User
 from accounts.passwords import DUMMY_HASH, hash_password, password_problem, verify_password
 from core.clock import utcnow
@@ -139,7 +141,7 @@ def use_login_link(token: str) -> User | None:
 
 def authenticate(email: str, password: str) -> User | None:
     user = find_user_by_email(email)
-    if user is None:
+    if user is None or user.closed_at is not None:
         verify_password(DUMMY_HASH, password)
         return None
     return user if verify_password(user.password_hash, password) else None
@@ -178,6 +180,91 @@ def load_session_user(session_id: str) -> User | None:
     if not (user_id.isdigit() and version.isdigit()):
         return None
     user = db.session.get(User, int(user_id))
-    if user is None or user.session_version != int(version):
+    if user is None or user.closed_at is not None or user.session_version != int(version):
         return None
     return user
+
+
+EMAIL_CHANGE_MAX_AGE = 3 * 24 * 3600
+
+
+def request_email_change(user: User, new_email: str, password: str | None) -> str:
+    """Email a confirmation link to the new address; nothing changes until it is
+    opened. When the address already has an account, its owner is told instead, and
+    the caller answers the same way (so this never reveals who has an account).
+    `password` None: the session came in through an emailed login link."""
+    if password is not None and not verify_password(user.password_hash, password):
+        raise AccountError(_l("Your current password is not correct."), "current_password")
+    new_email = normalise_email(new_email)
+    if new_email == user.email:
+        raise AccountError(_l("This is the address your account has already."), "email")
+    if db.session.scalar(select(User.id).where(User.email == new_email)) is not None:
+        emails.send(new_email, "email-taken")
+        return new_email
+    token = make_token("change-email", {"u": user.id, "from": user.email, "to": new_email})
+    emails.send(
+        new_email,
+        "change-email",
+        name=user.display_name,
+        link=public_url_for("accounts.confirm_email_change", token=token),
+    )
+    return new_email
+
+
+def confirm_email_change(token: str) -> User | None:
+    """The user whose address the link changes, changed; None when the link was used
+    already (the account's address is no longer the one it was sent from). Raises
+    AccountError when the new address was taken meanwhile."""
+    data = read_token("change-email", token, EMAIL_CHANGE_MAX_AGE)
+    user = db.session.get(User, data.get("u"))
+    if user is None or user.closed_at is not None or user.email != data.get("from"):
+        return None
+    new_email = str(data.get("to"))
+    if db.session.scalar(select(User.id).where(User.email == new_email)) is not None:
+        raise AccountError(_l("Another account has this address now."))
+    old_email = user.email
+    user.email = new_email
+    user.email_verified_at = utcnow()
+    # Login links sent to the old address stop working.
+    user.link_version = (user.link_version or 0) + 1
+    db.session.flush()
+    emails.send(old_email, "email-changed", name=user.display_name, new_email=new_email)
+    return user
+
+
+def close_account(user: User, password: str | None) -> None:
+    """Close the account: what other packages hold for the person is ended or erased
+    (they may refuse, with the reason), then the account row is emptied and can never
+    log in again. The public ledger is untouched: it never held personal data.
+    `password` None: the session came in through an emailed login link."""
+    if password is not None and not verify_password(user.password_hash, password):
+        raise AccountError(_l("Your current password is not correct."), "current_password")
+    address, name = user.email, user.display_name
+    signals.account_closing.send(user)
+    user.email = f"closed-{user.id}@closed.invalid"
+    user.display_name = str(_l("Former member"))
+    user.password_hash = hash_password(secrets.token_urlsafe(32))
+    user.email_verified_at = None
+    user.is_moderator = False
+    user.closed_at = utcnow()
+    user.link_version = (user.link_version or 0) + 1
+    end_all_sessions(user)
+    emails.send(address, "account-closed", name=name)
+
+
+def export_account(user: User) -> dict[str, Any]:
+    """Everything held about the person, as JSON (GDPR articles 15 and 20)."""
+    data: dict[str, Any] = {
+        "account": {
+            "email": user.email,
+            "display_name": user.display_name,
+            "created_at": user.created_at.isoformat(),
+            "email_confirmed_at": user.email_verified_at.isoformat()
+            if user.email_verified_at
+            else None,
+            "moderator": bool(user.is_moderator),
+        }
+    }
+    for _receiver, (section, content) in signals.account_exporting.send(user):
+        data[section] = content
+    return data

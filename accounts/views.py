@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from flask import (
     Blueprint,
     current_app,
@@ -16,6 +18,8 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from accounts import services
 from accounts.forms import (
+    CloseAccountForm,
+    EmailChangeForm,
     LoginForm,
     LoginLinkForm,
     LogoutForm,
@@ -27,7 +31,7 @@ from accounts.sessions import allow_password_reset, mark_login, password_reset_a
 from core.extensions import db, limiter
 from core.signed import LinkError
 from core.urls import safe_next
-from core.work import form_transaction
+from core.work import flash_transaction, form_transaction
 
 bp = Blueprint("accounts", __name__)
 
@@ -179,21 +183,46 @@ def logout():
     return redirect(url_for("campaigns.home"))
 
 
+def _account_forms(resetting: bool):
+    """The account page's forms, each reading its own prefixed fields of the request.
+    After an emailed login link (`resetting`) none asks for the current password: the
+    link proved the mailbox."""
+    forms = (
+        ProfileForm(prefix="profile", obj=current_user),
+        PasswordChangeForm(prefix="password"),
+        EmailChangeForm(prefix="email"),
+        CloseAccountForm(prefix="close"),
+    )
+    if resetting:
+        for form in forms[1:]:
+            del form.current_password
+    return forms
+
+
+def _account_page(resetting: bool, profile, password, email, closing):
+    status = 422 if any(form.errors for form in (profile, password, email, closing)) else 200
+    return render_template(
+        "accounts/account.html",
+        profile=profile,
+        password=password,
+        email=email,
+        closing=closing,
+        resetting=resetting,
+    ), status
+
+
 @bp.route("/account", methods=["GET", "POST"])
 @login_required
 def account():
-    profile = ProfileForm(prefix="profile", obj=current_user)
-    password = PasswordChangeForm(prefix="password")
     resetting = password_reset_allowed()
-    if resetting:
-        del password.current_password  # the emailed link proved the mailbox
+    profile, password, email, closing = _account_forms(resetting)
+    user = current_user._get_current_object()
     if profile.submit.data and profile.validate_on_submit():
         current_user.display_name = profile.display_name.data.strip()
         db.session.commit()
         flash(_("Saved."), "success")
         return redirect(url_for("accounts.account"))
     if password.submit.data and password.validate_on_submit():
-        user = current_user._get_current_object()
         with form_transaction(password) as work:
             services.change_password(
                 user,
@@ -204,7 +233,68 @@ def account():
             _start_session(user)
             flash(_("Password changed. Other devices have been logged out."), "success")
             return redirect(url_for("accounts.account"))
-    status = 422 if (profile.errors or password.errors) else 200
-    return render_template(
-        "accounts/account.html", profile=profile, password=password, resetting=resetting
-    ), status
+    if email.submit.data and email.validate_on_submit():
+        with form_transaction(email) as work:
+            address = services.request_email_change(
+                user, email.email.data, None if resetting else email.current_password.data
+            )
+        if work.committed:
+            # The same answer whether or not the address has an account.
+            flash(
+                _(
+                    "We have emailed a link to %(email)s. Your address changes when you open "
+                    "it; until then, nothing changes.",
+                    email=address,
+                ),
+                "info",
+            )
+            return redirect(url_for("accounts.account"))
+    return _account_page(resetting, profile, password, email, closing)
+
+
+@bp.get("/account/email/<token>")
+def confirm_email_change(token: str):
+    """The link sent to a new address: opening it moves the account to that address."""
+    try:
+        with flash_transaction() as work:
+            user = services.confirm_email_change(token)
+    except LinkError as exc:
+        flash(_link_problem(exc), "error")
+        return redirect(url_for("accounts.account"))
+    if work.committed and user is None:
+        flash(_("This link was used already, or your address changed since."), "error")
+    elif work.committed and user is not None:
+        flash(_("Your account now uses %(email)s.", email=user.email), "success")
+    return redirect(url_for("accounts.account"))
+
+
+@bp.post("/account/close")
+@login_required
+def close_account():
+    resetting = password_reset_allowed()
+    profile, password, email, closing = _account_forms(resetting)
+    if closing.validate_on_submit():
+        with form_transaction(closing, "confirm") as work:
+            services.close_account(
+                current_user._get_current_object(),
+                None if resetting else closing.current_password.data,
+            )
+        if work.committed:
+            logout_user()
+            session.clear()
+            flash(_("Your account is closed. Thank you for your solidarity."), "info")
+            return redirect(url_for("campaigns.home"))
+    return _account_page(resetting, profile, password, email, closing)
+
+
+@bp.get("/account/export.json")
+@login_required
+def export_account():
+    """Everything held about the person, as a download (GDPR articles 15 and 20)."""
+    data = services.export_account(current_user._get_current_object())
+    response = current_app.response_class(
+        json.dumps(data, ensure_ascii=False, indent=2), mimetype="application/json"
+    )
+    response.headers["Content-Disposition"] = 'attachment; filename="counterfund-my-data.json"'
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -7,6 +7,8 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """The campaign pages (the home page among them), the API, moderation."""
+    from accounts.signals import account_closing, account_exporting
+    from campaigns import personal_data
     from campaigns.api import bp as campaigns_api
     from campaigns.models import role_can
     from campaigns.moderation import bp as moderation_bp
@@ -15,3 +17,5 @@ def init_app(app: Flask) -> None:
     for blueprint in (campaigns_bp, campaigns_api, moderation_bp):
         app.register_blueprint(blueprint)
     app.jinja_env.globals["role_can"] = role_can
+    account_closing.connect(personal_data.close)
+    account_exporting.connect(personal_data.export)

@@ -8,10 +8,11 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """The payment backend, the job runner and its sweep, settlement at each launched
     campaign's deadline, the pledge pages, webhooks, the CLI and template helpers."""
+    from accounts.signals import account_closing, account_exporting
     from campaigns import signals
     from core import heartbeat  # noqa: F401 - registers the heartbeat model
     from core.jobs import init_jobs, start_background_jobs
-    from payments import jobs, reconcile  # noqa: F401 - registers the report model
+    from payments import jobs, personal_data, reconcile  # noqa: F401 - registers the report model
     from payments.backends import init_backend
     from payments.chart import pledge_chart
     from payments.cli import bp as demo_cli
@@ -26,6 +27,8 @@ def init_app(app: Flask) -> None:
     app.extensions.setdefault("health_checks", {})["settlement"] = settlement_health
     signals.campaign_launched.connect(jobs.schedule_deadline)
     signals.campaign_cancelled.connect(jobs.release_on_cancel)
+    account_closing.connect(personal_data.close)
+    account_exporting.connect(personal_data.export)
     if app.config["JOB_RUNNER"] == "thread":
         # The embedded scheduler thread starts with the first request, so CLI commands
         # (migrations, the demo loader) never start one.
