@@ -27,5 +27,7 @@ def init_app(app: Flask) -> None:
     def logout_form():
         # formdata=None: never parse the request body here (an oversized one would
         # raise again while its 413 page renders).
-        form = LogoutForm(formdata=None) if current_user.is_authenticated else None
+        # Outside a request (an email composed by a job or the CLI) there is no user.
+        signed_in = getattr(current_user, "is_authenticated", False)
+        form = LogoutForm(formdata=None) if signed_in else None
         return {"logout_form": form}

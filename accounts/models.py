@@ -30,6 +30,8 @@ class User(UserMixin, Model):
     # A closed account keeps its row, emptied of personal data, because campaigns'
     # updates and disbursements name their author by id; it can never log in again.
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The interface language of their last login: notifications are written in it.
+    locale: Mapped[str] = mapped_column(String(12), default="", server_default="")
 
     def get_id(self) -> str:
         # Flask-Login stores this in the session; the version makes old cookies useless.

@@ -18,6 +18,7 @@ from accounts.models import User
 from accounts.passwords import DUMMY_HASH, hash_password, password_problem, verify_password
 from core.clock import utcnow
 from core.extensions import changed, db
+from core.i18n import current_locale
 from core.signed import make_token, read_token
 from core.urls import public_url_for
 from core.work import RuleError
@@ -73,7 +74,12 @@ def register_user(email: str, display_name: str, password: str) -> User | None:
             existing.email, "account-exists", login_link_page=public_url_for("accounts.login_link")
         )
         return None
-    user = User(email=email, display_name=display_name, password_hash=hash_password(password))
+    user = User(
+        email=email,
+        display_name=display_name,
+        password_hash=hash_password(password),
+        locale=str(current_locale()),
+    )
     db.session.add(user)
     db.session.flush()
     send_confirmation(user)
@@ -102,8 +108,14 @@ def confirm_email(token: str) -> User | None:
     if user is None or user.email != data.get("e") or user.email_verified_at is not None:
         return None
     user.email_verified_at = utcnow()
-    db.session.flush()
+    note_login(user)
     return user
+
+
+def note_login(user: User) -> None:
+    """A login: notifications are written in the language the person uses now."""
+    user.locale = str(current_locale())
+    db.session.flush()
 
 
 def send_login_link(email: str) -> None:
@@ -135,7 +147,7 @@ def use_login_link(token: str) -> User | None:
     db.session.refresh(user)
     if user.email_verified_at is None:
         user.email_verified_at = utcnow()  # the link reached the address
-    db.session.flush()
+    note_login(user)
     return user
 
 

@@ -164,6 +164,8 @@ def login():
                 _("Confirm your address first: we have emailed you a new link.")
             )
         elif user is not None:
+            services.note_login(user)
+            db.session.commit()
             _start_session(user)
             return redirect(safe_next(request.args.get("next"), url_for("campaigns.dashboard")))
         form.password.errors.append(_("That email address and password do not match."))

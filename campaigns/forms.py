@@ -233,6 +233,7 @@ class UpdateForm(FlaskForm):
         validators=[DataRequired(), Length(max=20_000)],
         description=_l("Markdown. Supporters and anyone following the feed will see it."),
     )
+    email_backers = BooleanField(_l("Also email it to the campaign's backers"), default=True)
     submit = SubmitField(_l("Post update"))
 
 
@@ -264,6 +265,16 @@ class ConfirmForm(FlaskForm):
 
     reason = TextAreaField(_l("Reason"), validators=[Optional(), Length(max=2000)])
     submit = SubmitField(_l("Confirm"))
+
+
+class SuspendForm(FlaskForm):
+    reason = TextAreaField(
+        _l("Reason (the campaign's organizers receive it)"),
+        validators=[
+            DataRequired(message=_l("Say why: the organizers are told.")),
+            Length(max=2000),
+        ],
+    )
 
 
 def load_campaign_into(form: CampaignForm, campaign) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from accounts.models import User
@@ -210,6 +211,8 @@ class Campaign(Model):
     final_backer_count: Mapped[int | None] = mapped_column(Integer)
     collected_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The reminder to backers a few days before the deadline went out (once).
+    deadline_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     organizers: Mapped[list[Organizer]] = relationship(
         back_populates="campaign", cascade="all, delete-orphan", order_by="Organizer.id"
@@ -289,6 +292,13 @@ class Campaign(Model):
     @property
     def is_live(self) -> bool:
         return self.public_status == CampaignStatus.LIVE
+
+    @property
+    def is_funded_now(self) -> bool:
+        """Whether the pledges as they stand meet the goal and the minimum of backers."""
+        return self.pledged_amount >= self.goal_amount and (
+            self.min_backers is None or self.backer_count >= self.min_backers
+        )
 
     @property
     def percent_funded(self) -> int:
@@ -402,6 +412,8 @@ class CampaignUpdate(Model):
     title: Mapped[str] = mapped_column(String(160))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set (once, by the job that queues them) when the backers were emailed it.
+    emailed_to_backers: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
 
     campaign: Mapped[Campaign] = relationship(back_populates="updates")
     author: Mapped[User] = relationship()

@@ -9,10 +9,10 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from campaigns import services
-from campaigns.forms import ConfirmForm
+from campaigns.forms import ConfirmForm, SuspendForm
 from campaigns.models import Campaign
 from core.extensions import db
-from core.work import flash_transaction
+from core.work import flash_transaction, form_transaction
 
 bp = Blueprint("moderation", __name__, url_prefix="/moderation")
 
@@ -50,17 +50,37 @@ def reports():
     )
 
 
-@bp.post("/c/<slug>/suspend")
+@bp.route("/c/<slug>/suspend", methods=["GET", "POST"])
 @moderator_required
 def suspend(slug: str):
+    """GET: what suspending does, with the reason to give; POST: suspend, and the
+    organizers receive the reason."""
     campaign = _campaign(slug)
-    form = ConfirmForm()
+    form = SuspendForm()
     if form.validate_on_submit():
-        with flash_transaction() as work:
-            services.suspend(campaign, form.reason.data or "")
+        with form_transaction(form, "reason") as work:
+            services.suspend(campaign, form.reason.data)
         if work.committed:
-            flash(_("Campaign suspended."), "info")
-    return redirect(url_for("moderation.reports"))
+            flash(_("Campaign suspended. Its organizers have been told why."), "info")
+            return redirect(url_for("moderation.reports"))
+    return render_template(
+        "core/confirm.html",
+        form=form,
+        heading=_("Suspend “%(title)s”?", title=campaign.title),
+        facts=[],
+        consequences=[
+            _(
+                "The campaign disappears from public pages and takes no pledges. Supporters "
+                "can still cancel. If it is still suspended at its deadline, every pledge is "
+                "released and nobody is charged. The organizers receive your reason by email."
+            )
+        ],
+        reason_label=True,
+        button=_("Suspend"),
+        action=url_for("moderation.suspend", slug=slug),
+        back=url_for("moderation.reports"),
+        danger=True,
+    ), (422 if form.errors else 200)
 
 
 @bp.post("/c/<slug>/restore")

@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 
 from accounts.models import User
 from accounts.services import AccountError, find_user_by_email, normalise_email
-from campaigns import search, signals
+from campaigns import notifications, search, signals
 from campaigns.models import (
     DECIDED_STATUSES,
     ROLE_LABELS,
@@ -276,6 +276,23 @@ def launch_problems(campaign: Campaign) -> list[str]:
     return problems
 
 
+def launch_terms(campaign: Campaign) -> list[tuple[str, str]]:
+    """What launching locks, as the confirmation page lists it."""
+    from core.i18n import datetime_filter
+
+    budget = sum(line.amount for line in campaign.budget_lines)
+    return [
+        (str(_l("Goal")), campaign.goal.format()),
+        (str(_l("Funding model")), campaign.funding_label),
+        (
+            str(_l("Minimum number of backers")),
+            str(campaign.min_backers) if campaign.min_backers else str(_l("None")),
+        ),
+        (str(_l("Deadline")), datetime_filter(campaign.deadline)),
+        (str(_l("Budget")), Money(budget, campaign.currency).format()),
+    ]
+
+
 def launch(campaign: Campaign) -> None:
     problems = launch_problems(campaign)
     requested = campaign.requested_slug
@@ -315,12 +332,17 @@ def cancel(campaign: Campaign) -> None:
         signals.campaign_cancelled.send(campaign)
 
 
-def post_update(campaign: Campaign, author: User, title: str, body: str) -> CampaignUpdate:
+def post_update(
+    campaign: Campaign, author: User, title: str, body: str, *, email_backers: bool = False
+) -> CampaignUpdate:
+    """Publish an update; with `email_backers`, its backers are emailed it after the
+    commit (payments knows who they are)."""
     if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SUSPENDED):
         raise CampaignError({"title": [_l("Updates can be posted once the campaign is launched.")]})
     update = CampaignUpdate(campaign=campaign, author_id=author.id, title=title.strip(), body=body)
     db.session.add(update)
     db.session.flush()
+    signals.update_posted.send(campaign, update=update, email_backers=email_backers)
     return update
 
 
@@ -416,6 +438,7 @@ def report_campaign(campaign: Campaign, reason: str) -> Report:
     report = Report(campaign=campaign, reason=reason.strip())
     db.session.add(report)
     db.session.flush()
+    notifications.tell_committee(campaign, "reported")
     return report
 
 
@@ -424,12 +447,15 @@ def suspend(campaign: Campaign, reason: str) -> None:
         return
     if campaign.status == CampaignStatus.DRAFT:
         raise CampaignError({"reason": [_l("Drafts are not public; there is nothing to suspend.")]})
+    if not reason.strip():
+        raise CampaignError({"reason": [_l("Say why: the organizers are told.")]})
     campaign.suspended_from = campaign.status
     campaign.status = CampaignStatus.SUSPENDED
     campaign.suspended_at = utcnow()
     campaign.suspension_reason = reason.strip()
     _resolve_reports(campaign, "suspended")
     db.session.flush()
+    notifications.tell_committee(campaign, "suspended", reason=campaign.suspension_reason)
 
 
 def released_by_suspension(campaign: Campaign) -> bool:

@@ -11,3 +11,4 @@ _signals = Namespace()
 
 campaign_launched = _signals.signal("campaign-launched")
 campaign_cancelled = _signals.signal("campaign-cancelled")
+update_posted = _signals.signal("update-posted")  # (campaign, update=, email_backers=)

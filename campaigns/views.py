@@ -15,9 +15,11 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 from wtforms.validators import ValidationError
 
+from campaigns import dashboard as dashboard_items
 from campaigns import services
 from campaigns.forms import (
     AddOrganizerForm,
@@ -101,7 +103,6 @@ def detail(slug: str):
         role=role,
         story=render_markdown(campaign.story),
         updates=[(u, render_markdown(u.body)) for u in campaign.updates],
-        confirm=ConfirmForm(),
     )
 
 
@@ -158,9 +159,11 @@ def sitemap():
 @bp.get("/dashboard")
 @login_required
 def dashboard():
+    campaigns = services.campaigns_of(current_user)
     return render_template(
         "campaigns/dashboard.html",
-        campaigns=services.campaigns_of(current_user),
+        campaigns=campaigns,
+        items=dashboard_items.items_for(campaigns, current_user._get_current_object()),
         roles=OrganizerRole,
     )
 
@@ -222,28 +225,82 @@ def edit(slug: str):
     )
 
 
-@bp.post("/c/<slug>/launch")
+@bp.route("/c/<slug>/launch", methods=["GET", "POST"])
 @login_required
 def launch(slug: str):
+    """GET: what launching locks, and a button; POST: launch."""
     campaign, _role = _organizer_campaign(slug, Permission.LAUNCH)
-    if ConfirmForm().validate_on_submit():
+    form = ConfirmForm()
+    if request.method == "POST" and form.validate_on_submit():
         with flash_transaction() as work:
             services.launch(campaign)
         if work.committed:
             flash(_("Your campaign is live."), "success")
-    return redirect(url_for("campaigns.detail", slug=campaign.slug))
+        return redirect(url_for("campaigns.detail", slug=campaign.slug))
+    if not campaign.is_draft:
+        return redirect(url_for("campaigns.detail", slug=campaign.slug))
+    return _confirm_page(
+        campaign,
+        form,
+        heading=_("Launch “%(title)s”?", title=campaign.title),
+        facts=services.launch_terms(campaign),
+        consequences=[
+            _(
+                "Once it is live, supporters pledge to these terms: the goal, currency, "
+                "funding model, minimum number of backers, budget and deadline can no longer "
+                "change. The story, sources and updates can."
+            )
+        ],
+        button=_("Launch now"),
+        action=url_for("campaigns.launch", slug=slug),
+    )
 
 
-@bp.post("/c/<slug>/cancel")
+@bp.route("/c/<slug>/cancel", methods=["GET", "POST"])
 @login_required
 def cancel(slug: str):
+    """GET: what cancelling releases, and a button; POST: cancel."""
     campaign, _role = _organizer_campaign(slug, Permission.CANCEL)
-    if ConfirmForm().validate_on_submit():
+    form = ConfirmForm()
+    if request.method == "POST" and form.validate_on_submit():
         with flash_transaction() as work:
             services.cancel(campaign)
         if work.committed:
             flash(_("The campaign is cancelled. Nobody will be charged."), "info")
-    return redirect(url_for("campaigns.detail", slug=slug))
+        return redirect(url_for("campaigns.detail", slug=slug))
+    if not (campaign.is_draft or campaign.is_live):
+        return redirect(url_for("campaigns.detail", slug=slug))
+    consequences = [_("The campaign ends now and takes no more pledges.")]
+    if not campaign.is_draft:
+        consequences.append(
+            ngettext(
+                "Its %(num)d pledge (%(total)s) is released: nobody is charged, and the "
+                "supporter is told.",
+                "All %(num)d pledges (%(total)s) are released: nobody is charged, and every "
+                "supporter is told.",
+                campaign.backer_count,
+                total=campaign.pledged.format(),
+            )
+        )
+    return _confirm_page(
+        campaign,
+        form,
+        heading=_("Cancel “%(title)s”?", title=campaign.title),
+        consequences=consequences,
+        button=_("Cancel the campaign"),
+        action=url_for("campaigns.cancel", slug=slug),
+        danger=True,
+    )
+
+
+def _confirm_page(campaign: Campaign, form: ConfirmForm, **page):
+    return render_template(
+        "core/confirm.html",
+        form=form,
+        back=url_for("campaigns.detail", slug=campaign.slug),
+        facts=page.pop("facts", []),
+        **page,
+    )
 
 
 @bp.route("/c/<slug>/updates/new", methods=["GET", "POST"])
@@ -253,7 +310,13 @@ def new_update(slug: str):
     form = UpdateForm()
     if form.validate_on_submit():
         with form_transaction(form) as work:
-            services.post_update(campaign, current_user, form.title.data, form.body.data)
+            services.post_update(
+                campaign,
+                current_user,
+                form.title.data,
+                form.body.data,
+                email_backers=form.email_backers.data,
+            )
         if work.committed:
             flash(_("Update posted."), "success")
             return redirect(url_for("campaigns.detail", slug=slug) + "#updates")

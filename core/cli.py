@@ -30,3 +30,12 @@ def retry(message_id: int) -> None:
     if not outbox.retry(message_id):
         raise click.ClickException("No undelivered message has that id.")
     click.echo(f"Message {message_id} will be tried again.")
+
+
+@bp.cli.command("purge")
+@click.option("--older-than", "days", type=click.IntRange(min=0), default=30, show_default=True)
+def purge(days: int) -> None:
+    """Delete delivered emails older than this many days (the privacy page promises it)."""
+    from datetime import timedelta
+
+    click.echo(f"Deleted {outbox.purge(timedelta(days=days))} delivered messages.")

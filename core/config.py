@@ -258,6 +258,10 @@ SETTINGS: tuple[tuple[str, Reader], ...] = (
     ("CHARGE_LEASE_SECONDS", integer("CHARGE_LEASE_SECONDS", 300, minimum=0)),
     ("RETRY_WINDOW", integer("RETRY_WINDOW", 7 * 24 * 3600, minimum=0)),
     ("REMINDER_INTERVAL", integer("REMINDER_INTERVAL", 48 * 3600, minimum=60)),
+    (
+        "DEADLINE_REMINDER_BEFORE",
+        integer("DEADLINE_REMINDER_BEFORE", 3 * 24 * 3600, minimum=3600),
+    ),
     ("PENDING_PLEDGE_TTL", integer("PENDING_PLEDGE_TTL", 24 * 3600, minimum=60)),
     ("SIMULATED_LATENCY", lambda env, _c: _int(env, "SIMULATED_LATENCY_MS", 0) / 1000),
     ("SIMULATED_RATE_LIMIT", integer("SIMULATED_RATE_LIMIT", 0)),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, has_request_context, render_template
-from flask_babel import force_locale, get_locale
+from flask_babel import force_locale, get_locale, gettext
 
 from core import outbox
 from core.i18n import INTERFACE_LOCALES
@@ -36,12 +36,20 @@ def recipient_locale(stored: str | None) -> str:
     return INTERFACE_LOCALES[0]
 
 
-def compose(template: str, locale: str | None = None, **context: Any) -> Email:
+def compose(
+    template: str, locale: str | None = None, unsubscribe_url: str = "", **context: Any
+) -> Email:
     with force_locale(recipient_locale(locale)):
         tmpl = current_app.jinja_env.get_template(f"emails/{template}.txt")
         ctx = tmpl.new_context(context)  # the environment's globals come with it
         subject = "".join(tmpl.blocks["subject"](ctx)).strip()
         text = "".join(tmpl.blocks["body"](ctx)).strip()
+        if unsubscribe_url:
+            text += "\n\n" + gettext(
+                "You receive these emails because you backed this campaign. Stop them with "
+                "one click: %(link)s",
+                link=unsubscribe_url,
+            )
         html = render_template(
             "emails/layout.html",
             subject=subject,
@@ -67,16 +75,38 @@ def _linked(paragraph: str) -> list[tuple[str, str]]:
 
 
 def send(
-    recipient: str, template: str, *, locale: str | None = None, topic: str = "", **context: Any
+    recipient: str,
+    template: str,
+    *,
+    locale: str | None = None,
+    topic: str = "",
+    unsubscribe_url: str = "",
+    **context: Any,
 ) -> None:
-    email = compose(template, locale, **context)
-    outbox.queue(recipient, email.subject, email.text, topic=topic or template, html=email.html)
+    """Queue one message. With `unsubscribe_url` (core.optouts) the message says how to
+    stop such emails and carries List-Unsubscribe headers."""
+    email = compose(template, locale, unsubscribe_url, **context)
+    outbox.queue(
+        recipient,
+        email.subject,
+        email.text,
+        topic=topic or template,
+        html=email.html,
+        unsubscribe_url=unsubscribe_url,
+    )
 
 
-def send_many(messages: list[tuple[str, str, str | None, dict[str, Any]]], topic: str) -> None:
-    """Many (recipient, template, locale, context) in one insert."""
+def send_many(
+    messages: list[tuple[str, str, str | None, dict[str, Any]]],
+    topic: str,
+    unsubscribe_urls: dict[str, str] | None = None,
+) -> None:
+    """Many (recipient, template, locale, context) in one insert; `unsubscribe_urls`
+    maps recipients to their one-click link, for emails one may stop."""
+    links = unsubscribe_urls or {}
     composed = []
     for recipient, template, locale, context in messages:
-        email = compose(template, locale, **context)
-        composed.append((recipient, email.subject, email.text, topic, email.html))
+        link = links.get(recipient, "")
+        email = compose(template, locale, link, **context)
+        composed.append((recipient, email.subject, email.text, topic, email.html, link))
     outbox.queue_many(composed)

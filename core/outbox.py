@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 import smtplib
 from datetime import datetime, timedelta
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
 from flask import current_app, g, has_request_context
-from sqlalchemy import Integer, String, Text, func, insert, or_, select, update
+from sqlalchemy import Integer, String, Text, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import utcnow
@@ -32,6 +33,7 @@ from core.text import single_line
 from core.types import UTCDateTime
 
 log = logging.getLogger(__name__)
+POLICY = policy.default.clone(max_line_length=998)
 
 
 class OutboxMessage(Model):
@@ -53,13 +55,25 @@ class OutboxMessage(Model):
     set_aside_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     # The error's kind only (an SMTP error's text can carry the address).
     last_error: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    # For emails one may stop (core.optouts): the List-Unsubscribe header's link.
+    unsubscribe_url: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 def queue(
-    recipient: str, subject: str, body: str, topic: str = "", html: str = ""
+    recipient: str,
+    subject: str,
+    body: str,
+    topic: str = "",
+    html: str = "",
+    unsubscribe_url: str = "",
 ) -> OutboxMessage:
     message = OutboxMessage(
-        recipient=recipient, subject=subject, body=body, topic=topic, html_body=html
+        recipient=recipient,
+        subject=subject,
+        body=body,
+        topic=topic,
+        html_body=html,
+        unsubscribe_url=unsubscribe_url,
     )
     db.session.add(message)
     db.session.flush()
@@ -68,16 +82,17 @@ def queue(
     return message
 
 
-def queue_many(messages: list[tuple[str, str, str, str, str]]) -> None:
-    """Many (recipient, subject, body, topic, html) at once; delivered by the next sweep."""
+def queue_many(messages: list[tuple[str, str, str, str, str, str]]) -> None:
+    """Many (recipient, subject, body, topic, html, unsubscribe url) at once; delivered
+    by the next sweep."""
     if messages:
         now = utcnow()
         db.session.execute(
             insert(OutboxMessage),
             [
                 {"recipient": r, "subject": s, "body": b, "topic": t, "html_body": h}
-                | {"created_at": now}
-                for r, s, b, t, h in messages
+                | {"unsubscribe_url": u, "created_at": now}
+                for r, s, b, t, h, u in messages
             ],
         )
 
@@ -89,12 +104,19 @@ def outbox_folder() -> Path:
 
 
 def _as_email(message: OutboxMessage) -> EmailMessage:
-    email = EmailMessage()  # policy.default: headers through the header registry
+    # policy.default: headers through the header registry. Lines may reach RFC 5322's
+    # hard limit (998): a List-Unsubscribe link longer than 78 characters would
+    # otherwise be turned into encoded words that mail clients cannot follow.
+    email = EmailMessage(policy=POLICY)
     email["From"] = current_app.config["MAIL_FROM"]
     email["To"] = single_line(message.recipient)
     email["Subject"] = single_line(message.subject)
     email["Date"] = format_datetime(message.created_at or utcnow())
     email["Message-ID"] = f"<outbox-{message.id}@counterfund>"
+    if message.unsubscribe_url:
+        # RFC 2369 and RFC 8058: mail clients offer a one-click unsubscribe.
+        email["List-Unsubscribe"] = f"<{single_line(message.unsubscribe_url)}>"
+        email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     # 8bit keeps links intact and readable in the .eml files (quoted-printable folds them).
     email.set_content(message.body, cte="8bit")
     if message.html_body:
@@ -210,6 +232,19 @@ def retry(message_id: int) -> bool:
     )
     db.session.commit()
     return bool(moved)
+
+
+def purge(older_than: timedelta) -> int:
+    """Delete delivered messages older than `older_than` (their text holds addresses and
+    links); undelivered ones stay. Returns how many went."""
+    gone = changed(
+        delete(OutboxMessage).where(
+            OutboxMessage.delivered_at.is_not(None),
+            OutboxMessage.delivered_at < utcnow() - older_than,
+        )
+    )
+    db.session.commit()
+    return gone
 
 
 def health() -> tuple[bool, dict]:

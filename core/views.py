@@ -3,6 +3,7 @@ from __future__ import annotations
 from flask import (
     Blueprint,
     Response,
+    abort,
     current_app,
     jsonify,
     redirect,
@@ -15,7 +16,9 @@ from flask_babel import gettext as _
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException, SecurityError
 
-from core.extensions import db
+from core import optouts
+from core.extensions import csrf, db
+from core.signed import LinkError
 from core.urls import public_url_for
 
 bp = Blueprint("core", __name__)
@@ -58,7 +61,15 @@ def choose_language():
 
 
 # Private pages stay out of search engines: guest manage links are bearer tokens.
-ROBOTS_DISALLOW = ("/pledge/", "/pledges", "/account", "/dashboard", "/moderation", "/login")
+ROBOTS_DISALLOW = (
+    "/pledge/",
+    "/pledges",
+    "/account",
+    "/dashboard",
+    "/moderation",
+    "/login",
+    "/unsubscribe/",
+)
 
 
 @bp.get("/robots.txt")
@@ -71,6 +82,40 @@ def robots():
 @bp.get("/privacy")
 def privacy():
     return render_template("core/privacy.html")
+
+
+@bp.get("/how-it-works")
+def how_it_works():
+    return render_template("core/how_it_works.html")
+
+
+@bp.get("/terms")
+def terms():
+    return render_template("core/terms.html")
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe(token: str):
+    """The link in an email one may stop: a page with a button. Opening it changes
+    nothing (mail scanners open links); the button, or the mail client's one-click
+    POST, does."""
+    try:
+        _key, topic, _scope = optouts.read(token)
+    except LinkError:
+        abort(404)
+    return render_template("core/unsubscribe.html", what=optouts.TOPICS[topic], done=False)
+
+
+@bp.post("/unsubscribe/<token>")
+@csrf.exempt  # RFC 8058: the mail client posts on its own; the signed token is the proof
+def unsubscribe_now(token: str):
+    try:
+        key, topic, scope = optouts.read(token)
+    except LinkError:
+        abort(404)
+    optouts.opt_out(key, topic, scope)
+    db.session.commit()
+    return render_template("core/unsubscribe.html", what=optouts.TOPICS[topic], done=True)
 
 
 def handle_http_error(error: HTTPException):

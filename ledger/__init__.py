@@ -8,7 +8,9 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Refuses to start with an unusable signing key; the ledger pages, API and CLI."""
+    from campaigns.dashboard import register as register_dashboard_items
     from core.config import ConfigError
+    from ledger import dashboard
     from ledger.api import bp as ledger_api
     from ledger.cli import bp as ledger_cli
     from ledger.disbursement_views import bp as disbursements_bp
@@ -23,3 +25,4 @@ def init_app(app: Flask) -> None:
     for blueprint in (ledger_api, ledger_cli, ledger_bp, disbursements_bp):
         app.register_blueprint(blueprint)
     app.jinja_env.filters["entry_kind"] = entry_kind_label
+    register_dashboard_items(app, dashboard.items)

@@ -15,12 +15,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from accounts.models import User
 from campaigns.models import Campaign, Permission, role_can
+from campaigns.notifications import tell_committee
 from core.clock import utcnow
 from core.extensions import Model, changed, db
 from core.images import UploadError, reencode_image, strip_pdf
 from core.money import Money
 from core.states import StateMachine, Transition
 from core.types import UTCDateTime, enum_check
+from core.urls import public_url_for
 from core.work import RuleError
 from ledger import services as ledger
 from ledger.models import EntryKind
@@ -170,6 +172,16 @@ def record(
     )
     db.session.add(disbursement)
     db.session.flush()
+    tell_committee(
+        campaign,
+        "disbursement-waiting",
+        except_user_id=user.id,
+        permission=Permission.APPROVE_DISBURSEMENT,
+        recorder=user.display_name,
+        amount=amount,
+        payee=disbursement.payee,
+        approve_link=public_url_for("disbursements.listing", slug=campaign.slug),
+    )
     return disbursement
 
 

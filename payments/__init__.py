@@ -10,9 +10,10 @@ def init_app(app: Flask) -> None:
     campaign's deadline, the pledge pages, webhooks, the CLI and template helpers."""
     from accounts.signals import account_closing, account_exporting
     from campaigns import signals
+    from campaigns.dashboard import register as register_dashboard_items
     from core import heartbeat  # noqa: F401 - registers the heartbeat model
     from core.jobs import init_jobs, start_background_jobs
-    from payments import jobs, personal_data, reconcile  # noqa: F401 - registers the report model
+    from payments import dashboard, jobs, notifications, personal_data, reconcile  # noqa: F401
     from payments.backends import init_backend
     from payments.chart import pledge_chart
     from payments.cli import bp as demo_cli
@@ -27,6 +28,9 @@ def init_app(app: Flask) -> None:
     app.extensions.setdefault("health_checks", {})["settlement"] = settlement_health
     signals.campaign_launched.connect(jobs.schedule_deadline)
     signals.campaign_cancelled.connect(jobs.release_on_cancel)
+    signals.update_posted.connect(notifications.on_update_posted)
+    register_dashboard_items(app, dashboard.items)
+    notifications.register_topics()
     account_closing.connect(personal_data.close)
     account_exporting.connect(personal_data.export)
     if app.config["JOB_RUNNER"] == "thread":

@@ -5,7 +5,7 @@ in any order)."""
 from __future__ import annotations
 
 from core.jobs import enqueue_after_commit
-from payments import jobs, lifecycle, services
+from payments import emails, jobs, lifecycle, services
 from payments.backends.base import SavedCard
 from payments.models import Pledge, PledgeStatus
 
@@ -25,6 +25,8 @@ def apply_saved_card(pledge: Pledge, saved: SavedCard) -> str:
         old_method = services.card_replaced(pledge, saved)
     except lifecycle.StaleState:
         return "unchanged"  # the other path got there first
+    if old_method:
+        emails.card_replaced(pledge)
     if old_method and pledge.provider_customer_id:
         enqueue_after_commit(jobs.release_card, pledge.provider_customer_id, old_method)
     if pledge.retry_requested:
@@ -32,9 +34,11 @@ def apply_saved_card(pledge: Pledge, saved: SavedCard) -> str:
     return "card_replaced" if old_method else "unchanged"
 
 
-def cancel(pledge: Pledge) -> None:
-    """The supporter cancels: the pledge ends, and after the commit its card is
-    detached at the provider (nothing can be charged to it any more)."""
-    services.cancel(pledge)
+def cancel(pledge: Pledge, *, tell_supporter: bool = True) -> None:
+    """The supporter cancels: the pledge ends (they are emailed a confirmation), and
+    after the commit its card is detached at the provider (nothing can be charged to
+    it any more)."""
+    if services.cancel(pledge) and tell_supporter:
+        emails.cancelled(pledge)
     if pledge.provider_customer_id:
         enqueue_after_commit(jobs.release_card, pledge.provider_customer_id, None)

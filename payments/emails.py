@@ -10,6 +10,7 @@ from typing import Any
 from flask import current_app
 
 from core import mail
+from core.money import Money
 from core.urls import public_url_for
 from payments.models import Pledge
 from payments.tokens import manage_key
@@ -42,6 +43,39 @@ def confirmation(pledge: Pledge) -> None:
         locale=pledge.locale,
         topic="pledge-confirmation",
         **_context(pledge),
+    )
+
+
+def amount_changed(pledge: Pledge, previous: Money) -> None:
+    mail.send(
+        pledge.email,
+        "pledges/amount_changed",
+        locale=pledge.locale,
+        topic="pledge-amount-changed",
+        previous=previous,
+        **_context(pledge),
+    )
+
+
+def card_replaced(pledge: Pledge) -> None:
+    mail.send(
+        pledge.email,
+        "pledges/card_replaced",
+        locale=pledge.locale,
+        topic="pledge-card-replaced",
+        **_context(pledge),
+    )
+
+
+def cancelled(pledge: Pledge) -> None:
+    mail.send(
+        pledge.email,
+        "pledges/cancelled",
+        locale=pledge.locale,
+        topic="pledge-cancelled",
+        pledge=pledge,
+        campaign=pledge.campaign,
+        campaign_link=public_url_for("campaigns.detail", slug=pledge.campaign.slug),
     )
 
 

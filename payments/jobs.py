@@ -18,7 +18,7 @@ from core.clock import utcnow
 from core.extensions import db
 from core.jobs import app_job, enqueue_after_commit
 from ledger import log as ledger_log
-from payments import lifecycle, settlement
+from payments import lifecycle, notifications, settlement
 from payments.backends import get_backend
 from payments.backends.base import BackendError
 from payments.models import Pledge, PledgeStatus
@@ -135,6 +135,7 @@ def sweep() -> None:
     for campaign_id in settlement.released_with_open_pledges():
         release_all(campaign_id, "suspended")
     cancel_abandoned_pledges()
+    notifications.remind_before_deadline()
     ledger_log.sequence()
     reconcile_if_due()
     heartbeat.beat("sweep")

@@ -43,7 +43,7 @@ def close(user: User, **_: Any) -> None:
             )
     for pledge in pledges:
         if pledge.status in services.CANCELLABLE:
-            cards.cancel(pledge)
+            cards.cancel(pledge, tell_supporter=False)  # the closing email says it
         elif pledge.provider_customer_id and pledge.provider_payment_method_id:
             enqueue_after_commit(
                 jobs.release_card, pledge.provider_customer_id, pledge.provider_payment_method_id

@@ -343,22 +343,25 @@ def change_amount(pledge: Pledge, amount: Money) -> None:
         pledge.id, "amount_changed", amount=amount.amount, detail=f"{previous}->{amount.amount}"
     )
     db.session.flush()
+    emails.amount_changed(pledge, Money(previous, pledge.currency))
 
 
-def cancel(pledge: Pledge) -> None:
-    """Cancel a pledge that has not been charged; refused once settlement has it."""
+def cancel(pledge: Pledge) -> bool:
+    """Cancel a pledge that has not been charged; refused once settlement has it.
+    Returns False when it was cancelled already (another tab, a replayed form)."""
     if pledge.status == PledgeStatus.CANCELLED:
-        return
+        return False
     if pledge.status not in CANCELLABLE:
         raise too_late(pledge)
     was = lifecycle.move_pledge(pledge, "cancelled", values={"cancelled_at": utcnow()})
     if was is None:
         db.session.refresh(pledge, ["status", "charged_at", "amount"])
         if pledge.status == PledgeStatus.CANCELLED:
-            return  # cancelled meanwhile, from another tab: done
+            return False  # cancelled meanwhile, from another tab: done
         raise too_late(pledge)
     if was == PledgeStatus.ACTIVE:
         adjust_totals(pledge.campaign, -pledge.amount, -1)
+    return True
 
 
 def manage_url(pledge: Pledge, external: bool = False) -> str:

@@ -238,7 +238,6 @@ def manage(pledge: Pledge, key: str):
         key=key,
         amount_form=amount_form,
         entry_url=entry_url,
-        cancel_form=CancelForm(),
         can_change=pledge.status == PledgeStatus.ACTIVE
         and services.accepting_pledges(pledge.campaign),
         can_cancel=services.can_cancel(pledge),
@@ -265,22 +264,45 @@ def change_amount(pledge: Pledge, key: str):
         pledge=pledge,
         key=key,
         amount_form=form,
-        cancel_form=CancelForm(),
         can_change=True,
         can_cancel=services.can_cancel(pledge),
         confirming=confirming,
     ), (200 if confirming else 422)
 
 
-@bp.post("/pledge/<key>/cancel")
+@bp.route("/pledge/<key>/cancel", methods=["GET", "POST"])
 @with_pledge
 def cancel(pledge: Pledge, key: str):
-    if CancelForm().validate_on_submit():
+    """GET: what cancelling means, and a button; POST: cancel."""
+    form = CancelForm()
+    if request.method == "POST" and form.validate_on_submit():
         with flash_transaction() as work:
             cards.cancel(pledge)
         if work.committed:
             flash(_("Your pledge is cancelled. Your card will not be charged."), "info")
-    return redirect(url_for("payments.manage", key=key))
+        return redirect(url_for("payments.manage", key=key))
+    if not services.can_cancel(pledge):
+        return redirect(url_for("payments.manage", key=key))
+    return render_template(
+        "core/confirm.html",
+        form=form,
+        heading=_(
+            "Cancel your pledge of %(m)s to “%(title)s”?",
+            m=pledge.money.format(current_locale()),
+            title=pledge.campaign.title,
+        ),
+        facts=[],
+        consequences=[
+            _(
+                "Nothing will be charged, and your card is released. The campaign's totals "
+                "go down by your pledge; you can pledge again while it takes pledges."
+            )
+        ],
+        button=_("Yes, cancel my pledge"),
+        action=url_for("payments.cancel", key=key),
+        back=url_for("payments.manage", key=key),
+        danger=True,
+    )
 
 
 @bp.route("/pledge/<key>/card", methods=["GET", "POST"])

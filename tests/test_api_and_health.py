@@ -107,6 +107,8 @@ def test_demo_pages_render(app, client, demo):
         "/campaigns",
         "/c/northside-winter-heating-fund",
         "/privacy",
+        "/how-it-works",
+        "/terms",
         "/c/northside-winter-heating-fund/updates.atom",
         "/login",
         "/register",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from xml.etree import ElementTree
 
+import pytest
+
 from tests.factories import create_draft, live_campaign, pledge, register
 
 
@@ -59,3 +61,20 @@ def test_a_lost_manage_link_can_be_found_from_every_page_and_the_pledge_form(app
         assert 'href="/pledges/links"' in client.get(path).get_data(as_text=True), path
     manage = client.get(pledge(client, slug).headers["Location"]).get_data(as_text=True)
     assert 'href="/pledges/links"' in manage
+
+
+@pytest.mark.parametrize("language", ["en", "es", "de", "pt-BR"])
+def test_how_it_works_terms_and_privacy_are_one_click_from_every_page(app, language):
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
+    home = client.get("/").get_data(as_text=True)
+    for path in ("/how-it-works", "/terms", "/privacy"):
+        assert f'href="{path}"' in home, path
+        page = client.get(path)
+        assert page.status_code == 200, path
+    privacy = client.get("/privacy").get_data(as_text=True)
+    # Every kind of data the site keeps is named, with who sees it and for how long.
+    assert privacy.count('data-label="') >= 18
+    faq = client.get("/how-it-works").get_data(as_text=True)
+    for anchor in ("all-or-nothing", "minimum-backers", "when-charged", "fees", "ledger"):
+        assert f'id="{anchor}"' in faq

@@ -7,7 +7,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from campaigns.models import Campaign
 from core import clock, outbox
@@ -109,3 +109,31 @@ def test_single_line_fields_are_cleaned_at_input(app, inserted, becomes):
         campaign = db.session.scalar(select(Campaign))
     assert campaign.title == f"Rent strike{becomes}fund"
     assert campaign.summary == f"A{becomes}B"
+
+
+def test_purge_deletes_delivered_mail_past_its_age_and_keeps_the_rest(app):
+    with app.app_context():
+        old = outbox.queue("a@example.org", "Old", "delivered long ago")
+        waiting = outbox.queue("b@example.org", "Waiting", "never delivered")
+        db.session.commit()
+        old_id, waiting_id = old.id, waiting.id
+        outbox.deliver_pending([old_id])
+        db.session.execute(
+            update(outbox.OutboxMessage)
+            .where(outbox.OutboxMessage.id == waiting_id)
+            .values(next_attempt_at=clock.utcnow() + timedelta(days=365))
+        )
+        db.session.commit()
+    clock.freeze(clock.utcnow() + timedelta(days=31))
+    recent_id = None
+    with app.app_context():
+        recent = outbox.queue("c@example.org", "Recent", "delivered today")
+        db.session.commit()
+        recent_id = recent.id
+        outbox.deliver_pending([recent_id])
+    result = app.test_cli_runner().invoke(args=["outbox", "purge", "--older-than", "30"])
+    assert result.exit_code == 0 and "Deleted 1 delivered" in result.output
+    with app.app_context():
+        left = set(db.session.scalars(select(outbox.OutboxMessage.id)))
+    assert left == {waiting_id, recent_id}
+    assert app.test_cli_runner().invoke(args=["outbox", "purge", "--older-than", "-1"]).exit_code

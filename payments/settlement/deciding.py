@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import and_, case, func, or_, select, update
 
 from campaigns.models import Campaign, CampaignStatus, FundingModel
+from campaigns.notifications import tell_committee
 from core.clock import utcnow
 from core.extensions import changed, db
 from payments.models import Pledge, PledgeStatus
@@ -53,7 +54,17 @@ def decide(campaign_id: int) -> bool:
         )
         .execution_options(synchronize_session=False)
     )
-    return result == 1
+    if result != 1:
+        return False
+    campaign = db.session.get_one(Campaign, campaign_id, populate_existing=True)
+    funded = campaign.status == CampaignStatus.FUNDED
+    tell_committee(
+        campaign,
+        "funded" if funded else "failed",
+        pledged=campaign.pledged,
+        backers=campaign.backer_count,
+    )
+    return True
 
 
 def due_campaign_ids() -> list[int]:
@@ -120,6 +131,12 @@ def finish_if_done(campaign_id: int) -> bool:
         )
         .execution_options(synchronize_session=False)
     )
+    if done:
+        campaign = db.session.get_one(Campaign, campaign_id, populate_existing=True)
+        if campaign.status == CampaignStatus.SETTLED:
+            tell_committee(campaign, "settled", collected=campaign.collected)
+        else:
+            tell_committee(campaign, "released")
     db.session.commit()
     return bool(done)
 

@@ -67,9 +67,22 @@ def test_1_organizer_launches_a_campaign(journey):
     journey.shoot("draft-form")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_text("Draft saved")).to_be_visible()
-    page.get_by_role("button", name="Launch campaign").click()
+    page.get_by_role("link", name="Launch campaign").click()
+    # Launching locks the terms: the page lists them and asks first.
+    expect(page.get_by_role("heading", name=re.compile("^Launch “Strike fund"))).to_be_visible()
+    expect(page.get_by_text("€3,000.00").first).to_be_visible()
+    journey.axe("launch-confirmation")
+    journey.shoot("launch-confirmation")
+    page.get_by_role("button", name="Launch now").click()
     expect(page.get_by_text("Your campaign is live.")).to_be_visible()
     journey.shoot("launched")
+
+    # Editing the live campaign saves what its page sends.
+    page.get_by_role("link", name="Edit", exact=True).click()
+    page.get_by_label("One-line summary").fill("Sixty night bakers on strike for a union contract.")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved.")).to_be_visible()
+    expect(page.get_by_text("Sixty night bakers on strike for a union contract.")).to_be_visible()
 
     page.get_by_role("link", name="Committee").click()
     page.get_by_label("Their email address").fill("friend@example.org")
@@ -93,11 +106,13 @@ def _confirm_amount(page, button: str) -> None:
     page.get_by_role("button", name=re.compile("^" + re.escape(button))).click()
 
 
-def _pledge(page, base, slug, email, amount="25"):
+def _pledge(page, base, slug, email, amount="25", message=""):
     page.goto(f"{base}/c/{slug}")
     page.get_by_role("link", name="Back this campaign").click()
     page.get_by_label("Amount", exact=True).fill(amount)
     page.get_by_label("Email address", exact=True).fill(email)
+    if message:
+        page.get_by_label("Private message to the organizers (optional)").fill(message)
     page.get_by_label("Card number (demo)").fill("4242 4242 4242 4242")
     page.get_by_role("button", name="Pledge").click()
     _confirm_amount(page, "Confirm my pledge")
@@ -109,7 +124,8 @@ def test_2_guest_supporter_pledges_changes_cancels_and_pledges_again(journey):
     journey.go("/")
     journey.axe("home")
     page.get_by_role("link", name="Campaigns", exact=True).click()
-    page.get_by_label("Search", exact=True).fill("night bakers")
+    # Two words, in another order than the title's: full-text search finds it.
+    page.get_by_label("Search", exact=True).fill("bakers strike")
     page.get_by_role("button", name="Show").click()
     journey.axe("listing")
     journey.shoot("search")
@@ -132,10 +148,20 @@ def test_2_guest_supporter_pledges_changes_cancels_and_pledges_again(journey):
     page.get_by_role("button", name="Change amount").click()
     _confirm_amount(page, "Confirm: €40.00")
     expect(page.get_by_text("Your pledge is now €40.00")).to_be_visible()
-    page.get_by_role("button", name="Cancel my pledge").click()
+    page.get_by_role("link", name="Cancel my pledge").click()
+    expect(page.get_by_text("This cannot be undone.")).to_be_visible()
+    journey.axe("cancel-confirmation")
+    page.get_by_role("button", name="Yes, cancel my pledge").click()
     expect(page.get_by_text("Your pledge is cancelled")).to_be_visible()
     journey.shoot("cancelled")
-    _pledge(page, base, "strike-fund-for-the-night-bakers", "guest@example.org", "30")
+    _pledge(
+        page,
+        base,
+        "strike-fund-for-the-night-bakers",
+        "guest@example.org",
+        "30",
+        message="I can bring a generator to the picket.",
+    )
     journey.shoot("pledged-again")
     journey.go("/c/strike-fund-for-the-night-bakers")
     expect(page.get_by_text("€30.00", exact=True)).to_be_visible()
@@ -217,6 +243,17 @@ def test_5_auditor_filters_downloads_and_verifies_a_proof(journey, tmp_path):
     page, server = journey.page, journey.server
     journey.go("/ledger")
     journey.axe("ledger")
+    # The demo's history is on the ledger from the first start: a settled campaign's
+    # page lists its charges, fees, refund and disbursement.
+    for path, label in (("/how-it-works", "how"), ("/terms", "terms"), ("/privacy", "privacy")):
+        journey.go(path)
+        journey.axe(label)
+    journey.shoot("privacy")
+    journey.go("/c/back-pay-for-the-eastgate-bus-cleaners/ledger")
+    expect(page.get_by_role("cell", name="disbursement").first).to_be_visible()
+    journey.axe("campaign-ledger")
+    journey.shoot("campaign-ledger")
+    journey.go("/ledger")
     page.get_by_label("Kind", exact=True).select_option("pledge_charge")
     page.get_by_role("button", name="Filter").click()
     expect(page.get_by_role("cell", name="pledge charge").first).to_be_visible()
@@ -239,4 +276,96 @@ def test_5_auditor_filters_downloads_and_verifies_a_proof(journey, tmp_path):
     expect(page.get_by_text("Verified in your browser")).to_be_visible()
     journey.axe("ledger-entry")
     journey.shoot("proof-verified")
+    journey.assert_no_third_party_requests()
+
+
+def _log_in(page, base, email, password):
+    page.goto(base + "/login")
+    page.get_by_label("Email address", exact=True).fill(email)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_6_organizer_reads_a_private_message_and_resets_a_forgotten_password(journey):
+    """The bakers' committee (journey 1) reads journey 2's private message on its
+    dashboard's backers page; then, having forgotten its password, logs in from the
+    link in the outbox and chooses a new one."""
+    page, base, server = journey.page, journey.server.url, journey.server
+    _log_in(page, base, "bakers@example.org", PASSWORD)
+    expect(page.get_by_role("heading", name="Your campaigns")).to_be_visible()
+    expect(page.get_by_text("1 private message from backers")).to_be_visible()
+    journey.axe("dashboard-with-a-campaign")
+    journey.shoot("dashboard")
+    page.get_by_role("link", name="Backers and messages").first.click()
+    expect(page.get_by_text("I can bring a generator to the picket.")).to_be_visible()
+    journey.axe("backers")
+    journey.shoot("backers")
+
+    # An update emailed to the backers; one of them unsubscribes with one click.
+    page.goto(base + "/c/strike-fund-for-the-night-bakers")
+    page.get_by_role("link", name="Post an update").click()
+    page.get_by_label("Title", exact=True).fill("The bakery owners want to talk")
+    page.get_by_label("Message", exact=True).fill("Negotiations start on Monday.")
+    expect(page.get_by_label("Also email it to the campaign's backers")).to_be_checked()
+    page.get_by_role("button", name="Post update").click()
+    expect(page.get_by_role("heading", name="The bakery owners want to talk")).to_be_visible()
+    [update] = [m for m in server.mails("guest@example.org") if "want to talk" in m]
+    unsubscribe = re.findall(r"(http://\S+/unsubscribe/\S+)", update.split("\n\n", 1)[1])[0]
+    page.goto(unsubscribe)
+    journey.axe("unsubscribe")
+    page.get_by_role("button", name="Unsubscribe").click()
+    expect(
+        page.get_by_text("you will no longer receive the updates of this campaign")
+    ).to_be_visible()
+    page.get_by_role("button", name="Log out").click()
+
+    page.goto(base + "/login")
+    page.get_by_role("link", name=re.compile("Forgot your password")).click()
+    page.get_by_label("Email address", exact=True).fill("bakers@example.org")
+    page.get_by_role("button", name="Email me a login link").click()
+    expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+    page.goto(server.last_link("bakers@example.org", "/login/link/"))
+    expect(page.get_by_text("choose a new one below")).to_be_visible()
+    page.get_by_label("New password", exact=True).fill("loaves for the picket line")
+    page.get_by_label("Repeat new password").fill("loaves for the picket line")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_text("Password changed.")).to_be_visible()
+    journey.axe("account")
+    page.get_by_role("button", name="Log out").click()
+    _log_in(page, base, "bakers@example.org", PASSWORD)
+    expect(page.get_by_text("do not match")).to_be_visible()
+    _log_in(page, base, "bakers@example.org", "loaves for the picket line")
+    expect(page.get_by_role("heading", name="Your campaigns")).to_be_visible()
+    journey.assert_no_third_party_requests()
+
+
+def test_7_a_supporter_downloads_their_data_and_closes_their_account(journey, tmp_path):
+    page, base, server = journey.page, journey.server.url, journey.server
+    _register(page, server, "leaving@example.org", "Leaving Soon")
+    page.goto(f"{base}/c/northside-winter-heating-fund")
+    page.get_by_role("link", name="Back this campaign").click()
+    page.get_by_label("Amount", exact=True).fill("15")
+    page.get_by_label("Card number (demo)").fill("4242 4242 4242 4242")
+    page.get_by_role("button", name="Pledge").click()
+    _confirm_amount(page, "Confirm my pledge")
+    expect(page.get_by_text("Your pledge is active")).to_be_visible()
+
+    page.get_by_role("link", name="Account", exact=True).click()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download my data (JSON)").click()
+    path = tmp_path / "my-data.json"
+    download.value.save_as(path)
+    data = json.loads(path.read_text())
+    assert data["account"]["email"] == "leaving@example.org"
+    assert [p["campaign"] for p in data["pledges"]] == ["northside-winter-heating-fund"]
+
+    page.get_by_label("Current password").last.fill(PASSWORD)
+    page.get_by_label(re.compile("I understand: my account is closed for good")).check()
+    journey.axe("account-close")
+    journey.shoot("account-close")
+    page.get_by_role("button", name="Close my account").click()
+    expect(page.get_by_text("Your account is closed.")).to_be_visible()
+    assert "is closed" in server.mails("leaving@example.org")[-1]
+    _log_in(page, base, "leaving@example.org", PASSWORD)
+    expect(page.get_by_text("do not match")).to_be_visible()
     journey.assert_no_third_party_requests()

@@ -1,0 +1,53 @@
+"""What a campaign's committee is told by email, each member in the language of their
+last login: funded, failed, settled or released, reported, suspended (with the
+moderators' reason), a disbursement waiting for their approval. These are service
+notices to the people responsible for the money, so they carry no unsubscribe link.
+Queued in the transaction of the change they report (core.outbox)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from accounts.models import User
+from campaigns.models import Campaign, OrganizerRole, Permission, role_can
+from core import mail
+from core.urls import public_url_for
+
+TEMPLATES = {
+    "funded": "campaigns/funded",
+    "failed": "campaigns/failed",
+    "settled": "campaigns/settled",
+    "released": "campaigns/released",
+    "reported": "campaigns/reported",
+    "suspended": "campaigns/suspended",
+    "disbursement-waiting": "campaigns/disbursement_waiting",
+}
+
+
+def tell_committee(
+    campaign: Campaign,
+    event: str,
+    *,
+    except_user_id: int | None = None,
+    permission: Permission | None = None,
+    **context: Any,
+) -> None:
+    """Every member (who has `permission`, if given), but `except_user_id`."""
+    members: list[User] = [
+        organizer.user
+        for organizer in campaign.organizers
+        if organizer.user_id != except_user_id
+        and organizer.user.closed_at is None
+        and (permission is None or role_can(OrganizerRole(organizer.role), permission))
+    ]
+    for member in members:
+        mail.send(
+            member.email,
+            TEMPLATES[event],
+            locale=member.locale,
+            topic=f"committee-{event}",
+            name=member.display_name,
+            title=campaign.title,
+            link=public_url_for("campaigns.detail", slug=campaign.slug),
+            **context,
+        )
