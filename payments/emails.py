@@ -36,59 +36,39 @@ def _context(pledge: Pledge) -> dict[str, Any]:
     return {"pledge": pledge, "campaign": pledge.campaign, "link": manage_link(pledge)}
 
 
-def confirmation(pledge: Pledge) -> None:
+def _tell(pledge: Pledge, template: str, topic: str, **extra: Any) -> None:
+    """One message to a pledge's supporter, in the language they pledged in."""
     mail.send(
         pledge.email,
-        "pledges/confirmation",
+        f"pledges/{template}",
         locale=pledge.locale,
-        topic="pledge-confirmation",
-        **_context(pledge),
+        topic=topic,
+        **(_context(pledge) | extra),
     )
+
+
+def confirmation(pledge: Pledge) -> None:
+    _tell(pledge, "confirmation", "pledge-confirmation")
 
 
 def amount_changed(pledge: Pledge, previous: Money) -> None:
-    mail.send(
-        pledge.email,
-        "pledges/amount_changed",
-        locale=pledge.locale,
-        topic="pledge-amount-changed",
-        previous=previous,
-        **_context(pledge),
-    )
+    _tell(pledge, "amount_changed", "pledge-amount-changed", previous=previous)
 
 
 def card_replaced(pledge: Pledge) -> None:
-    mail.send(
-        pledge.email,
-        "pledges/card_replaced",
-        locale=pledge.locale,
-        topic="pledge-card-replaced",
-        **_context(pledge),
-    )
+    _tell(pledge, "card_replaced", "pledge-card-replaced")
 
 
 def cancelled(pledge: Pledge) -> None:
-    mail.send(
-        pledge.email,
-        "pledges/cancelled",
-        locale=pledge.locale,
-        topic="pledge-cancelled",
-        pledge=pledge,
-        campaign=pledge.campaign,
-        campaign_link=public_url_for("campaigns.detail", slug=pledge.campaign.slug),
-    )
+    campaign_link = public_url_for("campaigns.detail", slug=pledge.campaign.slug)
+    _tell(pledge, "cancelled", "pledge-cancelled", campaign_link=campaign_link)
 
 
 def queue_outcome(pledge: Pledge, outcome: str) -> None:
     template = OUTCOME_TEMPLATES.get(outcome)
     if template is not None:
-        mail.send(
-            pledge.email,
-            template,
-            locale=pledge.locale,
-            topic=OUTCOME_TOPICS.get(outcome, f"pledge-{outcome}"),
-            **_context(pledge),
-        )
+        topic = OUTCOME_TOPICS.get(outcome, f"pledge-{outcome}")
+        _tell(pledge, template.removeprefix("pledges/"), topic)
 
 
 def queue_outcomes(pledges: Sequence[Pledge], outcome: str) -> None:
@@ -100,15 +80,7 @@ def queue_outcomes(pledges: Sequence[Pledge], outcome: str) -> None:
 
 
 def released(pledge: Pledge, reason: str) -> None:
-    mail.send(
-        pledge.email,
-        "pledges/released",
-        locale=pledge.locale,
-        topic="pledge-released",
-        pledge=pledge,
-        campaign=pledge.campaign,
-        reason=reason,
-    )
+    _tell(pledge, "released", "pledge-released", reason=reason)
 
 
 def links(address: str, pledges: Sequence[Pledge]) -> None:

@@ -115,13 +115,18 @@ def test_one_click_unsubscribe_stops_updates_for_that_backer_only(app):
     assert visitor.get(link[:-3] + "abc").status_code == 404
 
 
-def test_the_committee_hears_when_the_campaign_is_funded_and_settled(app):
-    _organizer, slug = _campaign_with_backers(app, goal="30")
+def _past_its_deadline(app, slug) -> None:
+    """The deadline passes; two sweeps decide, then charge or release, then close."""
     with app.app_context():
         campaign_id = db.session.scalars(select(Campaign.id).where(Campaign.slug == slug)).one()
     past_deadline(app, campaign_id)
     run_sweep(app)
     run_sweep(app)
+
+
+def test_the_committee_hears_when_the_campaign_is_funded_and_settled(app):
+    _organizer, slug = _campaign_with_backers(app, goal="30")
+    _past_its_deadline(app, slug)
     [funded] = _mails(app, ORG, "is funded")
     assert "€40.00" in funded
     [settled] = _mails(app, ORG, "is settled")
@@ -130,11 +135,7 @@ def test_the_committee_hears_when_the_campaign_is_funded_and_settled(app):
 
 def test_the_committee_hears_when_an_all_or_nothing_campaign_fails(app):
     _organizer, slug = _campaign_with_backers(app, goal="5000")
-    with app.app_context():
-        campaign_id = db.session.scalars(select(Campaign.id).where(Campaign.slug == slug)).one()
-    past_deadline(app, campaign_id)
-    run_sweep(app)
-    run_sweep(app)
+    _past_its_deadline(app, slug)
     [failed] = _mails(app, ORG, "did not reach its goal")
     assert "nobody is charged" in failed
     assert len(_mails(app, ORG, "the saved cards were detached")) == 1
@@ -240,9 +241,6 @@ def test_a_committee_member_who_logged_in_in_german_is_told_in_german(app):
     german = app.test_client()
     german.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de"
     login(german, ORG)
-    with app.app_context():
-        campaign_id = db.session.scalars(select(Campaign.id).where(Campaign.slug == slug)).one()
-    past_deadline(app, campaign_id)
-    run_sweep(app)
+    _past_its_deadline(app, slug)
     [failed] = _mails(app, ORG, "niemandem etwas abgebucht")
     assert "Hallo Bakers' Committee" in failed
