@@ -8,7 +8,10 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """The campaign pages (the home page among them), the API, moderation."""
     from accounts.signals import account_closing, account_exporting
-    from campaigns import personal_data
+    from campaigns import (
+        periods,  # noqa: F401 - registers the recurrence models
+        personal_data,
+    )
     from campaigns.api import bp as campaigns_api
     from campaigns.models import role_can
     from campaigns.moderation import bp as moderation_bp

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, jsonify, request
+from sqlalchemy import select
 
-from campaigns import services
+from campaigns import periods, services
 from campaigns.models import Campaign, CampaignStatus
+from core.clock import utcnow
 from core.extensions import db
+from core.money import Money
 from core.urls import public_url_for, query_int
 
 bp = Blueprint("campaigns_api", __name__, url_prefix="/api/v1")
@@ -75,9 +78,84 @@ def list_campaigns():
     )
 
 
-@bp.get("/campaigns/<slug>")
-def get_campaign(slug: str):
+def _public_campaign(slug: str) -> Campaign:
     campaign = db.session.scalar(services.public_campaigns().where(Campaign.slug == slug))
     if campaign is None or campaign.status == CampaignStatus.SUSPENDED:
         abort(404, description="no public campaign has that slug")
-    return jsonify(campaign_json(campaign))
+    return campaign
+
+
+def _iso(moment) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@bp.get("/campaigns/<slug>")
+def get_campaign(slug: str):
+    campaign = _public_campaign(slug)
+    return jsonify(campaign_json(campaign) | {"recurring": recurring_json(campaign)})
+
+
+def recurring_json(campaign: Campaign) -> dict | None:
+    """None for a one-off campaign; its recurrence, and the period running now."""
+    recurrence = db.session.get(periods.Recurrence, campaign.id)
+    if recurrence is None or campaign.launched_at is None:
+        return None
+    launched = campaign.launched_at
+    last = periods.last_number(recurrence, launched)
+    current = max(1, min(periods.number_at(launched, recurrence.interval, utcnow()), last))
+    threshold = recurrence.threshold_money(campaign.currency)
+    return {
+        "interval": recurrence.interval,
+        "current_period": current,
+        "period_ends_at": _iso(periods.period_bounds(launched, recurrence.interval, current)[1]),
+        "threshold": {
+            "amount": threshold.as_json() if threshold else None,
+            "backers": recurrence.threshold_backers,
+        },
+        "ends_at": _iso(recurrence.ends_at) if recurrence.ends_at else None,
+    }
+
+
+# Internal period states as the API names them: a period being charged has been met.
+PERIOD_STATUS = {
+    "open": "open",
+    "met": "met",
+    "charging": "met",
+    "missed": "missed",
+    "charged": "charged",
+}
+
+
+@bp.get("/campaigns/<slug>/periods")
+def list_periods(slug: str):
+    """Every period so far, oldest first: the open one with the pledges as they stand,
+    decided ones with the figures frozen at their end; `collected` is what the ledger
+    holds for the period's charges."""
+    campaign = _public_campaign(slug)
+    if db.session.get(periods.Recurrence, campaign.id) is None:
+        abort(404, description="this campaign is not recurring")
+    rows = db.session.scalars(
+        select(periods.Period)
+        .where(periods.Period.campaign_id == campaign.id)
+        .order_by(periods.Period.number)
+    ).all()
+
+    def money(amount: int) -> dict:
+        return Money(amount, campaign.currency).as_json()
+
+    return jsonify(
+        periods=[
+            {
+                "period": p.number,
+                "starts_at": _iso(p.starts_at),
+                "ends_at": _iso(p.ends_at),
+                "status": PERIOD_STATUS[p.status],
+                "pledged": money(
+                    campaign.pledged_amount if p.status == "open" else p.pledged_amount or 0
+                ),
+                "backers": campaign.backer_count if p.status == "open" else p.backer_count or 0,
+                "collected": money(p.collected_amount),
+            }
+            for p in rows
+        ]
+    )

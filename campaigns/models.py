@@ -89,6 +89,9 @@ CAMPAIGN_MACHINE = StateMachine(
         Transition("start_settling", (C.FUNDED,), C.SETTLING),
         Transition("settle", (C.FUNDED, C.SETTLING), C.SETTLED),
         Transition("release", (C.UNFUNDED,), C.RELEASED),
+        # A recurring campaign's last period is done: its charges were made period by
+        # period (campaigns.periods), so it ends settled.
+        Transition("end_recurrence", (C.LIVE,), C.SETTLED),
         Transition("suspend", _SUSPENDABLE, C.SUSPENDED),
         # Back to what it was, or released when its deadline passed meanwhile.
         *(Transition(f"restore_{state.value}", (C.SUSPENDED,), state) for state in _SUSPENDABLE),

@@ -258,6 +258,7 @@ SETTINGS: tuple[tuple[str, Reader], ...] = (
     ("CHARGE_LEASE_SECONDS", integer("CHARGE_LEASE_SECONDS", 300, minimum=0)),
     ("RETRY_WINDOW", integer("RETRY_WINDOW", 7 * 24 * 3600, minimum=0)),
     ("REMINDER_INTERVAL", integer("REMINDER_INTERVAL", 48 * 3600, minimum=60)),
+    ("PERIOD_DECISION_GRACE", integer("PERIOD_DECISION_GRACE", 24 * 3600, minimum=60)),
     (
         "DEADLINE_REMINDER_BEFORE",
         integer("DEADLINE_REMINDER_BEFORE", 3 * 24 * 3600, minimum=3600),

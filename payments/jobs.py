@@ -95,6 +95,17 @@ def charge_until_done(
 
 
 @app_job
+def advance_recurring(campaign_id: int, totals: dict[str, int] | None = None) -> None:
+    """A recurring campaign's due periods: decided, charged, closed; and its end."""
+    settlement.advance(campaign_id)
+    charge_until_done(campaign_id, totals)
+    settlement.close_charged_periods(campaign_id)
+    for customer_id, card in settlement.end_if_over(campaign_id):
+        enqueue_after_commit(release_card, customer_id, card)
+    db.session.commit()
+
+
+@app_job
 def release_campaign(campaign_id: int) -> int:
     status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
     reason = "cancelled" if status == CampaignStatus.CANCELLED else "unfunded"
@@ -129,6 +140,8 @@ def sweep() -> None:
         settlement.drop_expired_authentications(campaign_id)
         continue_campaign(campaign_id)
         settlement.finish_if_done(campaign_id)
+    for campaign_id in settlement.live_recurring_campaign_ids():
+        advance_recurring(campaign_id)
     for campaign_id in cancelled_with_open_pledges():
         release_campaign(campaign_id)
     settlement.release_suspended_at_deadline()
@@ -207,6 +220,8 @@ def run_due_now(progress=None) -> dict[str, int]:
         settlement.start_settling(campaign_id)
         db.session.commit()
         charge_until_done(campaign_id, summary, progress)
+    for campaign_id in settlement.live_recurring_campaign_ids():
+        advance_recurring(campaign_id, summary)
     ledger_log.sequence()
     outbox.deliver_pending()
     return summary

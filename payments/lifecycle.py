@@ -70,11 +70,22 @@ TRANSITIONS: tuple[Transition[PledgeStatus], ...] = (
 )
 
 INITIAL = S.PENDING
-MACHINE = StateMachine("pledge", [INITIAL], TRANSITIONS)
+# A period's charge of a standing pledge starts active: the card is the standing pledge's.
+PERIOD_CHARGE_INITIAL = S.ACTIVE
+MACHINE = StateMachine("pledge", [INITIAL, PERIOD_CHARGE_INITIAL], TRANSITIONS)
 BY_EVENT: dict[str, Transition[PledgeStatus]] = MACHINE.by_event
 
 # Events that change no state.
-NOTES = frozenset({"created", "card_not_saved", "card_replaced", "amount_changed", "reminder_sent"})
+NOTES = frozenset(
+    {
+        "created",
+        "period_charge_opened",
+        "card_not_saved",
+        "card_replaced",
+        "amount_changed",
+        "reminder_sent",
+    }
+)
 
 
 class StaleState(RuntimeError):
@@ -268,6 +279,25 @@ def begin(pledge: Pledge) -> None:
     db.session.add(pledge)
     db.session.flush()
     _insert_events([_event_row("created", pledge.id, None, INITIAL, pledge.amount, "")])
+
+
+def begin_period_charges(rows: list[dict[str, Any]]) -> list[int]:
+    """Insert one period's charges of standing pledges (rows of Pledge column values
+    without a status), each `active` with its `period_charge_opened` event. The unique
+    (parent_id, period) index refuses a second charge of a pledge for a period."""
+    if not rows:
+        return []
+    opened = db.session.execute(
+        insert(Pledge).returning(Pledge.id, Pledge.amount, sort_by_parameter_order=True),
+        [{**row, "status": PERIOD_CHARGE_INITIAL} for row in rows],
+    ).all()
+    _insert_events(
+        [
+            _event_row("period_charge_opened", o.id, None, PERIOD_CHARGE_INITIAL, o.amount, "")
+            for o in opened
+        ]
+    )
+    return [o.id for o in opened]
 
 
 def note(

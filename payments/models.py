@@ -4,7 +4,8 @@ import enum
 from datetime import datetime
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from accounts.models import User
@@ -76,6 +77,7 @@ EVENT_LABELS = {
     "charge_recorded_late": _l("Charge recorded late, then refunded"),
     "refunded": _l("Refunded"),
     "reminder_sent": _l("Reminder sent"),
+    "period_charge_opened": _l("The period met its threshold: charge due"),
 }
 
 
@@ -88,6 +90,7 @@ class Visibility(enum.StrEnum):
 class Pledge(Model):
     __tablename__ = "pledges"
     __table_args__ = (
+        Index("ix_pledges_parent_period", "parent_id", "period", unique=True),
         CheckConstraint("amount > 0", name="amount_positive"),
         enum_check("status", PledgeStatus),
         enum_check("visibility", Visibility),
@@ -132,6 +135,12 @@ class Pledge(Model):
     retry_requested: Mapped[bool] = mapped_column(default=False)
     # Bumped to revoke every manage link sent so far.
     link_version: Mapped[int] = mapped_column(Integer, default=1)
+    # A standing pledge to a recurring campaign: never charged itself; each period
+    # that meets its threshold opens one charge of it (a pledge with `parent_id` set to
+    # this one's id and `period` to the period's number; unique together).
+    recurring: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    parent_id: Mapped[int | None] = mapped_column(Integer)
+    period: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -11,6 +11,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import update
 
 from campaigns.models import Campaign
+from campaigns.periods import Period
 from core.extensions import db
 from ledger import services as ledger
 from ledger.models import EntryKind
@@ -55,5 +56,12 @@ def refund(pledge: Pledge, reason: str = "") -> str:
         .values(collected_amount=Campaign.collected_amount - amount.amount)
         .execution_options(synchronize_session=False)
     )
+    if pledge.period is not None:
+        db.session.execute(
+            update(Period)
+            .where(Period.campaign_id == pledge.campaign_id, Period.number == pledge.period)
+            .values(collected_amount=Period.collected_amount - amount.amount)
+            .execution_options(synchronize_session=False)
+        )
     db.session.commit()
     return refund_id

@@ -245,3 +245,89 @@ def _deadline_passed(app, campaign_id: int) -> None:
             .values(deadline=datetime.now(UTC) - timedelta(minutes=1))
         )
         db.session.commit()
+
+
+def test_sigkilled_workers_never_charge_a_period_twice(make_app, redis_url):
+    """A weekly campaign whose first period just ended, 200 standing pledges, workers
+    killed while the period's charges are in flight: each standing pledge is charged
+    exactly once for the period, at the provider and in the ledger."""
+    from datetime import UTC, datetime, timedelta
+
+    from campaigns.periods import Period, Recurrence
+    from payments.jobs import advance_recurring
+
+    app = make_app()
+    cid = make_campaign(app, goal=10, model="flexible")
+    _bulk_pledges(app, cid, 200)
+    launched = datetime.now(UTC) - timedelta(weeks=1, minutes=1)
+    with app.app_context():
+        db.session.execute(
+            update(Campaign)
+            .where(Campaign.id == cid)
+            .values(launched_at=launched, deadline=launched + timedelta(weeks=4))
+        )
+        db.session.execute(
+            update(Pledge)
+            .where(Pledge.campaign_id == cid)
+            .values(recurring=True, activated_at=launched + timedelta(hours=1))
+        )
+        db.session.add(Recurrence(campaign_id=cid, interval="week", max_periods=4))
+        db.session.commit()
+    queue = f"test-{random.randrange(1 << 30)}"
+    connection = Redis.from_url(redis_url)
+    jobs = Queue(queue, connection=connection)
+    slow = {"SIMULATED_LATENCY_MS": 40, "SETTLEMENT_CONCURRENCY": 4}
+    rng = random.Random(77)
+    kills = rounds = 0
+    while kills < 6 and rounds < 40:
+        rounds += 1
+        jobs.enqueue(advance_recurring, cid, job_id=f"advance-{cid}-{rounds}")
+        if rounds % 2:
+            worker = _start_worker(_worker_env(app, redis_url, queue, **slow))
+            time.sleep(rng.uniform(1.0, 2.0))
+            _kill_tree(worker.pid)
+            worker.wait(timeout=30)
+        else:
+            worker = _start_worker(
+                _worker_env(app, redis_url, queue, **slow, COUNTERFUND_FAULT_KILL_RATE="0.06")
+            )
+            worker.wait(timeout=120)
+        if worker.returncode == -signal.SIGKILL:
+            kills += 1
+    assert kills >= 6, f"only {kills} kills in {rounds} rounds"
+    for n in range(5):
+        jobs.enqueue(advance_recurring, cid, job_id=f"advance-{cid}-final-{n}")
+        env = _worker_env(app, redis_url, queue)
+        _finish(_start_worker(env), env)
+        with app.app_context():
+            status = db.session.scalar(
+                select(Period.status).where(Period.campaign_id == cid, Period.number == 1)
+            )
+        if status == "charged":
+            break
+    connection.close()
+    provider = app.extensions["payment_backend"].provider
+    with app.app_context():
+        charges = db.session.execute(
+            select(Pledge.parent_id, Pledge.public_id, Pledge.status, Pledge.charge_key).where(
+                Pledge.campaign_id == cid, Pledge.period == 1
+            )
+        ).all()
+        collected = db.session.scalar(
+            select(Period.collected_amount).where(Period.campaign_id == cid, Period.number == 1)
+        )
+        ledger_total = db.session.scalar(
+            select(func.coalesce(func.sum(LedgerPosting.amount), 0))
+            .join(LedgerTransaction)
+            .where(
+                LedgerTransaction.kind == "pledge_charge",
+                LedgerPosting.account == f"campaign:{cid}",
+            )
+        )
+    assert len(charges) == 200 and len({c.parent_id for c in charges}) == 200
+    assert {c.status for c in charges} == {"charged"}
+    assert all(c.charge_key.startswith(f"pledge-{c.parent_id}-period-1-") for c in charges)
+    per_charge = {c.public_id: len(provider.charges_for(c.public_id)) for c in charges}
+    assert set(per_charge.values()) == {1}, "a standing pledge was charged twice for a period"
+    at_provider = sum(row["amount"] for c in charges for row in provider.charges_for(c.public_id))
+    assert at_provider == ledger_total == collected

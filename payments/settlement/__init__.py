@@ -53,6 +53,12 @@ from payments.settlement.deciding import (
     progress,
     start_settling,
 )
+from payments.settlement.periods import (
+    advance,
+    close_charged_periods,
+    end_if_over,
+    live_recurring_campaign_ids,
+)
 from payments.settlement.recording import follow_lost_charge, record_charges, record_result
 
 __all__ = [
@@ -60,18 +66,22 @@ __all__ = [
     "RECORD_GROUP",
     "Claim",
     "RateLimiter",
+    "advance",
     "call_provider",
     "charge_claims",
     "charge_on_session",
     "claim_batch",
     "claim_for_authentication",
+    "close_charged_periods",
     "decide",
     "drop_expired_authentications",
     "due_campaign_ids",
+    "end_if_over",
     "finish_if_done",
     "follow_lost_charge",
     "kill_once_for_tests",
     "limiter",
+    "live_recurring_campaign_ids",
     "open_campaign_ids",
     "progress",
     "record_charges",

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Row, Select, String, and_, cast, literal, or_, select, update
+from sqlalchemy import Row, Select, String, and_, case, cast, literal, or_, select, update
 
 from core.clock import utcnow
 from core.extensions import db
@@ -43,14 +43,20 @@ _CLAIM_COLUMNS = (
 
 
 def _next_attempt() -> dict[str, Any]:
-    """A new attempt: its number and the idempotency key derived from it, in SQL."""
+    """A new attempt: its number and the idempotency key derived from it, in SQL:
+    `pledge-<id>-attempt-<n>`, or for a period's charge of a standing pledge
+    `pledge-<standing pledge id>-period-<number>-attempt-<n>`."""
     attempt = Pledge.charge_attempts + 1
+    whose = case(
+        (
+            Pledge.parent_id.is_not(None),
+            cast(Pledge.parent_id, String) + literal("-period-") + cast(Pledge.period, String),
+        ),
+        else_=cast(Pledge.id, String),
+    )
     return {
         "charge_attempts": attempt,
-        "charge_key": literal("pledge-")
-        + cast(Pledge.id, String)
-        + literal("-attempt-")
-        + cast(attempt, String),
+        "charge_key": literal("pledge-") + whose + literal("-attempt-") + cast(attempt, String),
     }
 
 
@@ -64,7 +70,8 @@ def _claimable(campaign_id: int, now: datetime):
             )
         return (
             select(Pledge.id)
-            .where(Pledge.campaign_id == campaign_id, ready)
+            # A standing pledge is never charged itself: its periods' charges are.
+            .where(Pledge.campaign_id == campaign_id, ready, Pledge.recurring.is_(False))
             .order_by(Pledge.id)
             .limit(wanted)
             .with_for_update(skip_locked=True)

@@ -6,6 +6,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 
 from campaigns.models import Campaign, CampaignStatus, FundingModel
 from campaigns.notifications import tell_committee
+from campaigns.periods import Recurrence
 from core.clock import utcnow
 from core.extensions import changed, db
 from payments.models import Pledge, PledgeStatus
@@ -68,10 +69,15 @@ def decide(campaign_id: int) -> bool:
 
 
 def due_campaign_ids() -> list[int]:
+    """One-off campaigns past their deadline (recurring ones are decided by period)."""
     return list(
         db.session.scalars(
             select(Campaign.id)
-            .where(Campaign.status == CampaignStatus.LIVE, Campaign.deadline <= utcnow())
+            .where(
+                Campaign.status == CampaignStatus.LIVE,
+                Campaign.deadline <= utcnow(),
+                Campaign.id.not_in(select(Recurrence.campaign_id)),
+            )
             .order_by(Campaign.deadline)
         )
     )

@@ -13,6 +13,7 @@ from flask import current_app
 from sqlalchemy import bindparam, func, select, update
 
 from campaigns.models import Campaign
+from campaigns.periods import Period
 from core.clock import utcnow
 from core.extensions import db
 from core.jobs import JobFailure
@@ -79,7 +80,7 @@ def record_result(claim: Claim, result: ChargeResult) -> str:
         return "already_recorded"
     if outcome == "charged":
         ledger.record_many(_ledger_entries(pledge, pledge.campaign_id, result))
-        _add_collected(pledge.campaign_id, result.amount)
+        _add_collected(pledge.campaign_id, result.amount, pledge.period)
     emails.queue_outcome(pledge, outcome)
     db.session.commit()
     return outcome
@@ -132,14 +133,14 @@ def record_charges(pairs: list[tuple[Claim, ChargeResult]]) -> int:
         select(Pledge).where(Pledge.id.in_(winners)).order_by(Pledge.id)
     ).all()
     entries: list[ledger.Entry] = []
-    collected: dict[int, int] = defaultdict(int)
+    collected: dict[tuple[int, int | None], int] = defaultdict(int)
     for pledge in pledges:
         result = by_id[pledge.id][1]
         entries.extend(_ledger_entries(pledge, pledge.campaign_id, result))
-        collected[pledge.campaign_id] += result.amount
+        collected[(pledge.campaign_id, pledge.period)] += result.amount
     ledger.record_many(entries)
-    for campaign_id, amount in collected.items():
-        _add_collected(campaign_id, amount)
+    for (campaign_id, period), amount in collected.items():
+        _add_collected(campaign_id, amount, period)
     emails.queue_outcomes(pledges, "charged")
     db.session.commit()
     return len(pledges)
@@ -160,13 +161,22 @@ def _still_claimed(by_id: dict[int, tuple[Claim, ChargeResult]]) -> list[int]:
     ]
 
 
-def _add_collected(campaign_id: int, amount: int) -> None:
+def _add_collected(campaign_id: int, amount: int, period: int | None = None) -> None:
+    """The campaign's collected total, and its period's for a period's charge (each
+    equals the sum of the ledger's charges for it)."""
     db.session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id)
         .values(collected_amount=Campaign.collected_amount + amount)
         .execution_options(synchronize_session=False)
     )
+    if period is not None:
+        db.session.execute(
+            update(Period)
+            .where(Period.campaign_id == campaign_id, Period.number == period)
+            .values(collected_amount=Period.collected_amount + amount)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def follow_lost_charge(claim: Claim, result: ChargeResult) -> str:
@@ -209,7 +219,7 @@ def follow_lost_charge(claim: Claim, result: ChargeResult) -> str:
         db.session.rollback()
         return follow_lost_charge(claim, result)  # it moved again meanwhile: look again
     ledger.record_many(_ledger_entries(pledge, pledge.campaign_id, result))
-    _add_collected(pledge.campaign_id, result.amount)
+    _add_collected(pledge.campaign_id, result.amount, pledge.period)
     if result.fee:
         # The supporter gets everything back and the campaign never paid for a charge
         # it should not have had: the platform covers the processor's fee.
@@ -251,7 +261,9 @@ def _ledger_entries(pledge: Pledge, campaign_id: int, result: ChargeResult) -> l
             public_reference("charge", pledge.id),
             ((ledger.SUPPORTERS, -amount), (account, amount)),
             public_counterparty(pledge),
-            "Pledge charged at the deadline",
+            f"Pledge charged for period {pledge.period}"
+            if pledge.period
+            else "Pledge charged at the deadline",
         )
     ]
     if result.fee:

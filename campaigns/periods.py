@@ -1,0 +1,152 @@
+"""Recurring campaigns: a strike fund that pays out every week needs support every
+week. A recurring campaign has a recurrence (weekly or monthly periods from its
+launch, ending at a date, after a number of periods, or when its committee ends it,
+12 months at most) and an optional per-period threshold: an amount and/or a number of
+backers. Each period is decided at its end: met (every standing pledge is charged
+once, for that period) or missed (nobody is charged; the pledges carry over). A period
+decided too late (the workers were down for longer than the grace) is missed: nobody
+is ever charged for a past period without having agreed to it then.
+
+This module holds the models and the calendar; payments charges the periods."""
+
+from __future__ import annotations
+
+import calendar
+import enum
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from campaigns.models import Campaign
+from core.extensions import Model
+from core.money import Money
+from core.types import UTCDateTime, enum_check
+
+# The longest a recurring campaign may run (the issue's default; a committee can end
+# it sooner).
+MAX_MONTHS = 12
+
+
+class Interval(enum.StrEnum):
+    WEEK = "week"
+    MONTH = "month"
+
+
+class PeriodStatus(enum.StrEnum):
+    OPEN = "open"  # running now
+    MET = "met"  # decided: the threshold was met; charges are being opened
+    MISSED = "missed"  # decided: below the threshold, or decided too late; nobody charged
+    CHARGING = "charging"  # its standing pledges are being charged
+    CHARGED = "charged"  # every charge of the period is done
+
+
+class Recurrence(Model):
+    __tablename__ = "campaign_recurrences"
+    __table_args__ = (
+        enum_check("interval", Interval, "interval_known"),
+        CheckConstraint(
+            "threshold_amount IS NULL OR threshold_amount > 0", name="threshold_amount_positive"
+        ),
+        CheckConstraint(
+            "threshold_backers IS NULL OR threshold_backers > 0",
+            name="threshold_backers_positive",
+        ),
+        CheckConstraint("max_periods > 0", name="max_periods_positive"),
+    )
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    interval: Mapped[str] = mapped_column(String(8))
+    threshold_amount: Mapped[int | None] = mapped_column(BigInteger)
+    threshold_backers: Mapped[int | None] = mapped_column(Integer)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    max_periods: Mapped[int] = mapped_column(Integer)
+
+    campaign: Mapped[Campaign] = relationship()
+
+    def threshold_money(self, currency: str) -> Money | None:
+        return Money(self.threshold_amount, currency) if self.threshold_amount else None
+
+
+class Period(Model):
+    __tablename__ = "campaign_periods"
+    __table_args__ = (
+        enum_check("status", PeriodStatus, "status_known"),
+        CheckConstraint("number > 0", name="number_positive"),
+        UniqueConstraint("campaign_id", "number", name="uq_campaign_periods_number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(12), default=PeriodStatus.OPEN)
+    # Frozen when the period is decided: what was pledged for it, by how many.
+    pledged_amount: Mapped[int | None] = mapped_column(BigInteger)
+    backer_count: Mapped[int | None] = mapped_column(Integer)
+    # What its charges brought in (equals the ledger's charges for the period).
+    collected_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Missed because it was decided too late, not because it was below the threshold.
+    missed_late: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+    campaign: Mapped[Campaign] = relationship()
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day and time `months` later, on the month's last day when it has no such
+    day (31 January + 1 month = 28 or 29 February)."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def period_bounds(launched_at: datetime, interval: str, number: int) -> tuple[datetime, datetime]:
+    """When period `number` (from 1) starts and ends: periods follow each other from the
+    launch, a week or a calendar month long."""
+    if number < 1:
+        raise ValueError("periods are numbered from 1")
+    if interval == Interval.WEEK:
+        start = launched_at + timedelta(weeks=number - 1)
+        return start, start + timedelta(weeks=1)
+    return add_months(launched_at, number - 1), add_months(launched_at, number)
+
+
+def number_at(launched_at: datetime, interval: str, moment: datetime) -> int:
+    """The number of the period running at `moment` (0 before the launch)."""
+    if moment < launched_at:
+        return 0
+    if interval == Interval.WEEK:
+        return (moment - launched_at) // timedelta(weeks=1) + 1
+    number = (moment.year - launched_at.year) * 12 + moment.month - launched_at.month + 1
+    while number > 1 and period_bounds(launched_at, interval, number)[0] > moment:
+        number -= 1
+    while period_bounds(launched_at, interval, number)[1] <= moment:
+        number += 1
+    return number
+
+
+def last_number(recurrence: Recurrence, launched_at: datetime) -> int:
+    """How many periods the campaign runs: up to `max_periods`, and none starting at or
+    after `ends_at`; never beyond MAX_MONTHS after the launch."""
+    cap = add_months(launched_at, MAX_MONTHS)
+    end = min(recurrence.ends_at, cap) if recurrence.ends_at else cap
+    count = 0
+    while count < recurrence.max_periods:
+        start, _ = period_bounds(launched_at, recurrence.interval, count + 1)
+        if start >= end:
+            break
+        count += 1
+    return count

@@ -1,0 +1,317 @@
+"""Recurring campaigns: weekly or monthly periods from the launch, each decided at its
+end against its threshold, each met period charging every standing pledge exactly once
+(`pledge-<id>-period-<n>-attempt-<k>`), a missed period charging nobody, a period the
+workers could not decide in time never charged afterwards."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import func, select, update
+
+from campaigns.models import Campaign
+from campaigns.periods import (
+    Period,
+    Recurrence,
+    add_months,
+    last_number,
+    number_at,
+    period_bounds,
+)
+from core import clock
+from core.extensions import db
+from ledger.models import LedgerTransaction
+from payments.models import Pledge, PledgeEvent
+from tests.factories import add_pledges, make_campaign, run_sweep
+
+GOOD = "4242424242424242"
+DECLINES = "4000000000000341"
+LAUNCH = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+
+
+# ---- The calendar ------------------------------------------------------------------
+
+
+def test_months_keep_their_day_or_end_on_the_last_one():
+    assert add_months(LAUNCH, 1) == datetime(2026, 2, 28, 12, 0, tzinfo=UTC)
+    assert add_months(LAUNCH, 2) == datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+    assert add_months(datetime(2027, 12, 31, tzinfo=UTC), 2) == datetime(2028, 2, 29, tzinfo=UTC)
+    assert period_bounds(LAUNCH, "month", 2) == (
+        datetime(2026, 2, 28, 12, 0, tzinfo=UTC),
+        datetime(2026, 3, 31, 12, 0, tzinfo=UTC),
+    )
+    assert period_bounds(LAUNCH, "week", 3) == (
+        LAUNCH + timedelta(weeks=2),
+        LAUNCH + timedelta(weeks=3),
+    )
+    with pytest.raises(ValueError):
+        period_bounds(LAUNCH, "week", 0)
+
+
+@given(
+    interval=st.sampled_from(["week", "month"]),
+    offset=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=800)),
+)
+def test_the_period_running_at_a_moment_contains_it(interval, offset):
+    moment = LAUNCH + offset
+    number = number_at(LAUNCH, interval, moment)
+    start, end = period_bounds(LAUNCH, interval, number)
+    assert start <= moment < end
+    if number > 1:
+        assert period_bounds(LAUNCH, interval, number - 1)[1] == start
+
+
+def test_before_the_launch_no_period_runs():
+    assert number_at(LAUNCH, "week", LAUNCH - timedelta(seconds=1)) == 0
+    assert number_at(LAUNCH, "week", LAUNCH) == 1
+
+
+def test_a_recurrence_ends_at_its_date_its_count_or_twelve_months():
+    def count(**kw):
+        return last_number(Recurrence(interval=kw.pop("interval", "week"), **kw), LAUNCH)
+
+    assert count(max_periods=6) == 6
+    assert count(max_periods=100) == 53  # twelve months of weeks, no more
+    assert count(interval="month", max_periods=100) == 12
+    assert count(max_periods=100, ends_at=LAUNCH + timedelta(weeks=3, days=1)) == 4
+    assert count(max_periods=100, ends_at=LAUNCH + timedelta(weeks=3)) == 3
+
+
+# ---- Periods charged through settlement ------------------------------------------
+
+
+def _recurring(app, *, threshold_amount=None, threshold_backers=None, periods=8) -> int:
+    campaign_id = make_campaign(app, goal=10, model="flexible", days=7 * periods)
+    with app.app_context():
+        campaign = db.session.get_one(Campaign, campaign_id)
+        db.session.add(
+            Recurrence(
+                campaign_id=campaign_id,
+                interval="week",
+                threshold_amount=threshold_amount,
+                threshold_backers=threshold_backers,
+                max_periods=periods,
+            )
+        )
+        assert campaign.launched_at is not None
+        campaign.deadline = period_bounds(campaign.launched_at, "week", periods)[1]
+        db.session.commit()
+    return campaign_id
+
+
+def _standing(app, campaign_id, cards_and_amounts) -> list[int]:
+    ids = add_pledges(app, campaign_id, cards_and_amounts)
+    with app.app_context():
+        db.session.execute(update(Pledge).where(Pledge.id.in_(ids)).values(recurring=True))
+        db.session.commit()
+    return ids
+
+
+def _at_week(app, campaign_id, weeks: float) -> None:
+    with app.app_context():
+        launched = db.session.get_one(Campaign, campaign_id).launched_at
+    clock.freeze(launched + timedelta(weeks=weeks))
+
+
+def _periods(app, campaign_id) -> dict[int, str]:
+    with app.app_context():
+        return dict(
+            db.session.execute(
+                select(Period.number, Period.status).where(Period.campaign_id == campaign_id)
+            ).all()
+        )
+
+
+def _charges(app, campaign_id) -> dict[tuple[int, int], list[str]]:
+    """(standing pledge, period) → the charge keys of its charged charges."""
+    with app.app_context():
+        rows = db.session.execute(
+            select(Pledge.parent_id, Pledge.period, Pledge.charge_key).where(
+                Pledge.campaign_id == campaign_id,
+                Pledge.parent_id.is_not(None),
+                Pledge.status == "charged",
+            )
+        ).all()
+    found: dict[tuple[int, int], list[str]] = {}
+    for parent, period, key in rows:
+        found.setdefault((parent, period), []).append(key)
+    return found
+
+
+def _provider_charges(app, pledge_ids) -> int:
+    provider = app.extensions["payment_backend"].provider
+    with app.app_context():
+        refs = db.session.scalars(select(Pledge.public_id).where(Pledge.id.in_(pledge_ids)))
+        return sum(len(provider.charges_for(ref)) for ref in refs)
+
+
+def test_six_weekly_periods_below_then_above_the_threshold(app):
+    campaign_id = _recurring(app, threshold_backers=2, periods=6)
+    [first] = _standing(app, campaign_id, [(GOOD, 10)])
+    _at_week(app, campaign_id, 1.01)
+    run_sweep(app)
+    # Week 1: one backer of the two needed. Nobody is charged; the pledge carries over.
+    assert _periods(app, campaign_id) == {1: "missed", 2: "open"}
+    assert _charges(app, campaign_id) == {}
+    [second] = _standing(app, campaign_id, [(GOOD, 25)])
+    for week in range(2, 7):
+        _at_week(app, campaign_id, week + 0.01)
+        run_sweep(app)
+        run_sweep(app)  # a second sweep changes nothing
+    periods = _periods(app, campaign_id)
+    assert periods == {
+        1: "missed",
+        2: "charged",
+        3: "charged",
+        4: "charged",
+        5: "charged",
+        6: "charged",
+    }
+    charges = _charges(app, campaign_id)
+    assert sorted(charges) == sorted((p, n) for p in (first, second) for n in range(2, 7))
+    assert charges[(first, 3)] == [f"pledge-{first}-period-3-attempt-1"]
+    # At the provider: one charge per standing pledge per met period, none for week 1.
+    with app.app_context():
+        charge_ids = list(
+            db.session.scalars(
+                select(Pledge.id).where(
+                    Pledge.campaign_id == campaign_id, Pledge.parent_id.is_not(None)
+                )
+            )
+        )
+        # Per period, the collected figure equals the ledger's charges for it.
+        for number in range(2, 7):
+            collected = db.session.scalar(
+                select(Period.collected_amount).where(
+                    Period.campaign_id == campaign_id, Period.number == number
+                )
+            )
+            memo = f"Pledge charged for period {number}"
+            ledger_count = db.session.scalar(
+                select(func.count(LedgerTransaction.id)).where(LedgerTransaction.memo == memo)
+            )
+            assert collected == 3500 and ledger_count == 2
+        campaign = db.session.get_one(Campaign, campaign_id)
+        assert campaign.status == "settled" and campaign.collected_amount == 5 * 3500
+        standing = db.session.scalars(
+            select(Pledge.status).where(Pledge.id.in_([first, second]))
+        ).all()
+        assert standing == ["released", "released"]
+    assert _provider_charges(app, charge_ids) == 10
+    assert app.test_cli_runner().invoke(args=["ledger", "verify"]).exit_code == 0
+    assert app.test_cli_runner().invoke(args=["ledger", "reconcile"]).exit_code == 0
+
+
+def test_a_period_the_workers_missed_is_never_charged_afterwards(app):
+    campaign_id = _recurring(app, periods=8)
+    [standing] = _standing(app, campaign_id, [(GOOD, 10)])
+    _at_week(app, campaign_id, 1.01)
+    run_sweep(app)
+    assert _charges(app, campaign_id) == {(standing, 1): [f"pledge-{standing}-period-1-attempt-1"]}
+    # The workers are down for three weeks: periods 2, 3 and 4 end unseen.
+    _at_week(app, campaign_id, 4.5)
+    run_sweep(app)
+    assert _periods(app, campaign_id) == {
+        1: "charged",
+        2: "missed",
+        3: "missed",
+        4: "missed",
+        5: "open",
+    }
+    with app.app_context():
+        late = db.session.scalars(
+            select(Period.missed_late).where(Period.campaign_id == campaign_id, Period.number > 1)
+        ).all()
+        assert all(late[:3])
+    assert sorted(_charges(app, campaign_id)) == [(standing, 1)]
+    _at_week(app, campaign_id, 5.01)
+    run_sweep(app)
+    assert sorted(_charges(app, campaign_id)) == [(standing, 1), (standing, 5)]
+
+
+def test_a_declined_period_charge_is_retried_within_its_period_only(app):
+    campaign_id = _recurring(app, periods=4)
+    [standing] = _standing(app, campaign_id, [(DECLINES, 10)])
+    _at_week(app, campaign_id, 1.01)
+    run_sweep(app)
+    with app.app_context():
+        charge = db.session.scalars(select(Pledge).where(Pledge.parent_id == standing)).one()
+        assert charge.status == "failed"
+        assert charge.retry_until <= charge.activated_at + timedelta(weeks=1)
+    _at_week(app, campaign_id, 2.02)
+    run_sweep(app)
+    run_sweep(app)
+    with app.app_context():
+        rows = db.session.execute(
+            select(Pledge.period, Pledge.status).where(Pledge.parent_id == standing)
+        ).all()
+    # Week 1's charge was dropped at the end of its window; week 2 has its own.
+    assert dict(rows) == {1: "dropped", 2: "failed"}
+    assert _provider_charges(app, [standing]) == 0
+
+
+def test_deciding_a_period_twice_opens_its_charges_once(app):
+    from payments import settlement
+    from payments.jobs import advance_recurring
+
+    campaign_id = _recurring(app, periods=4)
+    _standing(app, campaign_id, [(GOOD, 10), (GOOD, 20)])
+    _at_week(app, campaign_id, 1.01)
+    with app.app_context():
+        settlement.advance(campaign_id)
+        period = db.session.scalars(
+            select(Period).where(Period.campaign_id == campaign_id, Period.number == 1)
+        ).one()
+        recurrence = db.session.get_one(Recurrence, campaign_id)
+        # A second worker that read the period as open before the first decided it.
+        assert settlement.periods.decide_period(period, recurrence, clock.utcnow()) is None
+        db.session.commit()
+        advance_recurring(campaign_id)
+        advance_recurring(campaign_id)
+        opened = db.session.scalar(
+            select(func.count(PledgeEvent.id)).where(PledgeEvent.kind == "period_charge_opened")
+        )
+    assert opened == 2
+    assert len(_charges(app, campaign_id)) == 2
+
+
+def test_the_api_describes_the_recurrence_and_each_period(app):
+    campaign_id = _recurring(app, threshold_amount=2000, threshold_backers=2, periods=6)
+    [first, second] = _standing(app, campaign_id, [(GOOD, 10), (GOOD, 15)])
+    with app.app_context():
+        slug = db.session.get_one(Campaign, campaign_id).slug
+    client = app.test_client()
+    one_off = make_campaign(app)
+    with app.app_context():
+        one_off_slug = db.session.get_one(Campaign, one_off).slug
+    assert client.get(f"/api/v1/campaigns/{one_off_slug}").get_json()["recurring"] is None
+    assert client.get(f"/api/v1/campaigns/{one_off_slug}/periods").status_code == 404
+    _at_week(app, campaign_id, 1.01)
+    run_sweep(app)
+    _at_week(app, campaign_id, 2.01)
+    run_sweep(app)
+    body = client.get(f"/api/v1/campaigns/{slug}").get_json()
+    recurring = body["recurring"]
+    assert recurring["interval"] == "week" and recurring["current_period"] == 3
+    assert recurring["threshold"] == {"amount": {"amount": 2000, "currency": "EUR"}, "backers": 2}
+    assert recurring["period_ends_at"].endswith("Z") and recurring["ends_at"] is None
+    periods = client.get(f"/api/v1/campaigns/{slug}/periods").get_json()["periods"]
+    assert [(p["period"], p["status"]) for p in periods] == [
+        (1, "charged"),
+        (2, "charged"),
+        (3, "open"),
+    ]
+    assert (
+        periods[0]["pledged"] == {"amount": 2500, "currency": "EUR"} and periods[0]["backers"] == 2
+    )
+    # `collected` is the ledger's charges for the period, to the cent.
+    with app.app_context():
+        charged = db.session.scalar(
+            select(func.coalesce(func.sum(Pledge.charged_amount), 0)).where(
+                Pledge.parent_id.in_([first, second]), Pledge.period == 1
+            )
+        )
+    assert periods[0]["collected"] == {"amount": charged, "currency": "EUR"} and charged == 2500
