@@ -9,7 +9,7 @@ def init_app(app: Flask) -> None:
     """The campaign pages (the home page among them), the API, moderation."""
     from accounts.signals import account_closing, account_exporting
     from campaigns import (
-        periods,  # noqa: F401 - registers the recurrence models
+        periods,
         personal_data,
     )
     from campaigns.api import bp as campaigns_api
@@ -20,5 +20,6 @@ def init_app(app: Flask) -> None:
     for blueprint in (campaigns_bp, campaigns_api, moderation_bp):
         app.register_blueprint(blueprint)
     app.jinja_env.globals["role_can"] = role_can
+    app.jinja_env.globals["recurrence_summary"] = periods.summary
     account_closing.connect(personal_data.close)
     account_exporting.connect(personal_data.export)

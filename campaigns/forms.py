@@ -136,7 +136,32 @@ class CampaignForm(FlaskForm):
         choices=[SelectChoice(model.value, label) for model, label in FUNDING_LABELS.items()],
     )
     deadline = DateTimeLocalField(
-        _l("Deadline (UTC)"), format="%Y-%m-%dT%H:%M", validators=[InputRequired()]
+        _l("Deadline (UTC)"),
+        format="%Y-%m-%dT%H:%M",
+        validators=[InputRequired()],
+        description=_l("For a recurring campaign: when it stops (12 months at most)."),
+    )
+    repeats = SelectField(
+        _l("Repeats"),
+        choices=[
+            SelectChoice("", _l("No: one deadline")),
+            SelectChoice("week", _l("Every week")),
+            SelectChoice("month", _l("Every month")),
+        ],
+        default="",
+        description=_l(
+            "A strike fund that pays out every week: supporters pledge an amount per "
+            "period, charged in every period that meets its threshold."
+        ),
+    )
+    period_threshold_amount = StringField(
+        _l("Per period: least amount (optional)"),
+        validators=[Optional(), Length(max=20)],
+        description=_l("A period that raises less charges nobody; its pledges carry over."),
+    )
+    period_threshold_backers = IntegerField(
+        _l("Per period: least number of backers (optional)"),
+        validators=[Optional(), NumberRange(min=1, max=10_000_000)],
     )
     budget_lines = FieldList(FormField(BudgetLineForm), min_entries=BUDGET_ROWS, max_entries=40)
     budget_note = TextAreaField(
@@ -159,6 +184,18 @@ class CampaignForm(FlaskForm):
             raise ValidationError(_l("The goal must be more than zero."))
         self.goal_money = money
 
+    def validate_period_threshold_amount(self, field):
+        self.threshold_money = None
+        if not (field.data or "").strip():
+            return
+        try:
+            money = Money.parse(field.data, self.currency.data, current_locale())
+        except MoneyError as exc:
+            raise ValidationError(str(exc)) from None
+        if money.amount <= 0:
+            raise ValidationError(_l("The threshold must be more than zero."))
+        self.threshold_money = money
+
     # A live campaign's terms: supporters pledged to them, so its edit page does not
     # show them and the edit view fills them from the campaign.
     TERMS = (
@@ -169,6 +206,9 @@ class CampaignForm(FlaskForm):
         "funding_model",
         "min_backers",
         "deadline",
+        "repeats",
+        "period_threshold_amount",
+        "period_threshold_backers",
         "budget_lines",
         "budget_note",
     )
@@ -287,6 +327,16 @@ def load_campaign_into(form: CampaignForm, campaign) -> None:
     form.min_backers.data = campaign.min_backers
     form.deadline.data = campaign.deadline.replace(tzinfo=None)
     form.budget_note.data = campaign.budget_note
+    recurrence = campaign.recurrence
+    form.repeats.data = recurrence.interval if recurrence else ""
+    if recurrence is not None:
+        if recurrence.ends_at is not None:
+            form.deadline.data = recurrence.ends_at.replace(tzinfo=None)
+        threshold = recurrence.threshold_money(campaign.currency)
+        form.period_threshold_amount.data = (
+            threshold.input_value(current_locale()) if threshold else ""
+        )
+        form.period_threshold_backers.data = recurrence.threshold_backers
 
 
 def load_lists_into(form: CampaignForm, campaign) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
@@ -219,6 +220,10 @@ class Campaign(Model):
 
     organizers: Mapped[list[Organizer]] = relationship(
         back_populates="campaign", cascade="all, delete-orphan", order_by="Organizer.id"
+    )
+    # A recurring campaign's periods (campaigns.periods.Recurrence); None for one-off.
+    recurrence: Mapped[Any] = relationship(
+        "Recurrence", back_populates="campaign", uselist=False, cascade="all, delete-orphan"
     )
     budget_lines: Mapped[list[BudgetLine]] = relationship(
         back_populates="campaign", cascade="all, delete-orphan", order_by="BudgetLine.position"

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import calendar
 import enum
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -23,17 +25,20 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    select,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from campaigns.models import Campaign
-from core.extensions import Model
+from core.clock import utcnow
+from core.extensions import Model, db
 from core.money import Money
 from core.types import UTCDateTime, enum_check
 
-# The longest a recurring campaign may run (the issue's default; a committee can end
-# it sooner).
+# The longest a recurring campaign may run (a committee can end it sooner), and the
+# number of periods that bounds it (52 weeks fit in 12 months).
 MAX_MONTHS = 12
+MAX_PERIODS = 60
 
 
 class Interval(enum.StrEnum):
@@ -72,7 +77,7 @@ class Recurrence(Model):
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     max_periods: Mapped[int] = mapped_column(Integer)
 
-    campaign: Mapped[Campaign] = relationship()
+    campaign: Mapped[Campaign] = relationship(back_populates="recurrence")
 
     def threshold_money(self, currency: str) -> Money | None:
         return Money(self.threshold_amount, currency) if self.threshold_amount else None
@@ -139,14 +144,56 @@ def number_at(launched_at: datetime, interval: str, moment: datetime) -> int:
 
 
 def last_number(recurrence: Recurrence, launched_at: datetime) -> int:
-    """How many periods the campaign runs: up to `max_periods`, and none starting at or
-    after `ends_at`; never beyond MAX_MONTHS after the launch."""
+    """How many periods the campaign runs: whole periods only, up to `max_periods`,
+    each ending by `ends_at` and within MAX_MONTHS of the launch."""
     cap = add_months(launched_at, MAX_MONTHS)
     end = min(recurrence.ends_at, cap) if recurrence.ends_at else cap
     count = 0
     while count < recurrence.max_periods:
-        start, _ = period_bounds(launched_at, recurrence.interval, count + 1)
-        if start >= end:
+        _, period_end = period_bounds(launched_at, recurrence.interval, count + 1)
+        if period_end > end:
             break
         count += 1
     return count
+
+
+def recurring_end_problem(interval: str, launch_at: datetime, ends_at: datetime):
+    """Why a recurring campaign cannot end at `ends_at`, or None: at least one whole
+    period, at most MAX_MONTHS."""
+    if ends_at < period_bounds(launch_at, interval, 1)[1]:
+        return _l("A recurring campaign runs at least one whole period.")
+    if ends_at > add_months(launch_at, MAX_MONTHS):
+        return _l("A recurring campaign runs at most %(n)d months.", n=MAX_MONTHS)
+    return None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A recurring campaign as its page shows it."""
+
+    recurrence: Recurrence
+    current: int
+    last: int
+    current_ends_at: datetime
+    periods: list[Period]
+
+
+def summary(campaign: Campaign) -> Summary | None:
+    recurrence = campaign.recurrence
+    if recurrence is None:
+        return None
+    launched = campaign.launched_at or campaign.created_at
+    last = last_number(recurrence, launched)
+    current = max(1, min(number_at(launched, recurrence.interval, utcnow()), max(last, 1)))
+    periods = list(
+        db.session.scalars(
+            select(Period).where(Period.campaign_id == campaign.id).order_by(Period.number.desc())
+        )
+    )
+    return Summary(
+        recurrence,
+        current,
+        last,
+        period_bounds(launched, recurrence.interval, current)[1],
+        periods,
+    )

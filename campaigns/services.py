@@ -32,6 +32,14 @@ from campaigns.models import (
     Report,
     Source,
 )
+from campaigns.periods import (
+    MAX_PERIODS,
+    Interval,
+    Recurrence,
+    last_number,
+    period_bounds,
+    recurring_end_problem,
+)
 from core import mail
 from core.clock import utcnow
 from core.extensions import db
@@ -80,6 +88,10 @@ class CampaignDraft:
     budget_lines: list[tuple[str, Money, bool]] = field(default_factory=list)
     budget_note: str = ""
     sources: list[tuple[str, str]] = field(default_factory=list)
+    # "week" or "month" for a recurring campaign (then `deadline` is when it stops).
+    recurrence: str = ""
+    threshold_amount: Money | None = None
+    threshold_backers: int | None = None
 
 
 def _duration_bounds() -> tuple[timedelta, timedelta]:
@@ -157,6 +169,10 @@ def _check(draft: CampaignDraft, campaign: Campaign | None) -> dict[str, list]:
             "funding_model",
             None if draft.funding_model in set(FundingModel) else _l("Choose a funding model."),
         ),
+        (
+            "repeats",
+            None if draft.recurrence in ("", *Interval) else _l("Choose how often it repeats."),
+        ),
         ("goal", _goal_problem(draft.goal)),
         ("deadline", _deadline_problem(draft)),
         ("budget_note", _budget_problem(draft)),
@@ -191,6 +207,8 @@ def _goal_problem(goal: Money):
 def _deadline_problem(draft: CampaignDraft):
     if draft.deadline.tzinfo is None:
         return _l("The deadline needs a time zone.")
+    if draft.recurrence in set(Interval):
+        return recurring_end_problem(draft.recurrence, utcnow(), draft.deadline)
     return deadline_problem(draft.deadline, utcnow())
 
 
@@ -227,6 +245,21 @@ def _apply(campaign: Campaign, draft: CampaignDraft) -> None:
             BudgetLine(position=i, label=label, amount=money.amount, required=required)
             for i, (label, money, required) in enumerate(draft.budget_lines)
         ]
+        _apply_recurrence(campaign, draft)
+
+
+def _apply_recurrence(campaign: Campaign, draft: CampaignDraft) -> None:
+    if not draft.recurrence:
+        campaign.recurrence = None
+        return
+    recurrence = campaign.recurrence or Recurrence(max_periods=MAX_PERIODS)
+    recurrence.interval = draft.recurrence
+    recurrence.ends_at = draft.deadline
+    recurrence.threshold_amount = draft.threshold_amount.amount if draft.threshold_amount else None
+    recurrence.threshold_backers = draft.threshold_backers
+    campaign.recurrence = recurrence
+    # Each period keeps what it raises once it meets its threshold.
+    campaign.funding_model = FundingModel.FLEXIBLE
 
 
 def create_draft(owner: User, draft: CampaignDraft) -> Campaign:
@@ -270,9 +303,16 @@ def launch_problems(campaign: Campaign) -> list[str]:
         problems.append(str(_l("Tell the story: supporters need to know why.")))
     if not campaign.budget_lines:
         problems.append(str(_l("Add at least one budget line saying what the money is for.")))
-    problem = deadline_problem(campaign.deadline, utcnow())
+    recurrence = campaign.recurrence
+    problem = (
+        recurring_end_problem(
+            recurrence.interval, utcnow(), recurrence.ends_at or campaign.deadline
+        )
+        if recurrence
+        else deadline_problem(campaign.deadline, utcnow())
+    )
     if problem:
-        problems.append(problem + " " + str(_l("Edit the draft to move it.")))
+        problems.append(str(problem) + " " + str(_l("Edit the draft to move it.")))
     return problems
 
 
@@ -315,6 +355,11 @@ def launch(campaign: Campaign) -> None:
         campaign.requested_slug = None
     campaign.status = CampaignStatus.LIVE
     campaign.launched_at = utcnow()
+    if campaign.recurrence is not None:
+        # Pledges are taken until the last period that starts before its end is over.
+        recurrence = campaign.recurrence
+        last = last_number(recurrence, campaign.launched_at)
+        campaign.deadline = period_bounds(campaign.launched_at, recurrence.interval, last)[1]
     db.session.flush()
     signals.campaign_launched.send(campaign)
 

@@ -468,6 +468,9 @@ def _draft_from(form: CampaignForm, *, frozen: bool = False, campaign: Campaign 
         budget_lines=budget,
         budget_note=form.budget_note.data or "",
         sources=sources,
+        recurrence=form.repeats.data or "",
+        threshold_amount=getattr(form, "threshold_money", None),
+        threshold_backers=form.period_threshold_backers.data,
     )
 
 

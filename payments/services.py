@@ -391,7 +391,11 @@ def backers_of(campaign_id: int) -> list[Pledge]:
     return list(
         db.session.scalars(
             select(Pledge)
-            .where(Pledge.campaign_id == campaign_id, Pledge.status.in_(BACKED))
+            .where(
+                Pledge.campaign_id == campaign_id,
+                Pledge.status.in_(BACKED),
+                Pledge.parent_id.is_(None),  # a period's charge is its standing pledge's
+            )
             .order_by(Pledge.activated_at, Pledge.id)
         )
     )
@@ -401,7 +405,11 @@ def recent_supporters(campaign_id: int, limit: int = 30) -> list[Pledge]:
     return list(
         db.session.scalars(
             select(Pledge)
-            .where(Pledge.campaign_id == campaign_id, Pledge.status.in_(BACKED))
+            .where(
+                Pledge.campaign_id == campaign_id,
+                Pledge.status.in_(BACKED),
+                Pledge.parent_id.is_(None),
+            )
             .order_by(Pledge.activated_at.desc(), Pledge.id.desc())
             .limit(limit)
         )
@@ -412,7 +420,11 @@ def pledges_of(user: User) -> list[Pledge]:
     return list(
         db.session.scalars(
             select(Pledge)
-            .where(Pledge.user_id == user.id, Pledge.status != PledgeStatus.PENDING)
+            .where(
+                Pledge.user_id == user.id,
+                Pledge.status != PledgeStatus.PENDING,
+                Pledge.parent_id.is_(None),
+            )
             .order_by(Pledge.created_at.desc())
         )
     )

@@ -74,10 +74,11 @@ def test_a_recurrence_ends_at_its_date_its_count_or_twelve_months():
         return last_number(Recurrence(interval=kw.pop("interval", "week"), **kw), LAUNCH)
 
     assert count(max_periods=6) == 6
-    assert count(max_periods=100) == 53  # twelve months of weeks, no more
+    assert count(max_periods=100) == 52  # whole weeks within twelve months, no more
     assert count(interval="month", max_periods=100) == 12
-    assert count(max_periods=100, ends_at=LAUNCH + timedelta(weeks=3, days=1)) == 4
+    assert count(max_periods=100, ends_at=LAUNCH + timedelta(weeks=3, days=6)) == 3
     assert count(max_periods=100, ends_at=LAUNCH + timedelta(weeks=3)) == 3
+    assert count(max_periods=100, ends_at=LAUNCH + timedelta(weeks=1, seconds=-1)) == 0
 
 
 # ---- Periods charged through settlement ------------------------------------------
@@ -315,3 +316,86 @@ def test_the_api_describes_the_recurrence_and_each_period(app):
             )
         )
     assert periods[0]["collected"] == {"amount": charged, "currency": "EUR"} and charged == 2500
+
+
+# ---- Organizers set it up --------------------------------------------------------
+
+
+def _weekly_form(**overrides):
+    from tests.factories import campaign_form
+
+    ends = (clock.utcnow() + timedelta(weeks=6, hours=1)).strftime("%Y-%m-%dT%H:%M")
+    fields = {
+        "repeats": "week",
+        "deadline": ends,
+        "period_threshold_amount": "150.50",
+        "period_threshold_backers": "5",
+    }
+    return campaign_form(**(fields | overrides))
+
+
+def test_an_organizer_launches_a_weekly_strike_fund_with_a_threshold(app, client):
+    from tests.factories import launched, register, submit
+
+    register(client)
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de"
+    # Amounts as typed in German.
+    german = {
+        "goal": "5000,50",
+        "budget_lines-1-amount": "1000,50",
+        "period_threshold_amount": "150,50",
+    }
+    draft = submit(client, "/campaigns/new", _weekly_form(**german))
+    assert draft.status_code == 302, draft.get_data(as_text=True)[:3000]
+    slug = launched(client, draft.headers["Location"].rsplit("/", 1)[-1])
+    with app.app_context():
+        campaign = db.session.scalars(select(Campaign).where(Campaign.slug == slug)).one()
+        recurrence = campaign.recurrence
+        assert (recurrence.interval, recurrence.threshold_amount, recurrence.threshold_backers) == (
+            "week",
+            15050,
+            5,
+        )
+        # Six whole weeks start before the end it was given: pledges are taken until the
+        # sixth ends.
+        assert campaign.deadline == campaign.launched_at + timedelta(weeks=6)
+        assert campaign.funding_model == "flexible"
+    body = client.get(f"/api/v1/campaigns/{slug}").get_json()
+    assert body["recurring"]["current_period"] == 1
+    assert body["recurring"]["threshold"]["amount"] == {"amount": 15050, "currency": "EUR"}
+
+
+@pytest.mark.parametrize(
+    ("ends", "problem"),
+    [
+        (timedelta(days=6), "at least one whole period"),
+        (timedelta(days=400), "at most 12 months"),
+    ],
+)
+def test_a_recurring_campaign_runs_one_period_to_twelve_months(app, client, ends, problem):
+    from tests.factories import register, submit
+
+    register(client)
+    deadline = (clock.utcnow() + ends).strftime("%Y-%m-%dT%H:%M")
+    refused = submit(client, "/campaigns/new", _weekly_form() | {"deadline": deadline})
+    assert refused.status_code == 422 and problem in refused.get_data(as_text=True)
+    bad = submit(client, "/campaigns/new", _weekly_form() | {"period_threshold_amount": "1.2.3"})
+    assert bad.status_code == 422
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Recurrence.campaign_id))) == 0
+
+
+def test_the_campaign_page_shows_the_period_and_its_history(app):
+    campaign_id = _recurring(app, threshold_backers=2, periods=6)
+    _standing(app, campaign_id, [(GOOD, 10), (GOOD, 15)])
+    _at_week(app, campaign_id, 1.01)
+    run_sweep(app)
+    with app.app_context():
+        slug = db.session.get_one(Campaign, campaign_id).slug
+    page = app.test_client().get(f"/c/{slug}").get_data(as_text=True)
+    assert "Every week" in page and "Period 2 of 6 ends" in page
+    assert "at least 2 backers" in page
+    assert "€25.00" in page  # period 1's collected, and this period's pledges
+    # Each standing pledge appears once among the supporters, not once per period.
+    supporters = page.split('class="supporters"')[1].split("</ul>")[0]
+    assert supporters.count("<li>") == 2
