@@ -18,6 +18,7 @@ from campaigns.models import (
     OrganizerRole,
     Source,
 )
+from campaigns.periods import MAX_PERIODS, Recurrence
 from core.clock import utcnow
 from core.extensions import db
 
@@ -272,6 +273,35 @@ PAST_CAMPAIGNS: list[dict[str, Any]] = [
 ]
 
 
+# A weekly strike fund (payments.demo replays its first three weeks: one missed, two
+# charged), so the recurring API has something to show on a fresh start.
+RECURRING_CAMPAIGNS: list[dict[str, Any]] = [
+    {
+        "slug": "fairfield-bus-drivers-weekly-strike-pay",
+        "title": "Weekly strike pay for the Fairfield bus drivers",
+        "summary": "Forty drivers on an open-ended strike: strike pay every Friday while it lasts.",
+        "kind": "strike_fund",
+        "currency": "EUR",
+        "goal": 200_000,
+        "min_backers": None,
+        "funding_model": "flexible",
+        "launched_days_ago": 23,
+        "days": 84,
+        "recurrence": {"interval": "week", "threshold_backers": 4},
+        "owner": 0,
+        "members": [(1, "treasurer")],
+        "story": (
+            "The Fairfield depot drivers struck after a third unpaid split shift a week was "
+            "added to the rota. Each Friday the fund pays strike pay to the drivers who ask. "
+            "A week with fewer than four backers charges nobody; the pledges carry over."
+        ),
+        "budget": [("Strike pay, paid weekly", 200_000, True)],
+        "sources": [("Strike ballot result", "https://example.org/fairfield/ballot")],
+        "updates": [],
+    },
+]
+
+
 def load_demo(force: bool = False) -> int:
     if not force and db.session.scalar(select(func.count(Campaign.id))):
         return 0
@@ -290,7 +320,7 @@ def load_demo(force: bool = False) -> int:
     db.session.flush()
     now = utcnow()
     created = 0
-    for spec in CAMPAIGNS + PAST_CAMPAIGNS:
+    for spec in CAMPAIGNS + PAST_CAMPAIGNS + RECURRING_CAMPAIGNS:
         if db.session.scalar(select(Campaign.id).where(Campaign.slug == spec["slug"])):
             continue
         launched = now - timedelta(days=spec.get("launched_days_ago", 3))
@@ -315,6 +345,10 @@ def load_demo(force: bool = False) -> int:
             launched_at=launched,
             created_at=launched - timedelta(days=2),
         )
+        if "recurrence" in spec:
+            campaign.recurrence = Recurrence(
+                **spec["recurrence"], ends_at=deadline, max_periods=MAX_PERIODS
+            )
         campaign.organizers = [Organizer(user_id=users[spec["owner"]].id, role=OrganizerRole.OWNER)]
         campaign.organizers += [
             Organizer(user_id=users[i].id, role=role) for i, role in spec["members"]

@@ -105,6 +105,8 @@ class Period(Model):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Missed because it was decided too late, not because it was below the threshold.
     missed_late: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # The standing pledges' supporters were told of the coming charge (once).
+    notice_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     campaign: Mapped[Campaign] = relationship()
 

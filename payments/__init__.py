@@ -19,7 +19,7 @@ def init_app(app: Flask) -> None:
     from payments.cli import bp as demo_cli
     from payments.cli import settle_cli
     from payments.health import settlement_health
-    from payments.services import recent_supporters
+    from payments.services import period_charges, recent_supporters
     from payments.views import bp as payments_bp
     from payments.webhooks import bp as webhooks_bp
 
@@ -40,4 +40,5 @@ def init_app(app: Flask) -> None:
     for blueprint in (demo_cli, payments_bp, webhooks_bp, settle_cli):
         app.register_blueprint(blueprint)
     app.jinja_env.globals["recent_supporters"] = recent_supporters
+    app.jinja_env.globals["period_charges"] = period_charges
     app.jinja_env.globals["pledge_chart"] = pledge_chart

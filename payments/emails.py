@@ -64,6 +64,16 @@ def cancelled(pledge: Pledge) -> None:
     _tell(pledge, "cancelled", "pledge-cancelled", campaign_link=campaign_link)
 
 
+def period_notice(pledge: Pledge, period: Any, looks_met: bool) -> None:
+    _tell(
+        pledge,
+        "period_notice",
+        "pledge-period-notice",
+        period=period,
+        looks_met=looks_met,
+    )
+
+
 def queue_outcome(pledge: Pledge, outcome: str) -> None:
     template = OUTCOME_TEMPLATES.get(outcome)
     if template is not None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     EmailField,
     HiddenField,
     RadioField,
@@ -88,6 +89,9 @@ class PledgeForm(AmountMixin, FlaskForm):
         _l("Card number (demo)"),
         validators=[Optional(), Length(max=30)],
         description=_l("Demo only: try 4242 4242 4242 4242, or 4000 0000 0000 0002 for a decline."),
+    )
+    every_period = BooleanField(
+        _l("Charge me this amount in every period that meets its threshold")
     )
     submit = SubmitField(_l("Pledge"))
 

@@ -149,6 +149,7 @@ def sweep() -> None:
         release_all(campaign_id, "suspended")
     cancel_abandoned_pledges()
     notifications.remind_before_deadline()
+    notifications.notify_before_period_charges()
     ledger_log.sequence()
     reconcile_if_due()
     heartbeat.beat("sweep")

@@ -14,11 +14,13 @@ from sqlalchemy import select, update
 
 from accounts.models import User
 from campaigns.models import Campaign, CampaignStatus, CampaignUpdate, FundingModel
+from campaigns.periods import Period, PeriodStatus
 from core import mail, optouts, outbox
 from core.clock import utcnow
 from core.extensions import changed, db
 from core.jobs import app_job, enqueue_after_commit
 from core.urls import public_url_for
+from payments import emails
 from payments.models import Pledge, PledgeStatus
 from payments.services import BACKED
 
@@ -150,3 +152,51 @@ def remind_before_deadline() -> int:
         db.session.commit()
         reminded += 1
     return reminded
+
+
+def notify_before_period_charges() -> int:
+    """Once per period, PERIOD_NOTICE_BEFORE its end: every standing pledge's supporter
+    hears the amount, the date, whether the period's threshold looks met right now,
+    and how to cancel. Returns how many periods were announced."""
+    now = utcnow()
+    before = timedelta(seconds=current_app.config["PERIOD_NOTICE_BEFORE"])
+    due = db.session.scalars(
+        select(Period)
+        .join(Campaign, Campaign.id == Period.campaign_id)
+        .where(
+            Campaign.status == CampaignStatus.LIVE,
+            Period.status == PeriodStatus.OPEN,
+            Period.notice_sent_at.is_(None),
+            Period.ends_at > now,
+            Period.ends_at <= now + before,
+        )
+    ).all()
+    announced = 0
+    for period in due:
+        claimed = changed(
+            update(Period)
+            .where(Period.id == period.id, Period.notice_sent_at.is_(None))
+            .values(notice_sent_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if not claimed:
+            continue
+        campaign = period.campaign
+        recurrence = campaign.recurrence
+        threshold = recurrence.threshold_money(campaign.currency)
+        looks_met = (threshold is None or campaign.pledged_amount >= threshold.amount) and (
+            recurrence.threshold_backers is None
+            or campaign.backer_count >= recurrence.threshold_backers
+        )
+        standing = db.session.scalars(
+            select(Pledge).where(
+                Pledge.campaign_id == campaign.id,
+                Pledge.recurring.is_(True),
+                Pledge.status == PledgeStatus.ACTIVE,
+            )
+        ).all()
+        for pledge in standing:
+            emails.period_notice(pledge, period, looks_met)
+        db.session.commit()
+        announced += 1
+    return announced

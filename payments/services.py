@@ -126,6 +126,7 @@ def start_pledge(
     public_name: str = "",
     public_message: str = "",
     private_message: str = "",
+    every_period: bool = False,
 ) -> tuple[Pledge, bool]:
     """Create a pending pledge and its provider setup. Returns (pledge, created).
 
@@ -145,11 +146,19 @@ def start_pledge(
         )
     if user is None and not guest_email:
         raise PledgeError(_l("Give an email address so we can send your receipt."), "email")
+    recurring = campaign.recurrence is not None
+    if recurring and not every_period:
+        # Never assumed: the supporter says so themselves.
+        raise PledgeError(
+            _l("Tick the box to pledge in every period: this campaign charges period by period."),
+            "every_period",
+        )
     if user is not None and db.session.scalar(
         select(Pledge.id).where(
             Pledge.user_id == user.id,
             Pledge.campaign_id == campaign.id,
             Pledge.status == PledgeStatus.ACTIVE,
+            Pledge.parent_id.is_(None),
         )
     ):
         raise PledgeError(
@@ -171,6 +180,7 @@ def start_pledge(
         private_message=private_message.strip(),
         locale=current_locale(),
         backend=get_backend().name,
+        recurring=recurring,
     )
     lifecycle.begin(pledge)
     return pledge, True
@@ -412,6 +422,15 @@ def recent_supporters(campaign_id: int, limit: int = 30) -> list[Pledge]:
             )
             .order_by(Pledge.activated_at.desc(), Pledge.id.desc())
             .limit(limit)
+        )
+    )
+
+
+def period_charges(pledge: Pledge) -> list[Pledge]:
+    """A standing pledge's charges, one per period that met its threshold, newest first."""
+    return list(
+        db.session.scalars(
+            select(Pledge).where(Pledge.parent_id == pledge.id).order_by(Pledge.period.desc())
         )
     )
 

@@ -84,6 +84,12 @@ def pledge(slug: str):
         form.submission_key.data = secrets.token_urlsafe(24)
         form.currency_code.data = campaign.currency
     step = _amount_step(form, campaign)
+    if step != "invalid" and campaign.recurrence is not None and not form.every_period.data:
+        # A recurring pledge is the supporter's own choice, never a default.
+        form.every_period.errors.append(
+            _("Tick the box to pledge in every period: this campaign charges period by period.")
+        )
+        step = "invalid"
     confirming = step == "confirm"
     if step == "go":
         outcome = _create_pledge(campaign, form)
@@ -134,6 +140,7 @@ def _pledge_details(form: PledgeForm) -> dict:
         "public_name": form.public_name.data or "",
         "public_message": form.public_message.data or "",
         "private_message": form.private_message.data or "",
+        "every_period": bool(form.every_period.data),
     }
 
 

@@ -247,8 +247,9 @@ def make_campaign(app, *, goal=100, min_backers=None, model="all_or_nothing", da
         return campaign.id
 
 
-def add_pledges(app, campaign_id, cards_and_amounts) -> list[int]:
-    """Real pledges through the simulated provider; amounts in whole euros."""
+def add_pledges(app, campaign_id, cards_and_amounts, every_period=False) -> list[int]:
+    """Real pledges through the simulated provider; amounts in whole euros
+    (`every_period`: standing pledges to a recurring campaign)."""
     ids = []
     with app.app_context(), public_request_context():
         campaign = db.session.get(Campaign, campaign_id)
@@ -258,6 +259,7 @@ def add_pledges(app, campaign_id, cards_and_amounts) -> list[int]:
                 amount=Money.from_major(units, "EUR"),
                 submission_key=secrets.token_urlsafe(20),
                 guest_email=f"supporter{n}@example.org",
+                every_period=every_period,
             )
             session = services.start_card_setup(pledge)
             saved = get_backend().provider.confirm_setup(session.setup_id, card)

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from campaigns.demo import CAMPAIGNS, PAST_CAMPAIGNS, load_demo
+from campaigns.demo import CAMPAIGNS, PAST_CAMPAIGNS, RECURRING_CAMPAIGNS, load_demo
 from campaigns.models import CampaignKind
 from core import clock
 from core.extensions import db
@@ -35,7 +35,7 @@ def demo(app):
 
 def test_campaign_list_is_paginated_with_the_documented_fields(app, client, demo):
     body = client.get("/api/v1/campaigns?per_page=2").get_json()
-    demo_campaigns = len(CAMPAIGNS) + len(PAST_CAMPAIGNS)
+    demo_campaigns = len(CAMPAIGNS) + len(PAST_CAMPAIGNS) + len(RECURRING_CAMPAIGNS)
     assert body["total"] == demo_campaigns and body["page"] == 1 and len(body["campaigns"]) == 2
     assert body["next"] and body["previous"] is None
     campaign = body["campaigns"][0]
@@ -162,10 +162,10 @@ def test_time_left_follows_the_clock(app, client, demo):
 
 
 def test_demo_cli_loads_pledges_with_consistent_totals(app):
-    from payments.demo import PLEDGES
+    from payments.demo import PLEDGES, RECURRING_PLEDGES
     from payments.models import Pledge
 
-    made = sum(len(amounts) for amounts in PLEDGES.values())
+    made = sum(len(amounts) for amounts in [*PLEDGES.values(), *RECURRING_PLEDGES.values()])
     result = app.test_cli_runner().invoke(args=["demo", "load"])
     assert result.exit_code == 0, result.output
     assert f"{made} pledges" in result.output
@@ -179,7 +179,10 @@ def test_demo_cli_loads_pledges_with_consistent_totals(app):
             )
         ).all()
         assert rows and all(r[0] == r[2] and r[1] == r[3] for r in rows)
-        assert len(rows) == 5
-        assert db.session.query(Pledge).count() == made
+        assert len(rows) == 6
+        # Besides the pledges made, one charge of each standing pledge per charged week.
+        charges = db.session.query(Pledge).filter(Pledge.parent_id.is_not(None)).count()
+        assert charges == 10
+        assert db.session.query(Pledge).count() == made + charges
     again = app.test_cli_runner().invoke(args=["demo", "load"])
     assert "already exist" in again.output

@@ -19,7 +19,7 @@ from tests.test_ledger import _verify_offline
 def _load(app) -> None:
     result = app.test_cli_runner().invoke(args=["demo", "load"])
     assert result.exit_code == 0, result.output
-    assert "Loaded 8 demo campaigns" in result.output
+    assert "Loaded 9 demo campaigns" in result.output
 
 
 def test_a_fresh_demo_has_a_signed_checkpoint_that_verifies_its_export(app, tmp_path):
@@ -65,9 +65,11 @@ def test_the_demo_history_covers_every_ending(app):
                 select(LedgerTransaction.kind, func.count()).group_by(LedgerTransaction.kind)
             ).all()
         )
+        # The past one-off campaigns' 11 charges, and two charged weeks of the weekly
+        # strike fund's five standing pledges.
         assert kinds == {
-            "pledge_charge": 10 + 1,
-            "processor_fee": 11,
+            "pledge_charge": 11 + 10,
+            "processor_fee": 21,
             "refund": 1,
             "disbursement": 1,
         }
@@ -83,3 +85,20 @@ def test_the_demo_history_covers_every_ending(app):
     assert image.status_code == 200 and image.mimetype in ("image/png", "image/jpeg")
     assert len(image.data) > 1000
     image.close()
+
+
+def test_the_demo_weekly_strike_fund_has_missed_and_charged_weeks(app):
+    _load(app)
+    client = app.test_client()
+    slug = "fairfield-bus-drivers-weekly-strike-pay"
+    recurring = client.get(f"/api/v1/campaigns/{slug}").get_json()["recurring"]
+    assert recurring["interval"] == "week" and recurring["current_period"] == 4
+    assert recurring["threshold"] == {"amount": None, "backers": 4}
+    periods = client.get(f"/api/v1/campaigns/{slug}/periods").get_json()["periods"]
+    assert [(p["period"], p["status"], p["backers"]) for p in periods] == [
+        (1, "missed", 3),
+        (2, "charged", 5),
+        (3, "charged", 5),
+        (4, "open", 5),
+    ]
+    assert periods[1]["collected"] == {"amount": 6000, "currency": "EUR"}

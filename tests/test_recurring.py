@@ -104,11 +104,7 @@ def _recurring(app, *, threshold_amount=None, threshold_backers=None, periods=8)
 
 
 def _standing(app, campaign_id, cards_and_amounts) -> list[int]:
-    ids = add_pledges(app, campaign_id, cards_and_amounts)
-    with app.app_context():
-        db.session.execute(update(Pledge).where(Pledge.id.in_(ids)).values(recurring=True))
-        db.session.commit()
-    return ids
+    return add_pledges(app, campaign_id, cards_and_amounts, every_period=True)
 
 
 def _at_week(app, campaign_id, weeks: float) -> None:
@@ -399,3 +395,76 @@ def test_the_campaign_page_shows_the_period_and_its_history(app):
     # Each standing pledge appears once among the supporters, not once per period.
     supporters = page.split('class="supporters"')[1].split("</ul>")[0]
     assert supporters.count("<li>") == 2
+
+
+# ---- Supporters pledge every period ------------------------------------------------
+
+
+def test_a_supporter_pledges_every_week_only_by_ticking_it_and_sees_the_terms(app):
+    from tests.factories import confirmed, pledge_form, submit
+
+    campaign_id = _recurring(app, threshold_backers=2, periods=6)
+    with app.app_context():
+        slug = db.session.get_one(Campaign, campaign_id).slug
+    supporter = app.test_client()
+    page = supporter.get(f"/c/{slug}/pledge").get_data(as_text=True)
+    assert (
+        'name="every_period"' in page and "checked" not in page.split('name="every_period"')[1][:40]
+    )
+    base = {
+        "amount": "10",
+        "confirmed_amount": "",
+        "card_number": GOOD,
+        "email": "weekly@example.org",
+        "visibility": "anonymous",
+        **pledge_form(supporter, slug),
+    }
+    unticked = submit(supporter, f"/c/{slug}/pledge", base)
+    assert unticked.status_code == 422 and "Tick the box" in unticked.get_data(as_text=True)
+    ticked = submit(supporter, f"/c/{slug}/pledge", base | {"every_period": "y"})
+    text = ticked.get_data(as_text=True)
+    assert (
+        ticked.status_code == 200 and "€10.00 every week" in text and "first charge is on" in text
+    )
+    done = submit(
+        supporter,
+        f"/c/{slug}/pledge",
+        base | {"every_period": "y", "confirmed_amount": confirmed("10")},
+    )
+    assert done.status_code == 302, done.get_data(as_text=True)[:2000]
+    with app.app_context():
+        standing = db.session.scalars(select(Pledge).where(Pledge.campaign_id == campaign_id)).one()
+        assert standing.recurring and standing.status == "active"
+
+
+def test_a_standing_pledges_page_and_email_say_every_week_and_list_its_charges(app):
+    from tests.factories import link_in, mail_to
+
+    campaign_id = _recurring(app, periods=6)
+    _standing(app, campaign_id, [(GOOD, 12)])
+    _at_week(app, campaign_id, 1.01)
+    run_sweep(app)
+    with app.app_context():
+        db.session.execute(update(Pledge).values(locale="en"))
+        db.session.commit()
+    mails = mail_to(app, "supporter0@example.org")
+    manage = link_in(mails[0], "/pledge/")
+    page = app.test_client().get(manage).get_data(as_text=True)
+    assert "You pledged this amount every week" in page
+    assert page.count('data-label="Period"') == 1 and "Charged" in page
+
+
+def test_supporters_hear_of_a_periods_charge_a_few_days_before_once(app):
+    from tests.factories import mail_to
+
+    campaign_id = _recurring(app, threshold_backers=3, periods=6)
+    _standing(app, campaign_id, [(GOOD, 12), (GOOD, 8)])
+    _at_week(app, campaign_id, 0.5)
+    run_sweep(app)  # three and a half days before the end: too early
+    assert [m for m in mail_to(app, "supporter0@example.org") if "may be charged" in m] == []
+    _at_week(app, campaign_id, 0.8)  # about a day and a half before
+    run_sweep(app)
+    run_sweep(app)
+    [notice] = [m for m in mail_to(app, "supporter0@example.org") if "may be charged" in m]
+    assert "€12.00" in notice and "does not look met" in notice and "/pledge/" in notice
+    assert len([m for m in mail_to(app, "supporter1@example.org") if "may be charged" in m]) == 1

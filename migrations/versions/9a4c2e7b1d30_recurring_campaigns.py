@@ -45,6 +45,7 @@ def upgrade():
         sa.Column("collected_amount", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("missed_late", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.Column("notice_sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("status IN ('open', 'met', 'missed', 'charging', 'charged')", name=op.f("ck_campaign_periods_status_known")),
         sa.CheckConstraint("number > 0", name=op.f("ck_campaign_periods_number_positive")),
         sa.ForeignKeyConstraint(["campaign_id"], ["campaigns.id"], name=op.f("fk_campaign_periods_campaign_id_campaigns"), ondelete="CASCADE"),
