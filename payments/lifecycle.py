@@ -43,10 +43,14 @@ _LATE_CHARGE_SOURCES = (
 
 TRANSITIONS: tuple[Transition[PledgeStatus], ...] = (
     Transition("activated", (S.PENDING,), S.ACTIVE, "card saved"),
-    Transition("cancelled", (S.PENDING, S.ACTIVE), S.CANCELLED, "the supporter cancels"),
+    Transition("cancelled", (S.PENDING, S.ACTIVE, S.PAUSED), S.CANCELLED, "the supporter cancels"),
     Transition("abandoned", (S.PENDING,), S.CANCELLED, "card form left unfinished"),
     Transition("cancelled_unfinished", (S.PENDING,), S.CANCELLED, "campaign ends before the card"),
-    Transition("released", (S.ACTIVE,), S.RELEASED, "campaign unfunded or cancelled"),
+    Transition(
+        "released", (S.ACTIVE, S.PAUSED), S.RELEASED, "campaign unfunded, cancelled or over"
+    ),
+    Transition("paused", (S.ACTIVE,), S.PAUSED, "the supporter pauses a standing pledge"),
+    Transition("resumed", (S.PAUSED,), S.ACTIVE, "the supporter resumes it"),
     Transition("charge_claimed", (S.ACTIVE, S.FAILED), S.CHARGING, "settlement claims"),
     Transition(
         "charge_claimed_on_session",

@@ -27,6 +27,7 @@ class PledgeStatus(enum.StrEnum):
     DROPPED = "dropped"  # never collected after the retry window
     RELEASED = "released"  # campaign not funded or cancelled: card detached
     REFUNDED = "refunded"
+    PAUSED = "paused"  # a standing pledge its supporter paused: no period charges it
 
 
 PLEDGE_STATUS_LABELS = {
@@ -40,6 +41,7 @@ PLEDGE_STATUS_LABELS = {
     PledgeStatus.DROPPED: _l("Not collected"),
     PledgeStatus.RELEASED: _l("Released: not charged"),
     PledgeStatus.REFUNDED: _l("Refunded"),
+    PledgeStatus.PAUSED: _l("Paused: no period charges it until you resume it"),
 }
 
 
@@ -78,6 +80,8 @@ EVENT_LABELS = {
     "refunded": _l("Refunded"),
     "reminder_sent": _l("Reminder sent"),
     "period_charge_opened": _l("The period met its threshold: charge due"),
+    "paused": _l("Paused"),
+    "resumed": _l("Resumed"),
 }
 
 

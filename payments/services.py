@@ -278,7 +278,7 @@ def card_replaced(pledge: Pledge, saved: SavedCard) -> str | None:
 # What a supporter may still do to a pledge, by its state. A page left open across
 # the deadline submits its form late: every action re-checks here, and the guarded
 # UPDATE that performs it re-checks in the database.
-CANCELLABLE = (PledgeStatus.PENDING, PledgeStatus.ACTIVE)
+CANCELLABLE = (PledgeStatus.PENDING, PledgeStatus.ACTIVE, PledgeStatus.PAUSED)
 AMOUNT_CHANGEABLE = (PledgeStatus.ACTIVE,)
 CARD_REPLACEABLE = (PledgeStatus.ACTIVE, PledgeStatus.FAILED, PledgeStatus.NEEDS_AUTHENTICATION)
 
@@ -374,6 +374,29 @@ def cancel(pledge: Pledge) -> bool:
     return True
 
 
+def pause(pledge: Pledge) -> None:
+    """A standing pledge stops counting from the next period decided (the running one,
+    if it has not ended): no period charges it until it is resumed."""
+    if not pledge.recurring:
+        raise PledgeError(_l("Only a pledge made for every period can be paused."))
+    if pledge.status == PledgeStatus.PAUSED:
+        return
+    if lifecycle.move_pledge(pledge, "paused") is None:
+        db.session.refresh(pledge, ["status", "charged_at", "amount"])
+        raise too_late(pledge)
+    adjust_totals(pledge.campaign, -pledge.amount, -1)
+
+
+def resume(pledge: Pledge) -> None:
+    """A paused standing pledge counts again, from the period running now."""
+    if pledge.status == PledgeStatus.ACTIVE:
+        return
+    if lifecycle.move_pledge(pledge, "resumed") is None:
+        db.session.refresh(pledge, ["status", "charged_at", "amount"])
+        raise too_late(pledge)
+    adjust_totals(pledge.campaign, pledge.amount, 1)
+
+
 def manage_url(pledge: Pledge, external: bool = False) -> str:
     """The pledge's page: a bare path, or (for emails) an absolute URL on PUBLIC_URL."""
     if external:
@@ -386,6 +409,7 @@ def manage_url(pledge: Pledge, external: bool = False) -> str:
 # its page as their supporters chose, before and after the deadline.
 BACKED = (
     PledgeStatus.ACTIVE,
+    PledgeStatus.PAUSED,
     PledgeStatus.CHARGING,
     PledgeStatus.CHARGED,
     PledgeStatus.FAILED,

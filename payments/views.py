@@ -245,6 +245,7 @@ def manage(pledge: Pledge, key: str):
         key=key,
         amount_form=amount_form,
         entry_url=entry_url,
+        pause_form=CancelForm(),
         can_change=pledge.status == PledgeStatus.ACTIVE
         and services.accepting_pledges(pledge.campaign),
         can_cancel=services.can_cancel(pledge),
@@ -310,6 +311,28 @@ def cancel(pledge: Pledge, key: str):
         back=url_for("payments.manage", key=key),
         danger=True,
     )
+
+
+@bp.post("/pledge/<key>/pause")
+@with_pledge
+def pause(pledge: Pledge, key: str):
+    if CancelForm().validate_on_submit():
+        with flash_transaction() as work:
+            services.pause(pledge)
+        if work.committed:
+            flash(_("Paused: no period charges your pledge until you resume it."), "info")
+    return redirect(url_for("payments.manage", key=key))
+
+
+@bp.post("/pledge/<key>/resume")
+@with_pledge
+def resume(pledge: Pledge, key: str):
+    if CancelForm().validate_on_submit():
+        with flash_transaction() as work:
+            services.resume(pledge)
+        if work.committed:
+            flash(_("Resumed: your pledge counts again from this period."), "success")
+    return redirect(url_for("payments.manage", key=key))
 
 
 @bp.route("/pledge/<key>/card", methods=["GET", "POST"])

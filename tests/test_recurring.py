@@ -468,3 +468,57 @@ def test_supporters_hear_of_a_periods_charge_a_few_days_before_once(app):
     [notice] = [m for m in mail_to(app, "supporter0@example.org") if "may be charged" in m]
     assert "€12.00" in notice and "does not look met" in notice and "/pledge/" in notice
     assert len([m for m in mail_to(app, "supporter1@example.org") if "may be charged" in m]) == 1
+
+
+def test_pause_resume_change_and_cancel_between_periods(app):
+    """Each change counts from the next period decided: paused → not charged, resumed →
+    charged again, a new amount → charged that, cancelled → never again."""
+    from tests.factories import csrf_token, link_in, mail_to
+
+    campaign_id = _recurring(app, periods=6)
+    [standing, other] = _standing(app, campaign_id, [(GOOD, 10), (GOOD, 5)])
+    run_sweep(app)  # sends the waiting mail: the pledges' confirmations
+    supporter = app.test_client()
+    manage = link_in(mail_to(app, "supporter0@example.org")[0], "/pledge/")
+
+    def post(action, **data):
+        token = csrf_token(supporter, manage)
+        return supporter.post(f"{manage}/{action}", data={"csrf_token": token, **data})
+
+    def charged_in(period):
+        with app.app_context():
+            return dict(
+                db.session.execute(
+                    select(Pledge.parent_id, Pledge.charged_amount).where(
+                        Pledge.period == period, Pledge.status == "charged"
+                    )
+                ).all()
+            )
+
+    def totals():
+        with app.app_context():
+            campaign = db.session.get_one(Campaign, campaign_id)
+            return campaign.pledged_amount, campaign.backer_count
+
+    assert post("pause").status_code == 302
+    assert totals() == (500, 1)
+    assert "Resume my pledge" in supporter.get(manage).get_data(as_text=True)
+    _at_week(app, campaign_id, 1.01)
+    run_sweep(app)
+    assert charged_in(1) == {other: 500}
+    assert post("resume").status_code == 302
+    assert totals() == (1500, 2)
+    changed = post("amount", amount="12", confirmed_amount="1200")
+    assert changed.status_code == 302, changed.get_data(as_text=True)[:2000]
+    _at_week(app, campaign_id, 2.01)
+    run_sweep(app)
+    assert charged_in(2) == {standing: 1200, other: 500}
+    token = csrf_token(supporter, manage + "/cancel")
+    assert supporter.post(manage + "/cancel", data={"csrf_token": token}).status_code == 302
+    _at_week(app, campaign_id, 3.01)
+    run_sweep(app)
+    assert charged_in(3) == {other: 500}
+    assert totals() == (500, 1)
+    # A paused pledge cannot be paused by a stale tab again, nor a one-off one at all.
+    with app.app_context():
+        assert db.session.get_one(Pledge, standing).status == "cancelled"

@@ -16,7 +16,21 @@ branch_labels = None
 depends_on = None
 
 
+STATUSES = (
+    "'pending', 'active', 'cancelled', 'charging', 'charged', 'failed', "
+    "'needs_authentication', 'dropped', 'released', 'refunded'"
+)
+
+
+def _pledge_statuses(statuses: str) -> None:
+    with op.batch_alter_table("pledges") as batch_op:
+        batch_op.drop_constraint(batch_op.f("ck_pledges_status_known"), type_="check")
+        batch_op.create_check_constraint("status_known", f"status IN ({statuses})")
+
+
 def upgrade():
+    # A standing pledge can be paused by its supporter.
+    _pledge_statuses(STATUSES + ", 'paused'")
     op.create_table(
         "campaign_recurrences",
         sa.Column("campaign_id", sa.Integer(), nullable=False),
@@ -60,6 +74,7 @@ def upgrade():
 
 
 def downgrade():
+    _pledge_statuses(STATUSES)
     op.drop_index("ix_pledges_parent_period", table_name="pledges")
     op.drop_column("pledges", "period")
     op.drop_column("pledges", "parent_id")

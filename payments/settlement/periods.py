@@ -256,7 +256,7 @@ def end_if_over(campaign_id: int) -> list[tuple[str, str | None]]:
     standing = select(Pledge.id).where(
         Pledge.campaign_id == campaign_id,
         Pledge.recurring.is_(True),
-        Pledge.status == PledgeStatus.ACTIVE,
+        Pledge.status.in_([PledgeStatus.ACTIVE, PledgeStatus.PAUSED]),
     )
     released = lifecycle.move(
         "released",
