@@ -2,12 +2,16 @@
 
     .venv/bin/python bench/settlement.py --pledges 100000
     .venv/bin/python bench/settlement.py --pledges 3000 --latency-ms 250 --provider-limit 100
+    .venv/bin/python bench/settlement.py --pledges 10000 --recurring
 
 The first form settles N pledges as fast as the provider answers and reports pledges/s
 and the process's peak memory (run it at two sizes: memory must not grow with N,
 because claims stream in batches). The second gives every provider call 250 ms of
 latency and makes the provider refuse more than 100 calls in any second (Stripe's
-live-mode limit), and reports the sustained request rate Counterfund achieves.
+live-mode limit), and reports the sustained request rate Counterfund achieves. The
+third makes them standing pledges to a weekly campaign whose first period has just
+ended, and times deciding the period (opening one charge per standing pledge) and
+charging it.
 Uses BENCH_DATABASE_URL (default: a counterfund_bench database on 127.0.0.1).
 """
 
@@ -37,9 +41,10 @@ def reset_database(url: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def seed(app, count: int) -> int:
-    """A funded campaign with `count` active pledges whose 4242 cards the provider holds.
-    Bulk-inserted on both sides: seeding is not what is measured."""
+def seed(app, count: int, recurring: bool = False) -> int:
+    """A funded campaign with `count` active pledges whose 4242 cards the provider holds
+    (with `recurring`: standing pledges to a weekly campaign whose first period just
+    ended). Bulk-inserted on both sides: seeding is not what is measured."""
     from sqlalchemy import insert
 
     from accounts.models import User
@@ -65,6 +70,13 @@ def seed(app, count: int) -> int:
             status="live",
             launched_at=utcnow(),
         )
+        if recurring:
+            from campaigns.periods import Recurrence
+
+            campaign.launched_at = utcnow() - timedelta(weeks=1, minutes=1)
+            campaign.deadline = campaign.launched_at + timedelta(weeks=4)
+            campaign.funding_model = "flexible"
+            campaign.recurrence = Recurrence(interval="week", max_periods=4)
         campaign.organizers = [Organizer(user_id=user.id, role="owner")]
         campaign.budget_lines = [BudgetLine(position=0, label="x", amount=100, required=True)]
         db.session.add(campaign)
@@ -96,6 +108,8 @@ def seed(app, count: int) -> int:
                         "backend": "simulated",
                         "provider_customer_id": f"cus_{ref}",
                         "provider_payment_method_id": f"pm_{ref}",
+                        "recurring": recurring,
+                        "activated_at": utcnow() - timedelta(days=7 if recurring else 0),
                     }
                 )
             provider.executemany("INSERT INTO customers VALUES (?, ?, ?)", customers)
@@ -137,6 +151,25 @@ def settle(app, campaign_id: int) -> tuple[float, Counter]:
     return elapsed, outcomes
 
 
+def settle_period(app, campaign_id: int) -> tuple[float, float, Counter]:
+    """Decide the first period (opening its charges), then charge them: both timed."""
+    from core.urls import public_request_context
+    from payments import settlement
+
+    outcomes: Counter = Counter()
+    with app.app_context(), public_request_context():
+        started = time.monotonic()
+        settlement.advance(campaign_id)
+        opened = time.monotonic() - started
+        started = time.monotonic()
+        batch = app.config["SETTLEMENT_BATCH_SIZE"]
+        while claims := settlement.claim_batch(campaign_id, batch):
+            outcomes.update(settlement.charge_claims(claims))
+        elapsed = time.monotonic() - started
+        settlement.close_charged_periods(campaign_id)
+    return opened, elapsed, outcomes
+
+
 def provider_rates(path: str) -> tuple[float, int, int]:
     """Sustained calls/s (first to last charge call), and the busiest 1-second window."""
     conn = sqlite3.connect(path)
@@ -171,6 +204,9 @@ def main() -> int:
     )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument(
+        "--recurring", action="store_true", help="standing pledges, one weekly period"
+    )
     args = parser.parse_args()
 
     url = os.environ.get(
@@ -203,9 +239,13 @@ def main() -> int:
 
     logging.disable(logging.INFO)
     app = create_app()
-    campaign_id = seed(app, args.pledges)
+    campaign_id = seed(app, args.pledges, recurring=args.recurring)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    elapsed, outcomes = settle(app, campaign_id)
+    if args.recurring:
+        opened, elapsed, outcomes = settle_period(app, campaign_id)
+        print(f"period decided, {args.pledges} charges opened in {opened:.1f} s")
+    else:
+        elapsed, outcomes = settle(app, campaign_id)
     rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     provider = app.extensions["payment_backend"].provider
     sustained, busiest, calls = provider_rates(app.config["SIMULATED_PROVIDER_DB"])
@@ -224,6 +264,14 @@ def main() -> int:
         status = conn.execute(
             "SELECT status FROM campaigns WHERE id = %s", (campaign_id,)
         ).fetchone()[0]
+        if args.recurring:
+            status, period_collected = conn.execute(
+                "SELECT status, collected_amount FROM campaign_periods"
+                " WHERE campaign_id = %s AND number = 1",
+                (campaign_id,),
+            ).fetchone()
+            status = f"period 1 {status}, collected {period_collected}"
+            collected = period_collected if period_collected == collected else -1
     print(
         f"pledges: {args.pledges}; latency {args.latency_ms} ms; provider limit "
         f"{args.provider_limit or 'none'}/s; concurrency {args.concurrency}"

@@ -369,3 +369,105 @@ def test_7_a_supporter_downloads_their_data_and_closes_their_account(journey, tm
     _log_in(page, base, "leaving@example.org", PASSWORD)
     expect(page.get_by_text("do not match")).to_be_visible()
     journey.assert_no_third_party_requests()
+
+
+def _a_week_passes(server, slug: str) -> None:
+    """The test's hand on the clock: everything this campaign dated moves a week back,
+    then the sweep runs (`flask settle --due`), as at the end of its running period."""
+    week = "-7 days"
+    [(campaign_id,)] = server.sql("SELECT id FROM campaigns WHERE slug = ?", slug)
+    server.sql(
+        "UPDATE campaigns SET launched_at = datetime(launched_at, ?),"
+        " deadline = datetime(deadline, ?) WHERE id = ?",
+        week,
+        week,
+        campaign_id,
+    )
+    server.sql(
+        "UPDATE campaign_recurrences SET ends_at = datetime(ends_at, ?) WHERE campaign_id = ?",
+        week,
+        campaign_id,
+    )
+    server.sql(
+        "UPDATE campaign_periods SET starts_at = datetime(starts_at, ?),"
+        " ends_at = datetime(ends_at, ?), decided_at = datetime(decided_at, ?)"
+        " WHERE campaign_id = ?",
+        week,
+        week,
+        week,
+        campaign_id,
+    )
+    server.sql(
+        "UPDATE pledges SET activated_at = datetime(activated_at, ?),"
+        " created_at = datetime(created_at, ?) WHERE campaign_id = ?",
+        week,
+        week,
+        campaign_id,
+    )
+    server.flask("settle", "--due")
+
+
+def test_8_a_weekly_strike_fund_charges_its_backers_week_by_week(journey):
+    """An organizer launches a weekly strike fund that needs two backers a week; two
+    supporters pledge every week; two weeks pass; each sees two charges, and the
+    public sees each week's total."""
+    page, base, server = journey.page, journey.server.url, journey.server
+    _register(page, server, "drivers@example.org", "Drivers' Strike Committee")
+    page.get_by_role("link", name="Start a campaign").first.click()
+    page.get_by_label("Title", exact=True).fill("Weekly strike pay for the tram drivers")
+    page.get_by_label("One-line summary").fill("Strike pay every Friday while the strike lasts.")
+    page.get_by_label("Story", exact=True).fill("Forty drivers, an open-ended strike.")
+    page.get_by_label("Kind", exact=True).select_option("strike_fund")
+    page.get_by_label("Goal", exact=True).fill("400")
+    ends = (datetime.now(UTC) + timedelta(weeks=6, hours=1)).strftime("%Y-%m-%dT%H:%M")
+    page.get_by_label("Deadline (UTC)").fill(ends)
+    page.get_by_label("Repeats").select_option("week")
+    page.get_by_label("Per period: least number of backers (optional)").fill("2")
+    page.get_by_label("Budget line 1: what it pays for").fill("Strike pay")
+    page.get_by_label("Budget line 1: amount").fill("400")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Draft saved")).to_be_visible()
+    page.get_by_role("link", name="Launch campaign").click()
+    page.get_by_role("button", name="Launch now").click()
+    expect(page.get_by_text("Your campaign is live.")).to_be_visible()
+    expect(page.get_by_role("heading", name="Every week")).to_be_visible()
+    slug = page.url.rsplit("/", 1)[-1]
+    page.get_by_role("button", name="Log out").click()
+
+    for email, amount in (("weekly-one@example.org", "10"), ("weekly-two@example.org", "15")):
+        page.goto(f"{base}/c/{slug}")
+        page.get_by_role("link", name="Back this campaign").click()
+        page.get_by_label("Amount", exact=True).fill(amount)
+        page.get_by_label("Email address", exact=True).fill(email)
+        page.get_by_label("Card number (demo)").fill("4242 4242 4242 4242")
+        page.get_by_label("Charge me this amount in every period that meets its threshold").check()
+        page.get_by_role("button", name="Pledge").click()
+        expect(page.get_by_text(re.compile(rf"€{amount}\.00 every week"))).to_be_visible()
+        journey.axe("recurring-confirmation")
+        _confirm_amount(page, "Confirm my pledge")
+        expect(page.get_by_text("You pledged this amount every week")).to_be_visible()
+
+    _a_week_passes(server, slug)
+    _a_week_passes(server, slug)
+
+    # Each week's receipt links to that charge; the confirmation to the standing pledge.
+    [confirmation] = [m for m in server.mails("weekly-one@example.org") if "in every period" in m]
+    journey.go(server.url + re.findall(r"(/pledge/\S+)", confirmation)[0])
+    expect(page.get_by_text("You pledged this amount every week")).to_be_visible()
+    expect(page.get_by_role("cell", name="Charged")).to_have_count(2)
+    journey.shoot("weekly-supporter")
+
+    journey.go(f"/c/{slug}")
+    expect(page.get_by_text("Period 3 of 6 ends")).to_be_visible()
+    periods = page.locator("table.periods")
+    expect(periods.get_by_role("cell", name="Charged")).to_have_count(2)
+    expect(periods.get_by_role("cell", name="€25.00")).to_have_count(2)
+    journey.axe("recurring-campaign")
+    journey.shoot("weekly-campaign")
+    api = json.loads(page.request.get(f"{base}/api/v1/campaigns/{slug}/periods").text())
+    assert [(p["period"], p["status"], p["collected"]["amount"]) for p in api["periods"]] == [
+        (1, "charged", 2500),
+        (2, "charged", 2500),
+        (3, "open", 0),
+    ]
+    journey.assert_no_third_party_requests()
