@@ -4,6 +4,7 @@ from flask import (
     Blueprint,
     abort,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -20,7 +21,7 @@ from core.i18n import current_locale
 from core.jobs import enqueue_after_commit
 from core.money import Money, MoneyError
 from core.work import flash_transaction, form_transaction
-from ledger import disbursements
+from ledger import batches, disbursements
 from ledger.disbursements import Disbursement, DisbursementStatus
 from ledger.forms import DecisionForm, DisbursementForm
 from ledger.jobs import sequence_job
@@ -61,11 +62,13 @@ def new(slug: str):
         abort(403)
     form = DisbursementForm()
     if form.validate_on_submit():
+        batch = _batch_from(form, campaign.currency)
+        amount = None
         try:
             amount = Money.parse(form.amount.data, campaign.currency, current_locale())
         except MoneyError as exc:
             form.amount.errors.append(str(exc))
-        else:
+        if amount is not None and not (form.payee.errors or form.batch.errors):
             stored = None
             with form_transaction(form) as work:
                 upload = form.receipt.data
@@ -73,10 +76,11 @@ def new(slug: str):
                 disbursements.record(
                     campaign,
                     current_user,
-                    payee=form.payee.data,
+                    payee=form.payee.data or "",
                     purpose=form.purpose.data,
                     amount=amount,
                     receipt=stored,
+                    batch=batch,
                 )
             if not work.committed:
                 if stored:
@@ -93,6 +97,56 @@ def new(slug: str):
     return render_template("ledger/disbursement_form.html", campaign=campaign, form=form), (
         422 if request.method == "POST" else 200
     )
+
+
+def _batch_from(form: DisbursementForm, currency: str) -> list[batches.Line] | None:
+    """The batch's lines, or None for one payee; marks the form when neither is given
+    or the list cannot be read."""
+    if not (form.batch.data or "").strip():
+        if not (form.payee.data or "").strip():
+            form.payee.errors.append(_("Say who was paid, or list the people of a batch."))
+        return None
+    try:
+        return batches.lines_for(batches.parse(form.batch.data, currency, current_locale()))
+    except batches.BatchError as exc:
+        form.batch.errors.append(str(exc))
+        return None
+
+
+@bp.get("/c/<slug>/disbursements/<int:item_id>/lines")
+@login_required
+def batch_lines(slug: str, item_id: int):
+    """A batch's list, for its committee only, with each line's receipt to hand over."""
+    campaign, item = _batch(slug, item_id)
+    return render_template(
+        "ledger/batch_lines.html",
+        campaign=campaign,
+        item=item,
+        lines=batches.stored_lines(item.id, item.currency),
+    )
+
+
+@bp.get("/c/<slug>/disbursements/<int:item_id>/lines/<int:position>.json")
+@login_required
+def batch_line_receipt(slug: str, item_id: int, position: int):
+    _campaign_row, item = _batch(slug, item_id)
+    lines = batches.stored_lines(item.id, item.currency)
+    if not 0 <= position < len(lines):
+        abort(404)
+    response = jsonify(batches.line_receipt(lines, position))
+    response.headers["Content-Disposition"] = f'attachment; filename="line-{position}.json"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _batch(slug: str, item_id: int) -> tuple[Campaign, Disbursement]:
+    campaign = _campaign(slug)
+    if campaign.role_of(current_user) is None:
+        abort(404)  # the names are the committee's alone
+    item = db.session.get(Disbursement, item_id)
+    if item is None or item.campaign_id != campaign.id or not item.commitment:
+        abort(404)
+    return campaign, item
 
 
 class _Empty:

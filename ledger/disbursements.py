@@ -10,7 +10,7 @@ from pathlib import Path
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import BigInteger, ForeignKey, String, Text, update
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, update
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from accounts.models import User
@@ -24,6 +24,7 @@ from core.states import StateMachine, Transition
 from core.types import UTCDateTime, enum_check
 from core.urls import public_url_for
 from core.work import RuleError
+from ledger import batches
 from ledger import services as ledger
 from ledger.models import EntryKind
 
@@ -89,6 +90,9 @@ class Disbursement(Model):
     recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     approved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     reference: Mapped[str] = mapped_column(String(60), unique=True)
+    # A batch (ledger.batches): how many payees, and the Merkle root of their list.
+    payee_count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    commitment: Mapped[str] = mapped_column(String(64), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -145,7 +149,10 @@ def record(
     purpose: str,
     amount: Money,
     receipt: tuple[str, str],
+    batch: list[batches.Line] | None = None,
 ) -> Disbursement:
+    """Record a disbursement for approval. With `batch`, it pays many people: the public
+    payee is their number, and the list (committee only) is committed to."""
     if not role_can(campaign.role_of(user), Permission.RECORD_DISBURSEMENT):
         raise DisbursementError(_l("Only the campaign's treasurer records disbursements."))
     if amount.currency != campaign.currency or amount.amount <= 0:
@@ -159,8 +166,22 @@ def record(
             ),
             "amount",
         )
+    if batch and sum(line.amount for line in batch) != amount.amount:
+        raise DisbursementError(
+            _l(
+                "The payees' amounts add up to %(total)s, not %(m)s.",
+                total=Money(sum(line.amount for line in batch), campaign.currency).format(),
+                m=amount.format(),
+            ),
+            "batch",
+        )
+    if batch:
+        # The ledger's words are the same in every language, like its memos.
+        payee = f"{len(batch)} payees (batch)"
     disbursement = Disbursement(
         campaign_id=campaign.id,
+        payee_count=len(batch) if batch else 1,
+        commitment=batches.commitment(batch) if batch else "",
         payee=payee.strip(),
         purpose=purpose.strip(),
         amount=amount.amount,
@@ -172,6 +193,8 @@ def record(
     )
     db.session.add(disbursement)
     db.session.flush()
+    if batch:
+        batches.store(disbursement.id, batch)
     tell_committee(
         campaign,
         "disbursement-waiting",
@@ -202,15 +225,30 @@ def approve(disbursement: Disbursement, user: User) -> None:
             reference=disbursement.reference,
             postings=[
                 (ledger.campaign_account(campaign.id), -disbursement.money),
-                (f"payee:{disbursement.payee[:70]}", disbursement.money),
+                (_payee_account(disbursement), disbursement.money),
             ],
             counterparty=disbursement.payee,
-            memo=disbursement.purpose[:500],
+            memo=_memo(disbursement),
         )
     except ledger.LedgerError:
         raise DisbursementError(
             _l("The campaign no longer holds enough for this disbursement.")
         ) from None
+
+
+def _payee_account(disbursement: Disbursement) -> str:
+    if disbursement.commitment:
+        return f"payees:{disbursement.reference}"
+    return f"payee:{disbursement.payee[:70]}"
+
+
+def _memo(disbursement: Disbursement) -> str:
+    """The purpose; for a batch, also its size and the commitment to its list (English,
+    like every memo: the ledger is the same for everyone)."""
+    if not disbursement.commitment:
+        return disbursement.purpose[:500]
+    batch = f" [batch of {disbursement.payee_count}; list sha256 root {disbursement.commitment}]"
+    return disbursement.purpose[: 500 - len(batch)] + batch
 
 
 def reject(disbursement: Disbursement, user: User) -> None:

@@ -20,7 +20,7 @@ from campaigns.models import Campaign
 from core import clock
 from core.extensions import db
 from core.money import Money
-from ledger import disbursements
+from ledger import batches, disbursements
 from ledger import log as ledger_log
 from payments import services
 from payments.backends import enter_simulated_card, get_backend
@@ -101,8 +101,8 @@ def load_demo_pledges() -> int:
 
 def _recurring_steps(now: datetime) -> list[tuple[datetime, Callable[[], None]]]:
     """The weekly strike fund's weeks so far, as timed steps: its standing pledges (three
-    in week 1, short of its threshold of four: missed; two more in week 2) and each
-    week's end, when the sweep decides and charges it."""
+    in week 1, short of its threshold of four: missed; two more in week 2), each week's
+    end, when the sweep decides and charges it, and a batch of strike pay."""
     steps: list[tuple[datetime, Callable[[], None]]] = []
     for slug, pledges in RECURRING_PLEDGES.items():
         campaign = db_campaign(slug)
@@ -125,7 +125,37 @@ def _recurring_steps(now: datetime) -> list[tuple[datetime, Callable[[], None]]]
                 )
             )
             week += 1
+        if week > 3:
+            # Friday of week 3: strike pay to the drivers as one batch, names kept private.
+            steps.append((launched + timedelta(weeks=3, days=1), partial(_strike_pay, campaign)))
     return sorted(steps, key=lambda step: step[0])
+
+
+STRIKE_PAY = [("Driver 1", 25), ("Driver 2", 25), ("Driver 3", 20), ("Driver 4", 20)]
+
+
+def _strike_pay(campaign: Campaign) -> None:
+    treasurer, approver = _treasurer_and_approver()
+    payees = [(name, Money.from_major(units, campaign.currency)) for name, units in STRIKE_PAY]
+    disbursement = disbursements.record(
+        campaign,
+        treasurer,
+        payee="",
+        purpose="Strike pay, week 3",
+        amount=Money.from_major(sum(units for _, units in STRIKE_PAY), campaign.currency),
+        receipt=disbursements.store_receipt(io.BytesIO(_receipt_image())),
+        batch=batches.lines_for(payees),
+    )
+    db.session.commit()
+    disbursements.approve(disbursement, approver)
+
+
+def _treasurer_and_approver() -> tuple[User, User]:
+    treasurer, approver = (
+        db.session.scalars(select(User).where(User.email == email)).one()
+        for email in ("treasurer@example.org", "organizer@example.org")
+    )
+    return treasurer, approver
 
 
 def _run_steps_until(steps: list[tuple[datetime, Callable[[], None]]], moment: datetime) -> None:
@@ -176,10 +206,7 @@ def _refund_and_disburse(campaign: Campaign) -> None:
     ).all()
     clock.freeze(campaign.deadline + timedelta(days=1))
     refund(charged[-1], "Refunded at the supporter's request: they had pledged twice")
-    treasurer, approver = (
-        db.session.scalars(select(User).where(User.email == email)).one()
-        for email in ("treasurer@example.org", "organizer@example.org")
-    )
+    treasurer, approver = _treasurer_and_approver()
     clock.freeze(campaign.deadline + timedelta(days=2))
     disbursement = disbursements.record(
         campaign,

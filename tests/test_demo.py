@@ -71,10 +71,11 @@ def test_the_demo_history_covers_every_ending(app):
             "pledge_charge": 11 + 10,
             "processor_fee": 21,
             "refund": 1,
-            "disbursement": 1,
+            "disbursement": 2,  # the back pay, and the weekly fund's batch of strike pay
         }
-        approved = db.session.scalars(select(Disbursement)).all()
-        assert [d.status for d in approved] == ["approved"]
+        approved = db.session.scalars(select(Disbursement).order_by(Disbursement.id)).all()
+        assert [d.status for d in approved] == ["approved", "approved"]
+        assert (approved[1].payee_count, len(approved[1].commitment)) == (4, 64)
     client = app.test_client()
     page = client.get("/c/back-pay-for-the-eastgate-bus-cleaners/ledger").get_data(as_text=True)
     assert "Eastgate Cleaners" in page

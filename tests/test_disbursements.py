@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
+import pytest
 import sqlalchemy as sa
 from pypdf import PdfWriter
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.extensions import db
 from ledger.disbursements import Disbursement
@@ -209,3 +211,123 @@ def test_refund_once_at_the_provider_and_in_the_ledger(app):
     assert runner.invoke(args=["ledger", "reconcile"]).exit_code == 0
     page = app.test_client().get(f"/c/{slug}/ledger").get_data(as_text=True)
     assert "refund" in page
+
+
+# ---- Batches: strike pay to many people, their names kept by the committee ------------
+
+STRIKERS = ["Amal Haddad", "Bruno Costa", "Chidi Eze"]
+
+
+def _record_batch(client, slug, lines, amount, **extra):
+    return submit(
+        client,
+        f"/c/{slug}/disbursements/new",
+        {
+            "payee": "",
+            "batch": lines,
+            "purpose": "Strike pay, week 2",
+            "amount": amount,
+            "receipt": (io.BytesIO(PDF), "transfers.pdf", "application/pdf"),
+            **extra,
+        },
+        content_type="multipart/form-data",
+    )
+
+
+def test_a_batch_shows_the_public_its_total_count_and_commitment_never_the_names(app, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.test_ledger import VERIFIER
+
+    slug, _cid, owner, treasurer = _funded(app)
+    lines = "\n".join(
+        f"{name}; {amount}" for name, amount in zip(STRIKERS, ("20", "15", "25,5"), strict=True)
+    )
+    # In German, amounts are typed with a decimal comma.
+    treasurer.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de"
+    assert _record_batch(treasurer, slug, lines, "60,50").status_code == 302
+    with app.app_context():
+        item = db.session.scalar(select(Disbursement))
+        assert (item.payee_count, item.amount, len(item.commitment)) == (3, 6050, 64)
+    submit(
+        owner,
+        f"/c/{slug}/disbursements/{item.id}/approve",
+        {},
+        form_page=f"/c/{slug}/disbursements",
+    )
+    public = app.test_client()
+    pages = [
+        public.get(f"/c/{slug}/disbursements").get_data(as_text=True),
+        public.get(f"/c/{slug}/ledger").get_data(as_text=True),
+        public.get("/ledger/export.json").get_data(as_text=True),
+        public.get("/ledger/export.csv").get_data(as_text=True),
+        public.get("/ledger/feed.atom").get_data(as_text=True),
+    ]
+    for page in pages:
+        assert not any(name in page for name in STRIKERS)
+    assert "3 payees (batch)" in pages[0] and item.commitment in pages[0]
+    assert item.commitment in pages[2]
+    # The list is the committee's: a visitor gets nothing, the owner each line.
+    assert public.get(f"/c/{slug}/disbursements/{item.id}/lines").status_code == 302
+    listing = owner.get(f"/c/{slug}/disbursements/{item.id}/lines").get_data(as_text=True)
+    assert all(name in listing for name in STRIKERS)
+    note = public.get("/api/v1/ledger/checkpoint").get_data(as_text=True)
+    key = public.get("/api/v1/ledger/key").get_data(as_text=True).strip()
+    (tmp_path / "checkpoint.txt").write_text(note)
+    (tmp_path / "export.json").write_text(pages[2])
+
+    def verify(line_file):
+        return subprocess.run(
+            [
+                sys.executable,
+                str(VERIFIER),
+                "--key",
+                key,
+                "--checkpoint",
+                str(tmp_path / "checkpoint.txt"),
+                "--export",
+                str(tmp_path / "export.json"),
+                "--batch-line",
+                str(line_file),
+            ],
+            capture_output=True,
+            text=True,
+        )
+
+    for position, name in enumerate(STRIKERS):
+        receipt = owner.get(f"/c/{slug}/disbursements/{item.id}/lines/{position}.json")
+        line_file = tmp_path / f"line-{position}.json"
+        line_file.write_bytes(receipt.data)
+        assert name in json.loads(base64.b64decode(json.loads(receipt.data)["leaf"]))["name"]
+        checked = verify(line_file)
+        assert checked.returncode == 0, checked.stderr
+    # A forged line (another name, the same proof) fails.
+    forged = json.loads((tmp_path / "line-0.json").read_text())
+    leaf = json.loads(base64.b64decode(forged["leaf"]))
+    leaf["name"] = "Someone Else"
+    forged["leaf"] = base64.b64encode(
+        json.dumps(leaf, sort_keys=True, separators=(",", ":")).encode()
+    ).decode()
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    assert verify(tmp_path / "forged.json").returncode == 1
+    assert app.test_cli_runner().invoke(args=["ledger", "verify"]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("lines", "amount", "problem"),
+    [
+        ("Amal Haddad 20\nBruno Costa; 15", "35", "Line 1: write"),
+        ("Amal Haddad; 20\nBruno Costa; fifteen", "35", "Line 2:"),
+        ("Amal Haddad; 20", "20", "at least two people"),
+        ("Amal Haddad; 20\nBruno Costa; 15", "36", "add up to"),
+        ("Amal Haddad; 20\nBruno Costa; 0", "20", "more than zero"),
+    ],
+)
+def test_a_batch_that_cannot_be_read_is_refused_and_changes_nothing(app, lines, amount, problem):
+    slug, _cid, _owner, treasurer = _funded(app)
+    refused = _record_batch(treasurer, slug, lines, amount)
+    assert refused.status_code == 422 and problem in refused.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Disbursement.id))) == 0

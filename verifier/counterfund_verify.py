@@ -266,6 +266,27 @@ def _b64list(items) -> list[bytes]:
     return [base64.b64decode(item, validate=True) for item in items]
 
 
+def check_batch_line(line: dict, entries: list | None) -> None:
+    """A batch disbursement's line: its leaf is in the tree whose root is the list's
+    commitment; with the ledger's entries, an approved disbursement names that root."""
+    leaf = base64.b64decode(line["leaf"], validate=True)
+    fields = json.loads(leaf)
+    if not {"amount", "currency", "line", "name", "salt"} <= set(fields):
+        raise VerificationError("the line lacks one of amount, currency, line, name, salt")
+    commitment = bytes.fromhex(line["commitment"])
+    verify_inclusion(
+        line["index"], line["size"], leaf_hash(leaf), _b64list(line["proof"]), commitment
+    )
+    if entries is not None:
+        for entry in entries:
+            document = json.loads(base64.b64decode(entry["leaf"]))
+            if document.get("kind") == "disbursement" and line["commitment"] in document.get(
+                "memo", ""
+            ):
+                return
+        raise VerificationError("no disbursement on the ledger commits to this list")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--key", required=True, help="the published verifier key")
@@ -274,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inclusion", help="an inclusion proof (JSON)")
     parser.add_argument("--old-checkpoint", help="an earlier signed checkpoint")
     parser.add_argument("--consistency", help="a consistency proof (JSON) old → new")
+    parser.add_argument(
+        "--batch-line",
+        help="one line of a batch disbursement (JSON, from its committee): checked against "
+        "the list's commitment, and with --export, the commitment against the ledger",
+    )
     args = parser.parse_args(argv)
     try:
         with open(args.checkpoint, encoding="utf-8") as f:
@@ -292,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
             leaf = leaf_hash(base64.b64decode(proof["leaf"], validate=True))
             verify_inclusion(proof["index"], size, leaf, _b64list(proof["proof"]), root)
             print(f"inclusion: entry {proof['index']} is in the signed tree")
+        if args.batch_line:
+            with open(args.batch_line, encoding="utf-8") as f:
+                line = json.load(f)
+            check_batch_line(line, export["entries"] if args.export else None)
+            print(f"batch line: line {line['index'] + 1} of {line['size']} is in the batch")
         if args.consistency:
             if not args.old_checkpoint:
                 raise VerificationError("--consistency needs --old-checkpoint")
