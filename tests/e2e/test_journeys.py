@@ -371,6 +371,18 @@ def test_7_a_supporter_downloads_their_data_and_closes_their_account(journey, tm
     journey.assert_no_third_party_requests()
 
 
+def _pdf() -> bytes:
+    from io import BytesIO
+
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 def _a_week_passes(server, slug: str) -> None:
     """The test's hand on the clock: everything this campaign dated moves a week back,
     then the sweep runs (`flask settle --due`), as at the end of its running period."""
@@ -409,8 +421,9 @@ def _a_week_passes(server, slug: str) -> None:
 
 def test_8_a_weekly_strike_fund_charges_its_backers_week_by_week(journey):
     """An organizer launches a weekly strike fund that needs two backers a week; two
-    supporters pledge every week; two weeks pass; each sees two charges, and the
-    public sees each week's total."""
+    supporters pledge every week; two weeks pass; each sees two charges, the public
+    sees each week's total, and strike pay goes out as one batch whose names the public
+    never sees."""
     page, base, server = journey.page, journey.server.url, journey.server
     _register(page, server, "drivers@example.org", "Drivers' Strike Committee")
     page.get_by_role("link", name="Start a campaign").first.click()
@@ -464,6 +477,41 @@ def test_8_a_weekly_strike_fund_charges_its_backers_week_by_week(journey):
     expect(periods.get_by_role("cell", name="€25.00")).to_have_count(2)
     journey.axe("recurring-campaign")
     journey.shoot("weekly-campaign")
+
+    # Strike pay to three drivers as one batch: a treasurer records it, the owner approves.
+    _log_in(page, base, "drivers@example.org", PASSWORD)
+    page.goto(f"{base}/c/{slug}/team")
+    page.get_by_label("Their email address").fill("tram-treasurer@example.org")
+    page.get_by_label("Role", exact=True).select_option("treasurer")
+    page.get_by_role("button", name="Send the invitation").click()
+    page.get_by_role("button", name="Log out").click()
+    _register(page, server, "tram-treasurer@example.org", "Tram Treasurer")
+    [invitation] = [m for m in server.mails("tram-treasurer@example.org") if "/invitations/" in m]
+    page.goto(server.url + re.findall(r"(/invitations/\S+)", invitation)[0])
+    page.get_by_role("button", name="Accept the invitation").click()
+    page.goto(f"{base}/c/{slug}/disbursements/new")
+    page.get_by_label(re.compile("^Or many people at once")).fill(
+        "Tram driver Ana Ruiz; 15\nTram driver Ben Okoro; 10\nTram driver Cai Lin; 12.50"
+    )
+    page.get_by_label("What it paid for").fill("Strike pay, week 2")
+    page.get_by_label("Amount", exact=True).fill("37.50")
+    page.get_by_label("Receipt (PDF, PNG or JPEG)").set_input_files(
+        files=[{"name": "transfers.pdf", "mimeType": "application/pdf", "buffer": _pdf()}]
+    )
+    page.get_by_role("button", name="Record for approval").click()
+    expect(page.get_by_text("3 payees (batch)")).to_be_visible()
+    page.get_by_role("button", name="Log out").click()
+    _log_in(page, base, "drivers@example.org", PASSWORD)
+    page.goto(f"{base}/c/{slug}/disbursements")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_text("Approved: it is on the public ledger.")).to_be_visible()
+    page.get_by_role("button", name="Log out").click()
+    journey.go(f"/c/{slug}/disbursements")
+    expect(page.get_by_text("3 payees (batch)")).to_be_visible()
+    expect(page.get_by_text("Strike pay, week 2")).to_be_visible()
+    journey.go(f"/c/{slug}/ledger")
+    assert "Ana Ruiz" not in page.content() and "3 payees (batch)" in page.content()
+    journey.axe("batch-on-the-ledger")
     api = json.loads(page.request.get(f"{base}/api/v1/campaigns/{slug}/periods").text())
     assert [(p["period"], p["status"], p["collected"]["amount"]) for p in api["periods"]] == [
         (1, "charged", 2500),
