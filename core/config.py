@@ -259,6 +259,10 @@ SETTINGS: tuple[tuple[str, Reader], ...] = (
     ("RETRY_WINDOW", integer("RETRY_WINDOW", 7 * 24 * 3600, minimum=0)),
     ("REMINDER_INTERVAL", integer("REMINDER_INTERVAL", 48 * 3600, minimum=60)),
     ("PERIOD_DECISION_GRACE", integer("PERIOD_DECISION_GRACE", 24 * 3600, minimum=60)),
+    (
+        "RECURRING_MAX_FAILED_PERIODS",
+        integer("RECURRING_MAX_FAILED_PERIODS", 3, minimum=1),
+    ),
     ("PERIOD_NOTICE_BEFORE", integer("PERIOD_NOTICE_BEFORE", 2 * 24 * 3600, minimum=3600)),
     (
         "DEADLINE_REMINDER_BEFORE",

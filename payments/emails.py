@@ -74,6 +74,15 @@ def period_notice(pledge: Pledge, period: Any, looks_met: bool) -> None:
     )
 
 
+def paused_after_failures(pledge: Pledge) -> None:
+    _tell(
+        pledge,
+        "paused_after_failures",
+        "pledge-paused",
+        periods=current_app.config["RECURRING_MAX_FAILED_PERIODS"],
+    )
+
+
 def queue_outcome(pledge: Pledge, outcome: str) -> None:
     template = OUTCOME_TEMPLATES.get(outcome)
     if template is not None:

@@ -6,6 +6,7 @@ worker: every step is a guarded transition in the database (see settlement.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -18,7 +19,7 @@ from core.clock import utcnow
 from core.extensions import db
 from core.jobs import app_job, enqueue_after_commit
 from ledger import log as ledger_log
-from payments import lifecycle, notifications, settlement
+from payments import emails, lifecycle, notifications, services, settlement
 from payments.backends import get_backend
 from payments.backends.base import BackendError
 from payments.models import Pledge, PledgeStatus
@@ -100,6 +101,13 @@ def advance_recurring(campaign_id: int, totals: dict[str, int] | None = None) ->
     settlement.advance(campaign_id)
     charge_until_done(campaign_id, totals)
     settlement.close_charged_periods(campaign_id)
+    for pledge_id in settlement.pause_after_failed_periods(campaign_id):
+        pledge = db.session.get_one(Pledge, pledge_id)
+        # Refused only once the campaign has stopped taking pledges: then its totals
+        # are final and the pause changes none.
+        with contextlib.suppress(services.PledgeError):
+            services.adjust_totals(pledge.campaign, -pledge.amount, -1)
+        emails.paused_after_failures(pledge)
     for customer_id, card in settlement.end_if_over(campaign_id):
         enqueue_after_commit(release_card, customer_id, card)
     db.session.commit()

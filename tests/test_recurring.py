@@ -522,3 +522,38 @@ def test_pause_resume_change_and_cancel_between_periods(app):
     # A paused pledge cannot be paused by a stale tab again, nor a one-off one at all.
     with app.app_context():
         assert db.session.get_one(Pledge, standing).status == "cancelled"
+
+
+def test_a_card_failing_period_after_period_pauses_the_pledge_and_says_so(make_app):
+    from tests.factories import mail_to
+
+    app = make_app(RECURRING_MAX_FAILED_PERIODS=2)
+    campaign_id = _recurring(app, periods=6)
+    [standing, healthy] = _standing(app, campaign_id, [(DECLINES, 10), (GOOD, 5)])
+    for week in (1.01, 2.01, 3.01):
+        _at_week(app, campaign_id, week)
+        run_sweep(app)
+    with app.app_context():
+        charges = dict(
+            db.session.execute(
+                select(Pledge.period, Pledge.status).where(Pledge.parent_id == standing)
+            ).all()
+        )
+        assert charges[1] == charges[2] == "dropped"
+        assert db.session.get_one(Pledge, standing).status == "paused"
+        assert db.session.get_one(Pledge, healthy).status == "active"
+        campaign = db.session.get_one(Campaign, campaign_id)
+        assert (campaign.pledged_amount, campaign.backer_count) == (500, 1)
+    [told] = [m for m in mail_to(app, "supporter0@example.org") if "is paused" in m]
+    assert "2 periods in a row" in told and "/pledge/" in told
+    _at_week(app, campaign_id, 4.01)
+    run_sweep(app)
+    with app.app_context():
+        assert (
+            db.session.scalar(
+                select(func.count(Pledge.id)).where(
+                    Pledge.parent_id == standing, Pledge.period == 4
+                )
+            )
+            == 0
+        )

@@ -58,6 +58,7 @@ from payments.settlement.periods import (
     close_charged_periods,
     end_if_over,
     live_recurring_campaign_ids,
+    pause_after_failed_periods,
 )
 from payments.settlement.recording import follow_lost_charge, record_charges, record_result
 
@@ -83,6 +84,7 @@ __all__ = [
     "limiter",
     "live_recurring_campaign_ids",
     "open_campaign_ids",
+    "pause_after_failed_periods",
     "progress",
     "record_charges",
     "record_result",

@@ -269,3 +269,31 @@ def end_if_over(campaign_id: int) -> list[tuple[str, str | None]]:
         for row in released
         if row.provider_customer_id
     ]
+
+
+def pause_after_failed_periods(campaign_id: int) -> list[int]:
+    """Standing pledges whose last RECURRING_MAX_FAILED_PERIODS period charges all went
+    uncollected are paused (their card keeps failing): returns their ids, for the
+    caller to tell their supporters (it commits)."""
+    limit = current_app.config["RECURRING_MAX_FAILED_PERIODS"]
+    standing = db.session.scalars(
+        select(Pledge.id).where(
+            Pledge.campaign_id == campaign_id,
+            Pledge.recurring.is_(True),
+            Pledge.status == PledgeStatus.ACTIVE,
+        )
+    ).all()
+    failing = []
+    for pledge_id in standing:
+        last = db.session.scalars(
+            select(Pledge.status)
+            .where(Pledge.parent_id == pledge_id)
+            .order_by(Pledge.period.desc())
+            .limit(limit + 1)
+        ).all()
+        # The newest may still be retried; the `limit` before it all ended uncollected.
+        ended = [status for status in last if status not in OPEN_STATUSES][:limit]
+        if len(ended) == limit and all(status == PledgeStatus.DROPPED for status in ended):
+            failing.append(pledge_id)
+    paused = lifecycle.move("paused", failing, detail=f"{limit} periods in a row not collected")
+    return [row.id for row in paused]
