@@ -4,6 +4,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
+    DateField,
     EmailField,
     HiddenField,
     RadioField,
@@ -92,6 +93,11 @@ class PledgeForm(AmountMixin, FlaskForm):
     )
     every_period = BooleanField(
         _l("Charge me this amount in every period that meets its threshold")
+    )
+    until = DateField(
+        _l("Until (optional)"),
+        validators=[Optional()],
+        description=_l("No period ending after this day charges you."),
     )
     submit = SubmitField(_l("Pledge"))
 

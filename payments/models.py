@@ -145,6 +145,8 @@ class Pledge(Model):
     recurring: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     parent_id: Mapped[int | None] = mapped_column(Integer)
     period: Mapped[int | None] = mapped_column(Integer)
+    # The supporter's own end for a standing pledge: no period ending after it charges it.
+    recurring_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

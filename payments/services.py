@@ -9,7 +9,7 @@ freeze) cannot be raced past between a read and a write.
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app, url_for
 from flask_babel import lazy_gettext as _l
@@ -127,6 +127,7 @@ def start_pledge(
     public_message: str = "",
     private_message: str = "",
     every_period: bool = False,
+    until: datetime | None = None,
 ) -> tuple[Pledge, bool]:
     """Create a pending pledge and its provider setup. Returns (pledge, created).
 
@@ -181,6 +182,7 @@ def start_pledge(
         locale=current_locale(),
         backend=get_backend().name,
         recurring=recurring,
+        recurring_until=until if recurring else None,
     )
     lifecycle.begin(pledge)
     return pledge, True

@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import io
 import secrets
+from datetime import UTC, datetime, time
 from functools import wraps
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from campaigns.models import Campaign
+from core.clock import utcnow
 from core.extensions import db, limiter, login_manager
 from core.i18n import current_locale
 from core.security import content_security_policy
@@ -90,6 +92,10 @@ def pledge(slug: str):
             _("Tick the box to pledge in every period: this campaign charges period by period.")
         )
         step = "invalid"
+    until = _end_of_day(form.until.data)
+    if step != "invalid" and until is not None and until <= utcnow():
+        form.until.errors.append(_("Choose a day after today, or leave it empty."))
+        step = "invalid"
     confirming = step == "confirm"
     if step == "go":
         outcome = _create_pledge(campaign, form)
@@ -141,7 +147,15 @@ def _pledge_details(form: PledgeForm) -> dict:
         "public_message": form.public_message.data or "",
         "private_message": form.private_message.data or "",
         "every_period": bool(form.every_period.data),
+        "until": _end_of_day(form.until.data),
     }
+
+
+def _end_of_day(day) -> datetime | None:
+    """A supporter's "until" day covers the whole day, in UTC."""
+    if day is None:
+        return None
+    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
 
 
 def _create_pledge(campaign: Campaign, form: PledgeForm):

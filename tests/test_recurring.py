@@ -557,3 +557,39 @@ def test_a_card_failing_period_after_period_pauses_the_pledge_and_says_so(make_a
             )
             == 0
         )
+
+
+def test_a_supporters_own_end_stops_their_charges_after_it(app):
+    from tests.factories import confirmed, pledge_form, submit
+
+    campaign_id = _recurring(app, periods=6)
+    with app.app_context():
+        campaign = db.session.get_one(Campaign, campaign_id)
+        slug, launched = campaign.slug, campaign.launched_at
+    supporter = app.test_client()
+    until = (launched + timedelta(weeks=2)).date().isoformat()  # the day week 2 ends
+    base = {
+        "amount": "10",
+        "card_number": GOOD,
+        "email": "until@example.org",
+        "visibility": "anonymous",
+        "every_period": "y",
+        "until": until,
+        **pledge_form(supporter, slug),
+    }
+    shown = submit(supporter, f"/c/{slug}/pledge", base | {"confirmed_amount": ""})
+    assert until in shown.get_data(as_text=True)
+    past = submit(supporter, f"/c/{slug}/pledge", base | {"until": "2020-01-01"})
+    assert past.status_code == 422 and "after today" in past.get_data(as_text=True)
+    done = submit(supporter, f"/c/{slug}/pledge", base | {"confirmed_amount": confirmed("10")})
+    assert done.status_code == 302
+    for week in (1.01, 2.01, 3.01):
+        _at_week(app, campaign_id, week)
+        run_sweep(app)
+    with app.app_context():
+        periods = db.session.scalars(
+            select(Pledge.period).where(
+                Pledge.campaign_id == campaign_id, Pledge.parent_id.is_not(None)
+            )
+        ).all()
+    assert sorted(periods) == [1, 2]

@@ -69,6 +69,7 @@ def upgrade():
     op.add_column("pledges", sa.Column("recurring", sa.Boolean(), server_default=sa.false(), nullable=False))
     op.add_column("pledges", sa.Column("parent_id", sa.Integer(), nullable=True))
     op.add_column("pledges", sa.Column("period", sa.Integer(), nullable=True))
+    op.add_column("pledges", sa.Column("recurring_until", sa.DateTime(timezone=True), nullable=True))
     # One charge per standing pledge per period, whatever runs twice.
     op.create_index("ix_pledges_parent_period", "pledges", ["parent_id", "period"], unique=True)
 
@@ -76,6 +77,7 @@ def upgrade():
 def downgrade():
     _pledge_statuses(STATUSES)
     op.drop_index("ix_pledges_parent_period", table_name="pledges")
+    op.drop_column("pledges", "recurring_until")
     op.drop_column("pledges", "period")
     op.drop_column("pledges", "parent_id")
     op.drop_column("pledges", "recurring")

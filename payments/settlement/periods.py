@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from campaigns.models import Campaign, CampaignStatus
@@ -121,12 +121,14 @@ def _create_started_periods(campaign: Campaign, recurrence: Recurrence, now: dat
 
 
 def _standing(campaign_id: int, ends_at: datetime):
-    """The standing pledges a period counts: active, their card saved before it ended."""
+    """The standing pledges a period counts: active, their card saved before it ended,
+    and not ended by their supporter before it did."""
     return (
         Pledge.campaign_id == campaign_id,
         Pledge.recurring.is_(True),
         Pledge.status == PledgeStatus.ACTIVE,
         Pledge.activated_at < ends_at,
+        or_(Pledge.recurring_until.is_(None), Pledge.recurring_until >= ends_at),
     )
 
 
