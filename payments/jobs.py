@@ -6,7 +6,6 @@ worker: every step is a guarded transition in the database (see settlement.py).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from datetime import timedelta
 
@@ -103,10 +102,7 @@ def advance_recurring(campaign_id: int, totals: dict[str, int] | None = None) ->
     settlement.close_charged_periods(campaign_id)
     for pledge_id in settlement.pause_after_failed_periods(campaign_id):
         pledge = db.session.get_one(Pledge, pledge_id)
-        # Refused only once the campaign has stopped taking pledges: then its totals
-        # are final and the pause changes none.
-        with contextlib.suppress(services.PledgeError):
-            services.adjust_totals(pledge.campaign, -pledge.amount, -1)
+        services.withdraw_from_totals(pledge)
         emails.paused_after_failures(pledge)
     for customer_id, card in settlement.end_if_over(campaign_id):
         enqueue_after_commit(release_card, customer_id, card)

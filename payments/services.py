@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 
 from flask import current_app, url_for
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import and_, not_, or_, select, update
+from sqlalchemy import and_, false, not_, or_, select, true, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from accounts.models import User
+from campaigns import periods
 from campaigns.models import Campaign, CampaignStatus, FundingModel
 from core.clock import utcnow
 from core.extensions import changed, db
@@ -54,6 +55,60 @@ def check_amount(campaign: Campaign, amount: Money) -> None:
         raise PledgeError(_l("The largest pledge is %(m)s.", m=high.format()), "amount")
 
 
+def withdraw_from_totals(pledge: Pledge) -> None:
+    """The platform takes a pledge out of its campaign's totals (a standing pledge paused
+    after failing period after period): no supporter's choice, so no rule refuses it."""
+    db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == pledge.campaign_id)
+        .values(
+            pledged_amount=Campaign.pledged_amount - pledge.amount,
+            backer_count=Campaign.backer_count - 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _last_day_freeze(
+    campaign: Campaign, now, window: timedelta, delta_amount: int, delta_backers: int
+):
+    """In the last day before the deadline of a funded all-or-nothing campaign, or
+    before the end of a recurring campaign's period that meets its threshold, a change
+    that would undo that is refused (SQL, evaluated on the row the UPDATE writes)."""
+    recurrence = campaign.recurrence
+    if recurrence is None:
+        return and_(
+            Campaign.funding_model == FundingModel.ALL_OR_NOTHING,
+            Campaign.deadline <= now + window,
+            _funded(Campaign.pledged_amount, Campaign.backer_count),
+            not_(
+                _funded(
+                    Campaign.pledged_amount + delta_amount, Campaign.backer_count + delta_backers
+                )
+            ),
+        )
+    launched = campaign.launched_at or now
+    number = periods.number_at(launched, recurrence.interval, now)
+    period_end = periods.period_bounds(launched, recurrence.interval, max(number, 1))[1]
+    if period_end > now + window:
+        return false()
+
+    def met(pledged, backers):
+        return and_(
+            true()
+            if recurrence.threshold_amount is None
+            else pledged >= recurrence.threshold_amount,
+            true()
+            if recurrence.threshold_backers is None
+            else backers >= recurrence.threshold_backers,
+        )
+
+    return and_(
+        met(Campaign.pledged_amount, Campaign.backer_count),
+        not_(met(Campaign.pledged_amount + delta_amount, Campaign.backer_count + delta_backers)),
+    )
+
+
 def _funded(pledged, backers):
     return and_(
         pledged >= Campaign.goal_amount,
@@ -65,14 +120,7 @@ def adjust_totals(campaign: Campaign, delta_amount: int, delta_backers: int) -> 
     """Apply a change to the campaign's totals atomically, or refuse it."""
     now = utcnow()
     window = timedelta(seconds=current_app.config["PLEDGE_FREEZE_WINDOW"])
-    freeze = and_(
-        Campaign.funding_model == FundingModel.ALL_OR_NOTHING,
-        Campaign.deadline <= now + window,
-        _funded(Campaign.pledged_amount, Campaign.backer_count),
-        not_(
-            _funded(Campaign.pledged_amount + delta_amount, Campaign.backer_count + delta_backers)
-        ),
-    )
+    freeze = _last_day_freeze(campaign, now, window, delta_amount, delta_backers)
     open_and_live = and_(Campaign.status == CampaignStatus.LIVE, Campaign.deadline > now)
     if delta_amount < 0 or delta_backers < 0:
         # Supporters can always step back from a suspended campaign (no freeze: it
@@ -98,6 +146,14 @@ def adjust_totals(campaign: Campaign, delta_amount: int, delta_backers: int) -> 
     db.session.refresh(campaign)
     if not accepting_pledges(campaign):
         raise PledgeError(_l("This campaign is not taking pledges any more."))
+    if campaign.recurrence is not None:
+        raise PledgeError(
+            _l(
+                "In the last day of a period that meets its threshold, a change that would "
+                "take it below is not possible: other supporters are counting on it. Try "
+                "again once this period has ended."
+            )
+        )
     raise PledgeError(
         _l(
             "In the last day before the deadline, a change that would take this campaign "

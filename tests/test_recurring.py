@@ -593,3 +593,35 @@ def test_a_supporters_own_end_stops_their_charges_after_it(app):
             )
         ).all()
     assert sorted(periods) == [1, 2]
+
+
+def test_the_last_day_of_a_met_period_keeps_it_met(app):
+    """As before a one-off deadline: in the last day of a period that meets its
+    threshold, a supporter cannot take it below; earlier, or when it stays met, they can."""
+    from payments import services
+
+    campaign_id = _recurring(app, threshold_backers=2, periods=6)
+    [first, second, third] = _standing(app, campaign_id, [(GOOD, 10), (GOOD, 5), (GOOD, 5)])
+
+    def act(action, pledge_id):
+        with app.app_context():
+            pledge = db.session.get_one(Pledge, pledge_id)
+            try:
+                action(pledge)
+            except services.PledgeError as exc:
+                db.session.rollback()
+                return str(exc.message)
+            db.session.commit()
+            return "done"
+
+    _at_week(app, campaign_id, 0.5)
+    assert act(services.pause, third) == "done"  # three days before the end: free
+    _at_week(app, campaign_id, 0.9)  # seventeen hours before: two backers, both needed
+    refused = act(services.cancel, first)
+    assert "last day of a period" in refused
+    assert "last day of a period" in act(services.pause, second)
+    assert act(services.resume, third) == "done"  # joining is always fine
+    assert act(services.pause, second) == "done"  # now it stays met
+    _at_week(app, campaign_id, 1.01)
+    run_sweep(app)
+    assert sorted(_charges(app, campaign_id)) == [(first, 1), (third, 1)]
