@@ -23,6 +23,8 @@ def apply_saved_card(pledge: Pledge, saved: SavedCard) -> str:
         if saved.status != "succeeded":
             return "unchanged"  # a late failure never undoes a saved card
         old_method = services.card_replaced(pledge, saved)
+        if old_method and pledge.recurring:
+            _to_declined_period_charges(pledge, saved)
     except lifecycle.StaleState:
         return "unchanged"  # the other path got there first
     if old_method:
@@ -32,6 +34,15 @@ def apply_saved_card(pledge: Pledge, saved: SavedCard) -> str:
     if pledge.retry_requested:
         enqueue_after_commit(jobs.charge_campaign, pledge.campaign_id)
     return "card_replaced" if old_method else "unchanged"
+
+
+def _to_declined_period_charges(standing: Pledge, saved: SavedCard) -> None:
+    """A standing pledge's new card also goes to its period charges that were declined
+    and are still being retried, which are then retried at once."""
+    for charge in services.period_charges(standing):
+        if charge.status in (PledgeStatus.FAILED, PledgeStatus.NEEDS_AUTHENTICATION):
+            services.card_replaced(charge, saved)
+            enqueue_after_commit(jobs.charge_campaign, charge.campaign_id)
 
 
 def cancel(pledge: Pledge, *, tell_supporter: bool = True) -> None:

@@ -625,3 +625,24 @@ def test_the_last_day_of_a_met_period_keeps_it_met(app):
     _at_week(app, campaign_id, 1.01)
     run_sweep(app)
     assert sorted(_charges(app, campaign_id)) == [(first, 1), (third, 1)]
+
+
+def test_a_new_card_on_a_standing_pledge_reaches_its_declined_period_charge(app):
+    from payments.backends import get_backend
+    from payments.cards import apply_saved_card
+    from payments.services import start_card_setup
+
+    campaign_id = _recurring(app, periods=6)
+    [standing] = _standing(app, campaign_id, [(DECLINES, 10)])
+    _at_week(app, campaign_id, 1.01)
+    run_sweep(app)
+    with app.app_context():
+        pledge = db.session.get_one(Pledge, standing)
+        setup = start_card_setup(pledge)
+        saved = get_backend().provider.confirm_setup(setup.setup_id, GOOD)
+        assert apply_saved_card(pledge, saved) == "card_replaced"
+        db.session.commit()
+    run_sweep(app)
+    with app.app_context():
+        charge = db.session.scalars(select(Pledge).where(Pledge.parent_id == standing)).one()
+        assert (charge.period, charge.status, charge.charged_amount) == (1, "charged", 1000)
