@@ -646,3 +646,26 @@ def test_a_new_card_on_a_standing_pledge_reaches_its_declined_period_charge(app)
     with app.app_context():
         charge = db.session.scalars(select(Pledge).where(Pledge.parent_id == standing)).one()
         assert (charge.period, charge.status, charge.charged_amount) == (1, "charged", 1000)
+
+
+def test_a_committee_ending_its_recurring_campaign_releases_every_standing_pledge(app):
+    from campaigns import services as campaign_services
+
+    campaign_id = _recurring(app, periods=6)
+    [running, paused] = _standing(app, campaign_id, [(GOOD, 10), (GOOD, 5)])
+    _at_week(app, campaign_id, 1.01)
+    run_sweep(app)
+    with app.app_context():
+        from payments import services
+
+        services.pause(db.session.get_one(Pledge, paused))
+        campaign_services.cancel(db.session.get_one(Campaign, campaign_id))
+        db.session.commit()
+    run_sweep(app)
+    with app.app_context():
+        states = db.session.scalars(
+            select(Pledge.status).where(Pledge.id.in_([running, paused])).order_by(Pledge.id)
+        ).all()
+    assert states == ["released", "released"]
+    # What week 1 charged stays charged, on the ledger.
+    assert sorted(_charges(app, campaign_id)) == [(running, 1), (paused, 1)]

@@ -88,17 +88,17 @@ def release_suspended_at_deadline() -> list[int]:
     return list(released)
 
 
+# What releasing a campaign ends: pledges not charged, standing pledges paused or not.
+RELEASABLE = (PledgeStatus.ACTIVE, PledgeStatus.PAUSED, PledgeStatus.PENDING)
+
+
 def with_open_pledges(*conditions: ColumnElement[bool]) -> list[int]:
-    """Campaigns matching `conditions` that still hold active or pending pledges."""
+    """Campaigns matching `conditions` that still hold releasable pledges."""
     return list(
         db.session.scalars(
             select(Campaign.id).where(
                 *conditions,
-                Campaign.id.in_(
-                    select(Pledge.campaign_id).where(
-                        Pledge.status.in_([PledgeStatus.ACTIVE, PledgeStatus.PENDING])
-                    )
-                ),
+                Campaign.id.in_(select(Pledge.campaign_id).where(Pledge.status.in_(RELEASABLE))),
             )
         )
     )
@@ -126,10 +126,7 @@ def release_batch(campaign_id: int, size: int, reason: str) -> int:
     backend = get_backend()
     pledges = db.session.scalars(
         select(Pledge)
-        .where(
-            Pledge.campaign_id == campaign_id,
-            Pledge.status.in_([PledgeStatus.ACTIVE, PledgeStatus.PENDING]),
-        )
+        .where(Pledge.campaign_id == campaign_id, Pledge.status.in_(RELEASABLE))
         .order_by(Pledge.id)
         .limit(size)
         .with_for_update(skip_locked=True)
