@@ -669,3 +669,20 @@ def test_a_committee_ending_its_recurring_campaign_releases_every_standing_pledg
     assert states == ["released", "released"]
     # What week 1 charged stays charged, on the ledger.
     assert sorted(_charges(app, campaign_id)) == [(running, 1), (paused, 1)]
+
+
+def test_the_campaign_ledger_groups_a_recurring_campaign_by_period(app):
+    campaign_id = _recurring(app, threshold_backers=2, periods=6)
+    _standing(app, campaign_id, [(GOOD, 10), (GOOD, 15)])
+    for week in (1.01, 2.01):
+        _at_week(app, campaign_id, week)
+        run_sweep(app)
+    with app.app_context():
+        slug = db.session.get_one(Campaign, campaign_id).slug
+    page = app.test_client().get(f"/c/{slug}/ledger").get_data(as_text=True)
+    by_period = page.split("By period")[1].split("</table>")[0]
+    assert by_period.count("Charged") == 2 and by_period.count("€25.00") == 2
+    export = app.test_client().get(f"/c/{slug}/ledger/export.csv").get_data(as_text=True)
+    # One row per posting: two charges of two postings each, per period.
+    assert export.count("Pledge charged for period 1") == 4
+    assert export.count("Pledge charged for period 2") == 4
