@@ -327,24 +327,15 @@ def cancel(pledge: Pledge, key: str):
     )
 
 
-@bp.post("/pledge/<key>/pause")
+@bp.post("/pledge/<key>/<any(pause, resume):action>")
 @with_pledge
-def pause(pledge: Pledge, key: str):
+def pause_or_resume(pledge: Pledge, key: str, action: str):
     if CancelForm().validate_on_submit():
         with flash_transaction() as work:
-            services.pause(pledge)
-        if work.committed:
+            (services.pause if action == "pause" else services.resume)(pledge)
+        if work.committed and action == "pause":
             flash(_("Paused: no period charges your pledge until you resume it."), "info")
-    return redirect(url_for("payments.manage", key=key))
-
-
-@bp.post("/pledge/<key>/resume")
-@with_pledge
-def resume(pledge: Pledge, key: str):
-    if CancelForm().validate_on_submit():
-        with flash_transaction() as work:
-            services.resume(pledge)
-        if work.committed:
+        elif work.committed:
             flash(_("Resumed: your pledge counts again from this period."), "success")
     return redirect(url_for("payments.manage", key=key))
 

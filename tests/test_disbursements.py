@@ -236,10 +236,8 @@ def _record_batch(client, slug, lines, amount, **extra):
 
 def test_a_batch_shows_the_public_its_total_count_and_commitment_never_the_names(app, tmp_path):
     import json
-    import subprocess
-    import sys
 
-    from tests.test_ledger import VERIFIER
+    from tests.test_ledger import _verify_offline
 
     slug, _cid, owner, treasurer = _funded(app)
     lines = "\n".join(
@@ -275,43 +273,25 @@ def test_a_batch_shows_the_public_its_total_count_and_commitment_never_the_names
     assert all(name in listing for name in STRIKERS)
     note = public.get("/api/v1/ledger/checkpoint").get_data(as_text=True)
     key = public.get("/api/v1/ledger/key").get_data(as_text=True).strip()
-    (tmp_path / "checkpoint.txt").write_text(note)
-    (tmp_path / "export.json").write_text(pages[2])
 
-    def verify(line_file):
-        return subprocess.run(
-            [
-                sys.executable,
-                str(VERIFIER),
-                "--key",
-                key,
-                "--checkpoint",
-                str(tmp_path / "checkpoint.txt"),
-                "--export",
-                str(tmp_path / "export.json"),
-                "--batch-line",
-                str(line_file),
-            ],
-            capture_output=True,
-            text=True,
-        )
+    def verify(line: str):
+        return _verify_offline(tmp_path, key, note, export=pages[2], batch_line=line)
 
+    lines_seen = []
     for position, name in enumerate(STRIKERS):
         receipt = owner.get(f"/c/{slug}/disbursements/{item.id}/lines/{position}.json")
-        line_file = tmp_path / f"line-{position}.json"
-        line_file.write_bytes(receipt.data)
+        lines_seen.append(receipt.get_data(as_text=True))
         assert name in json.loads(base64.b64decode(json.loads(receipt.data)["leaf"]))["name"]
-        checked = verify(line_file)
+        checked = verify(lines_seen[-1])
         assert checked.returncode == 0, checked.stderr
     # A forged line (another name, the same proof) fails.
-    forged = json.loads((tmp_path / "line-0.json").read_text())
+    forged = json.loads(lines_seen[0])
     leaf = json.loads(base64.b64decode(forged["leaf"]))
     leaf["name"] = "Someone Else"
     forged["leaf"] = base64.b64encode(
         json.dumps(leaf, sort_keys=True, separators=(",", ":")).encode()
     ).decode()
-    (tmp_path / "forged.json").write_text(json.dumps(forged))
-    assert verify(tmp_path / "forged.json").returncode == 1
+    assert verify(json.dumps(forged)).returncode == 1
     assert app.test_cli_runner().invoke(args=["ledger", "verify"]).exit_code == 0
 
 

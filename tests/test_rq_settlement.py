@@ -115,6 +115,18 @@ def _enqueue_decision(redis_url: str, queue: str, campaign_id: int, n: int) -> N
     connection.close()
 
 
+def _ledger_charged(campaign_id: int) -> int:
+    """What the ledger says the campaign's charges brought in (in an app context)."""
+    return db.session.scalar(
+        select(func.coalesce(func.sum(LedgerPosting.amount), 0))
+        .join(LedgerTransaction)
+        .where(
+            LedgerTransaction.kind == "pledge_charge",
+            LedgerPosting.account == f"campaign:{campaign_id}",
+        )
+    )
+
+
 def _check_exactly_once(app, campaign_id: int, refs: list[str]) -> None:
     provider = app.extensions["payment_backend"].provider
     per_pledge = {ref: len(provider.charges_for(ref)) for ref in refs}
@@ -127,14 +139,7 @@ def _check_exactly_once(app, campaign_id: int, refs: list[str]) -> None:
                 .group_by(Pledge.status)
             ).all()
         )
-        ledger_total = db.session.scalar(
-            select(func.coalesce(func.sum(LedgerPosting.amount), 0))
-            .join(LedgerTransaction)
-            .where(
-                LedgerTransaction.kind == "pledge_charge",
-                LedgerPosting.account == f"campaign:{campaign_id}",
-            )
-        )
+        ledger_total = _ledger_charged(campaign_id)
         campaign = db.session.get(Campaign, campaign_id)
     assert states == {"charged": len(refs)}, states
     assert min(per_pledge.values()) == 1
@@ -316,14 +321,7 @@ def test_sigkilled_workers_never_charge_a_period_twice(make_app, redis_url):
         collected = db.session.scalar(
             select(Period.collected_amount).where(Period.campaign_id == cid, Period.number == 1)
         )
-        ledger_total = db.session.scalar(
-            select(func.coalesce(func.sum(LedgerPosting.amount), 0))
-            .join(LedgerTransaction)
-            .where(
-                LedgerTransaction.kind == "pledge_charge",
-                LedgerPosting.account == f"campaign:{cid}",
-            )
-        )
+        ledger_total = _ledger_charged(cid)
     assert len(charges) == 200 and len({c.parent_id for c in charges}) == 200
     assert {c.status for c in charges} == {"charged"}
     assert all(c.charge_key.startswith(f"pledge-{c.parent_id}-period-1-") for c in charges)
