@@ -22,6 +22,14 @@ from payments.privacy import public_counterparty, public_reference
 from payments.services import PledgeError
 
 
+def _memo(pledge: Pledge, reason: str) -> str:
+    """The refund's public memo: the reason, and the period a period's charge was for."""
+    memo = reason or "Refund"
+    if pledge.period:
+        memo = f"{memo[:480]} (period {pledge.period})"
+    return memo[:500]
+
+
 def refund(pledge: Pledge, reason: str = "") -> str:
     """Refund a charged pledge in full (the processor keeps its fee, as Stripe does).
     Returns the provider's refund id. Commits."""
@@ -48,7 +56,7 @@ def refund(pledge: Pledge, reason: str = "") -> str:
         reference=public_reference("refund", pledge.id),
         postings=[(account, -amount), (ledger.SUPPORTERS, amount)],
         counterparty=public_counterparty(pledge),
-        memo=(reason or "Refund")[:500],
+        memo=_memo(pledge, reason),
     )
     db.session.execute(
         update(Campaign)

@@ -686,3 +686,31 @@ def test_the_campaign_ledger_groups_a_recurring_campaign_by_period(app):
     # One row per posting: two charges of two postings each, per period.
     assert export.count("Pledge charged for period 1") == 4
     assert export.count("Pledge charged for period 2") == 4
+
+
+def test_a_periods_fees_and_refunds_name_the_period_on_the_ledger(app):
+    from payments.refunds import refund
+
+    campaign_id = _recurring(app, periods=6)
+    [standing, _other] = _standing(app, campaign_id, [(GOOD, 10), (GOOD, 20)])
+    _at_week(app, campaign_id, 1.01)
+    run_sweep(app)
+    with app.app_context():
+        charge = db.session.scalars(select(Pledge).where(Pledge.parent_id == standing)).one()
+        refund(charge, "Paid twice")
+        memos = set(
+            db.session.scalars(
+                select(LedgerTransaction.memo).where(LedgerTransaction.campaign_id == campaign_id)
+            )
+        )
+        collected = db.session.scalar(
+            select(Period.collected_amount).where(
+                Period.campaign_id == campaign_id, Period.number == 1
+            )
+        )
+    assert memos == {
+        "Pledge charged for period 1",
+        "Card processing fee, period 1",
+        "Paid twice (period 1)",
+    }
+    assert collected == 2000  # one refunded: the period's total follows the ledger

@@ -275,7 +275,9 @@ def _ledger_entries(pledge: Pledge, campaign_id: int, result: ChargeResult) -> l
                 public_reference("fee", pledge.id),
                 ((account, -fee), (ledger.PROCESSOR_FEES, fee)),
                 "payment processor",
-                "Card processing fee",
+                f"Card processing fee, period {pledge.period}"
+                if pledge.period
+                else "Card processing fee",
             )
         )
     return entries
