@@ -327,17 +327,41 @@ def cancel(pledge: Pledge, key: str):
     )
 
 
-@bp.post("/pledge/<key>/<any(pause, resume):action>")
+@bp.route("/pledge/<key>/<any(pause, resume):action>", methods=["GET", "POST"])
 @with_pledge
 def pause_or_resume(pledge: Pledge, key: str, action: str):
-    if CancelForm().validate_on_submit():
-        with flash_transaction() as work:
-            (services.pause if action == "pause" else services.resume)(pledge)
-        if work.committed and action == "pause":
-            flash(_("Paused: no period charges your pledge until you resume it."), "info")
-        elif work.committed:
-            flash(_("Resumed: your pledge counts again from this period."), "success")
-    return redirect(url_for("payments.manage", key=key))
+    """GET (the link in a notice email): one button; POST: pause or resume."""
+    form = CancelForm()
+    if request.method == "POST":
+        if form.validate_on_submit():
+            with flash_transaction() as work:
+                (services.pause if action == "pause" else services.resume)(pledge)
+            if work.committed and action == "pause":
+                flash(_("Paused: no period charges your pledge until you resume it."), "info")
+            elif work.committed:
+                flash(_("Resumed: your pledge counts again from this period."), "success")
+        return redirect(url_for("payments.manage", key=key))
+    if not pledge.recurring or pledge.status != (
+        PledgeStatus.ACTIVE if action == "pause" else PledgeStatus.PAUSED
+    ):
+        return redirect(url_for("payments.manage", key=key))
+    return render_template(
+        "core/confirm.html",
+        form=form,
+        heading=_("Pause your pledge to “%(title)s”?", title=pledge.campaign.title)
+        if action == "pause"
+        else _("Resume your pledge to “%(title)s”?", title=pledge.campaign.title),
+        facts=[],
+        consequences=[
+            _("No period charges it until you resume it; you can resume at any time.")
+            if action == "pause"
+            else _("It counts again from the period running now.")
+        ],
+        button=_("Pause my pledge") if action == "pause" else _("Resume my pledge"),
+        action=url_for("payments.pause_or_resume", key=key, action=action),
+        back=url_for("payments.manage", key=key),
+        reversible=True,
+    )
 
 
 @bp.route("/pledge/<key>/card", methods=["GET", "POST"])
