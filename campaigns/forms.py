@@ -30,6 +30,7 @@ from wtforms.validators import (
 )
 
 from campaigns.models import FUNDING_LABELS, KIND_LABELS, ROLE_LABELS, OrganizerRole
+from campaigns.periods import MAX_PERIODS
 from core.i18n import current_locale
 from core.money import PLEDGE_CURRENCIES, Money, MoneyError, currency_name
 from core.text import SingleLineField
@@ -163,6 +164,11 @@ class CampaignForm(FlaskForm):
         _l("Per period: least number of backers (optional)"),
         validators=[Optional(), NumberRange(min=1, max=10_000_000)],
     )
+    period_count = IntegerField(
+        _l("Number of periods (optional)"),
+        validators=[Optional(), NumberRange(min=1, max=60)],
+        description=_l("It stops after this many periods, or at its end date if sooner."),
+    )
     budget_lines = FieldList(FormField(BudgetLineForm), min_entries=BUDGET_ROWS, max_entries=40)
     budget_note = TextAreaField(
         _l("If the budget does not add up to the goal, explain why"),
@@ -209,6 +215,7 @@ class CampaignForm(FlaskForm):
         "repeats",
         "period_threshold_amount",
         "period_threshold_backers",
+        "period_count",
         "budget_lines",
         "budget_note",
     )
@@ -337,6 +344,9 @@ def load_campaign_into(form: CampaignForm, campaign) -> None:
             threshold.input_value(current_locale()) if threshold else ""
         )
         form.period_threshold_backers.data = recurrence.threshold_backers
+        form.period_count.data = (
+            recurrence.max_periods if recurrence.max_periods != MAX_PERIODS else None
+        )
 
 
 def load_lists_into(form: CampaignForm, campaign) -> None:

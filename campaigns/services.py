@@ -92,6 +92,7 @@ class CampaignDraft:
     recurrence: str = ""
     threshold_amount: Money | None = None
     threshold_backers: int | None = None
+    period_count: int | None = None
 
 
 def _duration_bounds() -> tuple[timedelta, timedelta]:
@@ -257,6 +258,7 @@ def _apply_recurrence(campaign: Campaign, draft: CampaignDraft) -> None:
     recurrence.ends_at = draft.deadline
     recurrence.threshold_amount = draft.threshold_amount.amount if draft.threshold_amount else None
     recurrence.threshold_backers = draft.threshold_backers
+    recurrence.max_periods = draft.period_count or MAX_PERIODS
     campaign.recurrence = recurrence
     # Each period keeps what it raises once it meets its threshold.
     campaign.funding_model = FundingModel.FLEXIBLE

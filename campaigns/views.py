@@ -471,6 +471,7 @@ def _draft_from(form: CampaignForm, *, frozen: bool = False, campaign: Campaign 
         recurrence=form.repeats.data or "",
         threshold_amount=getattr(form, "threshold_money", None),
         threshold_backers=form.period_threshold_backers.data,
+        period_count=form.period_count.data,
     )
 
 

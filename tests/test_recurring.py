@@ -732,3 +732,17 @@ def test_a_periods_fees_and_refunds_name_the_period_on_the_ledger(app):
         "Paid twice (period 1)",
     }
     assert collected == 2000  # one refunded: the period's total follows the ledger
+
+
+def test_an_organizer_can_stop_it_after_a_number_of_periods(app, client):
+    from tests.factories import launched, register, submit
+
+    register(client)
+    ends = (clock.utcnow() + timedelta(weeks=20)).strftime("%Y-%m-%dT%H:%M")
+    draft = submit(client, "/campaigns/new", _weekly_form(deadline=ends, period_count="4"))
+    assert draft.status_code == 302, draft.get_data(as_text=True)[:2000]
+    slug = launched(client, draft.headers["Location"].rsplit("/", 1)[-1])
+    with app.app_context():
+        campaign = db.session.scalars(select(Campaign).where(Campaign.slug == slug)).one()
+        assert campaign.recurrence.max_periods == 4
+        assert campaign.deadline == campaign.launched_at + timedelta(weeks=4)
