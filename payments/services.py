@@ -171,6 +171,46 @@ def new_public_id() -> str:
     return public_id
 
 
+def _refuse_new_pledge_problems(
+    campaign: Campaign,
+    amount: Money,
+    user: User | None,
+    guest_email: str | None,
+    visibility: str,
+    public_name: str,
+    every_period: bool,
+) -> None:
+    """Raise the PledgeError of the first rule a new pledge breaks."""
+    if not accepting_pledges(campaign):
+        raise PledgeError(_l("This campaign is not taking pledges."))
+    check_amount(campaign, amount)
+    if visibility not in set(Visibility):
+        raise PledgeError(_l("Choose how you appear."), "visibility")
+    if visibility != Visibility.ANONYMOUS and not public_name.strip():
+        raise PledgeError(
+            _l("Give the name or pseudonym to show, or choose anonymous."), "public_name"
+        )
+    if user is None and not guest_email:
+        raise PledgeError(_l("Give an email address so we can send your receipt."), "email")
+    if campaign.recurrence is not None and not every_period:
+        # Never assumed: the supporter says so themselves.
+        raise PledgeError(
+            _l("Tick the box to pledge in every period: this campaign charges period by period."),
+            "every_period",
+        )
+    if user is not None and db.session.scalar(
+        select(Pledge.id).where(
+            Pledge.user_id == user.id,
+            Pledge.campaign_id == campaign.id,
+            Pledge.status == PledgeStatus.ACTIVE,
+            Pledge.parent_id.is_(None),
+        )
+    ):
+        raise PledgeError(
+            _l("You already back this campaign: change the amount of your pledge instead.")
+        )
+
+
 def start_pledge(
     campaign: Campaign,
     *,
@@ -192,35 +232,10 @@ def start_pledge(
     existing = db.session.scalar(select(Pledge).where(Pledge.submission_key == submission_key))
     if existing is not None:
         return existing, False
-    if not accepting_pledges(campaign):
-        raise PledgeError(_l("This campaign is not taking pledges."))
-    check_amount(campaign, amount)
-    if visibility not in set(Visibility):
-        raise PledgeError(_l("Choose how you appear."), "visibility")
-    if visibility != Visibility.ANONYMOUS and not public_name.strip():
-        raise PledgeError(
-            _l("Give the name or pseudonym to show, or choose anonymous."), "public_name"
-        )
-    if user is None and not guest_email:
-        raise PledgeError(_l("Give an email address so we can send your receipt."), "email")
+    _refuse_new_pledge_problems(
+        campaign, amount, user, guest_email, visibility, public_name, every_period
+    )
     recurring = campaign.recurrence is not None
-    if recurring and not every_period:
-        # Never assumed: the supporter says so themselves.
-        raise PledgeError(
-            _l("Tick the box to pledge in every period: this campaign charges period by period."),
-            "every_period",
-        )
-    if user is not None and db.session.scalar(
-        select(Pledge.id).where(
-            Pledge.user_id == user.id,
-            Pledge.campaign_id == campaign.id,
-            Pledge.status == PledgeStatus.ACTIVE,
-            Pledge.parent_id.is_(None),
-        )
-    ):
-        raise PledgeError(
-            _l("You already back this campaign: change the amount of your pledge instead.")
-        )
     public_id = new_public_id()
     pledge = Pledge(
         public_id=public_id,

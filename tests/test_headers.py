@@ -33,6 +33,8 @@ def _urls(app) -> list[str]:
         "item_id": 1,
         "organizer_id": 1,
         "decision": "approve",
+        "position": 0,
+        "action": "pause",
     }
     urls = []
     for rule in app.url_map.iter_rules():
