@@ -100,14 +100,12 @@ def recurring_json(campaign: Campaign) -> dict | None:
     recurrence = db.session.get(periods.Recurrence, campaign.id)
     if recurrence is None or campaign.launched_at is None:
         return None
-    launched = campaign.launched_at
-    last = periods.last_number(recurrence, launched)
-    current = max(1, min(periods.number_at(launched, recurrence.interval, utcnow()), last))
+    current, ends_at = recurrence.current(campaign.launched_at, utcnow())
     threshold = recurrence.threshold_money(campaign.currency)
     return {
         "interval": recurrence.interval,
         "current_period": current,
-        "period_ends_at": _iso(periods.period_bounds(launched, recurrence.interval, current)[1]),
+        "period_ends_at": _iso(ends_at),
         "threshold": {
             "amount": threshold.as_json() if threshold else None,
             "backers": recurrence.threshold_backers,

@@ -54,6 +54,19 @@ class PeriodStatus(enum.StrEnum):
     CHARGED = "charged"  # every charge of the period is done
 
 
+PERIOD_STATUS_LABELS = {
+    PeriodStatus.OPEN: _l("Running"),
+    PeriodStatus.MET: _l("Threshold met"),
+    PeriodStatus.CHARGING: _l("Being charged"),
+    PeriodStatus.CHARGED: _l("Charged"),
+    PeriodStatus.MISSED: _l("Missed: nobody charged"),
+}
+# "every week": how a standing pledge's terms name the interval.
+EVERY = {Interval.WEEK: _l("every week"), Interval.MONTH: _l("every month")}
+# "Every week": the heading of a recurring campaign's section.
+EVERY_HEADING = {Interval.WEEK: _l("Every week"), Interval.MONTH: _l("Every month")}
+
+
 class Recurrence(Model):
     __tablename__ = "campaign_recurrences"
     __table_args__ = (
@@ -78,6 +91,21 @@ class Recurrence(Model):
     max_periods: Mapped[int] = mapped_column(Integer)
 
     campaign: Mapped[Campaign] = relationship(back_populates="recurrence")
+
+    @property
+    def every(self) -> str:
+        return str(EVERY[Interval(self.interval)])
+
+    @property
+    def every_heading(self) -> str:
+        return str(EVERY_HEADING[Interval(self.interval)])
+
+    def current(self, launched_at: datetime, now: datetime) -> tuple[int, datetime]:
+        """The period running at `now` (before the launch: the first; after the last:
+        the last) and when it ends."""
+        last = max(last_number(self, launched_at), 1)
+        number = max(1, min(number_at(launched_at, self.interval, now), last))
+        return number, period_bounds(launched_at, self.interval, number)[1]
 
     def threshold_money(self, currency: str) -> Money | None:
         return Money(self.threshold_amount, currency) if self.threshold_amount else None
@@ -109,6 +137,10 @@ class Period(Model):
     notice_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     campaign: Mapped[Campaign] = relationship()
+
+    @property
+    def status_label(self) -> str:
+        return str(PERIOD_STATUS_LABELS[PeriodStatus(self.status)])
 
 
 def add_months(moment: datetime, months: int) -> datetime:
@@ -185,17 +217,10 @@ def summary(campaign: Campaign) -> Summary | None:
     if recurrence is None:
         return None
     launched = campaign.launched_at or campaign.created_at
-    last = last_number(recurrence, launched)
-    current = max(1, min(number_at(launched, recurrence.interval, utcnow()), max(last, 1)))
+    current, current_ends_at = recurrence.current(launched, utcnow())
     periods = list(
         db.session.scalars(
             select(Period).where(Period.campaign_id == campaign.id).order_by(Period.number.desc())
         )
     )
-    return Summary(
-        recurrence,
-        current,
-        last,
-        period_bounds(launched, recurrence.interval, current)[1],
-        periods,
-    )
+    return Summary(recurrence, current, last_number(recurrence, launched), current_ends_at, periods)

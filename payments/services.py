@@ -17,7 +17,6 @@ from sqlalchemy import and_, false, not_, or_, select, true, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from accounts.models import User
-from campaigns import periods
 from campaigns.models import Campaign, CampaignStatus, FundingModel
 from core.clock import utcnow
 from core.extensions import changed, db
@@ -87,9 +86,7 @@ def _last_day_freeze(
                 )
             ),
         )
-    launched = campaign.launched_at or now
-    number = periods.number_at(launched, recurrence.interval, now)
-    period_end = periods.period_bounds(launched, recurrence.interval, max(number, 1))[1]
+    _number, period_end = recurrence.current(campaign.launched_at or now, now)
     if period_end > now + window:
         return false()
 
