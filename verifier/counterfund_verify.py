@@ -32,8 +32,10 @@ import argparse
 import base64
 import hashlib
 import json
+import math
 import sys
 from collections import defaultdict
+from fractions import Fraction
 
 HASH_SIZE = 32
 
@@ -285,6 +287,110 @@ def check_batch_line(line: dict, entries: list | None) -> None:
             ):
                 return
         raise VerificationError("no disbursement on the ledger commits to this list")
+
+
+# ---- Matching rounds: the two rules, exactly as the app computes them -------------
+#
+# The app imports these functions (rounds.rules), so a round's published matches come
+# from the very code an auditor runs. Amounts are integers in minor units; nothing
+# here uses floating point, so every machine gets the same answer.
+
+# Square roots are taken of amounts scaled by SQRT_SCALE² (10¹²) and floored: √c to
+# six decimals. A campaign's raw match is then in units of 10⁻¹² of a minor unit.
+SQRT_SCALE = 10**6
+
+
+def quadratic_raw(backer_totals: list[int]) -> int:
+    """(Σ_j √c_j)² - Σ_j c_j over one campaign's distinct backers' totals, scaled by
+    10¹² and never below zero (one backer's raw match is zero)."""
+    scale = SQRT_SCALE * SQRT_SCALE
+    roots = sum(math.isqrt(total * scale) for total in backer_totals)
+    return max(0, roots * roots - sum(backer_totals) * scale)
+
+
+def _largest_remainders(shares: dict[str, Fraction]) -> dict[str, int]:
+    """Whole minor units that sum to the shares' total, rounded down to a whole unit:
+    each share's floor, plus one unit to the largest fractional parts (ties to the
+    smaller campaign name)."""
+    floors = {name: share.numerator // share.denominator for name, share in shares.items()}
+    leftover = int(sum(shares.values(), Fraction(0))) - sum(floors.values())
+    by_remainder = sorted(shares, key=lambda name: (-(shares[name] - floors[name]), name))
+    for name in by_remainder[:leftover]:
+        floors[name] += 1
+    return floors
+
+
+def quadratic_matches(
+    contributions: dict[str, list[tuple[str, int]]],
+    pool: int,
+    *,
+    max_share_bp: int | None = None,
+    min_contribution: int = 0,
+) -> dict[str, int]:
+    """Each campaign's match from (backer tag, amount) contributions.
+
+    A contribution below `min_contribution` does not count; a backer's contributions
+    to one campaign are added up; raw matches (quadratic_raw) are scaled to share the
+    pool; no campaign gets more than `max_share_bp` ten-thousandths of the pool: the
+    excess goes to the others in proportion to their raw matches, again and again
+    until none is over. Shares are rounded to whole minor units by largest
+    remainder, so the matches sum to the pool unless every campaign is capped (or
+    none has a raw match), and never to more."""
+    raw: dict[str, int] = {}
+    for campaign, rows in contributions.items():
+        totals: dict[str, int] = {}
+        for backer, amount in rows:
+            if amount >= max(min_contribution, 1):
+                totals[backer] = totals.get(backer, 0) + amount
+        raw[campaign] = quadratic_raw(list(totals.values()))
+    # A whole number of minor units, so a capped campaign gets exactly the cap.
+    cap = Fraction(pool * max_share_bp // 10_000 if max_share_bp is not None else pool)
+    shares = {campaign: Fraction(0) for campaign in raw}
+    open_ = {campaign for campaign, value in raw.items() if value > 0}
+    remaining = Fraction(pool)
+    while open_:
+        total = sum(raw[c] for c in open_)
+        proposed = {c: remaining * raw[c] / total for c in open_}
+        over = {c for c, share in proposed.items() if share > cap}
+        if not over:
+            shares.update(proposed)
+            break
+        for campaign in over:
+            shares[campaign] = cap
+            remaining -= cap
+        open_ -= over
+    return _largest_remainders(shares)
+
+
+def capped_matches(
+    pledges: list[tuple[str, str, int]],
+    pool: int,
+    *,
+    ratio_bp: int = 10_000,
+    per_pledge: int | None = None,
+    per_backer: int | None = None,
+    per_campaign: int | None = None,
+) -> dict[str, int]:
+    """Each campaign's match from (campaign, backer tag, amount) pledges in the order
+    they were charged: each is matched at ratio_bp/10 000 (rounded down), up to the
+    cap per pledge, what is left of the backer's cap on that campaign and of the
+    campaign's cap, and what is left of the pool. First charged, first matched."""
+    matches: dict[str, int] = {}
+    by_backer: dict[tuple[str, str], int] = {}
+    left = pool
+    for campaign, backer, amount in pledges:
+        match = amount * ratio_bp // 10_000
+        if per_pledge is not None:
+            match = min(match, per_pledge)
+        if per_backer is not None:
+            match = min(match, per_backer - by_backer.get((campaign, backer), 0))
+        if per_campaign is not None:
+            match = min(match, per_campaign - matches.get(campaign, 0))
+        match = max(0, min(match, left))
+        matches[campaign] = matches.get(campaign, 0) + match
+        by_backer[(campaign, backer)] = by_backer.get((campaign, backer), 0) + match
+        left -= match
+    return matches
 
 
 def main(argv: list[str] | None = None) -> int:
