@@ -19,6 +19,7 @@ import campaigns
 import core
 import ledger
 import payments
+import rounds
 from core.config import config_from_environment
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -57,7 +58,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     # Each package wires itself (blueprints, CLI, signals, template globals): the
     # extensions first, then the features, lowest layer first.
     core.init_app(app, migrations=os.path.join(HERE, "migrations"))
-    for package in (accounts, campaigns, ledger, payments):
+    for package in (accounts, campaigns, ledger, payments, rounds):
         package.init_app(app)
     return app
 

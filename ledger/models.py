@@ -27,6 +27,8 @@ class EntryKind(enum.StrEnum):
     REFUND = "refund"
     DISBURSEMENT = "disbursement"
     ADJUSTMENT = "adjustment"
+    ROUND_POOL = "round_pool"  # a funder's money into a matching round's pool
+    ROUND_MATCH = "round_match"  # a round's match, from its pool to a campaign
 
 
 ENTRY_KIND_LABELS = {
@@ -35,6 +37,8 @@ ENTRY_KIND_LABELS = {
     EntryKind.REFUND: _l("refund"),
     EntryKind.DISBURSEMENT: _l("disbursement"),
     EntryKind.ADJUSTMENT: _l("adjustment"),
+    EntryKind.ROUND_POOL: _l("matching pool"),
+    EntryKind.ROUND_MATCH: _l("matching"),
 }
 
 

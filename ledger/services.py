@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, not_, or_, select, update
+from sqlalchemy import and_, func, insert, not_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.clock import utcnow
@@ -16,12 +16,23 @@ from ledger import log
 from ledger.models import EntryKind, LedgerBalance, LedgerPosting, LedgerTransaction
 
 SUPPORTERS = "supporters"  # money coming in from outside (card payments)
+FUNDERS = "funders"  # money coming in from outside into matching pools
 PROCESSOR_FEES = "processor:fees"
 PLATFORM = "platform"
 
 
 def campaign_account(campaign_id: int) -> str:
     return f"campaign:{campaign_id}"
+
+
+def round_account(round_id: int) -> str:
+    """A matching round's pool."""
+    return f"round:{round_id}"
+
+
+# Accounts that hold money someone is owed: never below zero. The database's CHECK
+# constraint backs up the campaigns' (ledger_balances.campaign_not_negative).
+NEVER_NEGATIVE = ("campaign:", "round:")
 
 
 class LedgerError(ValueError):
@@ -111,7 +122,7 @@ def _move_balance(account: str, money: Money) -> None:
     constraints on the row it proposes to insert before noticing the conflict."""
     allowed = or_(
         LedgerBalance.balance + money.amount >= 0,
-        not_(LedgerBalance.account.startswith("campaign:")),
+        and_(*(not_(LedgerBalance.account.startswith(prefix)) for prefix in NEVER_NEGATIVE)),
     )
     row = LedgerBalance.account == account, LedgerBalance.currency == money.currency
     for _look in range(2):
@@ -129,7 +140,7 @@ def _move_balance(account: str, money: Money) -> None:
         # began (each statement sees what was committed when it started). Look again.
     else:
         raise LedgerError(f"{account} cannot go below zero in {money.currency}")
-    if account.startswith("campaign:") and money.amount < 0:
+    if account.startswith(NEVER_NEGATIVE) and money.amount < 0:
         raise LedgerError(f"{account} cannot go below zero in {money.currency}")
     try:
         with db.session.begin_nested():  # first posting to this account: create its row

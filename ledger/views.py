@@ -149,6 +149,7 @@ def summary(campaign: Campaign) -> dict[str, Money]:
 
     return {
         "raised": money(EntryKind.PLEDGE_CHARGE),
+        "matched": money(EntryKind.ROUND_MATCH),
         "fees": money(EntryKind.PROCESSOR_FEE),
         "refunds": money(EntryKind.REFUND),
         "disbursed": money(EntryKind.DISBURSEMENT),

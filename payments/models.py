@@ -123,6 +123,9 @@ class Pledge(Model):
     provider_payment_method_id: Mapped[str | None] = mapped_column(String(255))
     card_brand: Mapped[str] = mapped_column(String(20), default="")
     card_last4: Mapped[str] = mapped_column(String(4), default="")
+    # A keyed hash of the card's fingerprint (payments.privacy.card_tag): one card
+    # behind many addresses is one backer in a matching round. Never published.
+    card_tag: Mapped[str | None] = mapped_column(String(64))
     # Settlement: the current attempt's number and idempotency key are stored before
     # the provider is called; a crashed attempt is finished with the same key.
     charge_attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -29,6 +29,22 @@ def public_counterparty(pledge: Pledge) -> str:
     return supporter_tag(pledge)
 
 
+def round_backer_tag(round_id: int, pledge: Pledge) -> str:
+    """A backer in a matching round's published contributions: one card (or, for a
+    card saved without a fingerprint, one person) is one tag per round and campaign,
+    so the tags link nothing across campaigns or rounds."""
+    who = pledge.card_tag or (
+        f"user:{pledge.user_id}" if pledge.user_id else f"guest:{pledge.guest_email}"
+    )
+    return "backer-" + _keyed("round-backer", round_id, pledge.campaign_id, who)[:12]
+
+
+def card_tag(fingerprint: str) -> str | None:
+    """A card's fingerprint as kept: keyed, so the stored value matches no provider's
+    record and is useless without the key."""
+    return _keyed("card", fingerprint)[:32] if fingerprint else None
+
+
 def public_reference(kind: str, pledge_id: int, attempt: int | str = "") -> str:
     """A stable reference for a ledger entry that reveals no row id or provider id."""
     return f"{kind}-{_keyed(kind, pledge_id, attempt)[:20]}"

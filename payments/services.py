@@ -27,6 +27,7 @@ from payments import emails, lifecycle
 from payments.backends import enter_simulated_card, get_backend
 from payments.backends.base import CardError, SavedCard
 from payments.models import Pledge, PledgeStatus, Visibility
+from payments.privacy import card_tag
 from payments.tokens import manage_key
 
 
@@ -317,6 +318,7 @@ def card_saved(pledge: Pledge, saved: SavedCard) -> bool:
     adjust_totals(pledge.campaign, pledge.amount, 1)
     pledge.provider_payment_method_id = saved.payment_method_id
     pledge.card_brand, pledge.card_last4 = saved.brand[:20], saved.last4[:4]
+    pledge.card_tag = card_tag(saved.fingerprint)
     pledge.activated_at = utcnow()
     lifecycle.move_or_raise(pledge, "activated")
     emails.confirmation(pledge)
@@ -340,6 +342,7 @@ def card_replaced(pledge: Pledge, saved: SavedCard) -> str | None:
         if pledge.status == PledgeStatus.NEEDS_AUTHENTICATION:
             lifecycle.move_or_raise(pledge, "card_replaced_for_retry")
     pledge.card_brand, pledge.card_last4 = saved.brand[:20], saved.last4[:4]
+    pledge.card_tag = card_tag(saved.fingerprint)
     lifecycle.note(pledge.id, "card_replaced", amount=pledge.amount)
     db.session.flush()
     return old

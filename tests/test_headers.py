@@ -35,6 +35,8 @@ def _urls(app) -> list[str]:
         "decision": "approve",
         "position": 0,
         "action": "pause",
+        "round_id": 1,
+        "entry_id": 1,
     }
     urls = []
     for rule in app.url_map.iter_rules():

@@ -18,7 +18,7 @@ from payments.models import Pledge, PledgeEvent, PledgeStatus
 from tests.factories import live_campaign, pledge
 
 ROOT = Path(__file__).resolve().parent.parent
-APPLICATION = ("app.py", "core", "accounts", "campaigns", "payments", "ledger")
+APPLICATION = ("app.py", "core", "accounts", "campaigns", "payments", "ledger", "rounds")
 
 
 def _put(pledge_id: int, status: PledgeStatus) -> None:

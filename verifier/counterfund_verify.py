@@ -16,6 +16,14 @@ cryptography). What it checks, from files you download yourself:
       An inclusion proof (as served at /api/v1/ledger/proof/inclusion, with the entry's
       leaf from /api/v1/ledger/entries) shows one entry is in the signed tree.
 
+  python3 counterfund_verify.py round ROUND --export ledger.json [--key KEY --checkpoint C]
+      A matching round (its JSON from /api/v1/rounds/<id>, a file or the address):
+      every match is recomputed from the published contributions and parameters with
+      the rules below, must equal the published match, and the matches must sum to at
+      most the pool; with the ledger's export, a final round's pool must be what was
+      paid into its account and each match exactly one transaction from the pool to
+      the campaign (and none before the round is final).
+
   python3 counterfund_verify.py --key KEY --checkpoint new.txt --old-checkpoint old.txt \\
       --consistency proof.json
       A consistency proof shows the newer signed tree extends the older one: history
@@ -393,7 +401,169 @@ def capped_matches(
     return matches
 
 
+# ---- The `round` command --------------------------------------------------------------
+
+
+def _load(source: str) -> dict:
+    """A JSON document from a file, or downloaded from an http(s) address."""
+    if source.startswith(("https://", "http://")):
+        from urllib.request import urlopen
+
+        with urlopen(source, timeout=60) as response:  # noqa: S310 - the auditor's own URL
+            return json.load(response)
+    with open(source, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def recompute_round(document: dict) -> dict[str, int]:
+    """Every campaign's match, from the round's published contributions and parameters."""
+    parameters = document["parameters"]
+    pool = document["pool"]["amount"]
+    campaigns = document["campaigns"]
+    for campaign in campaigns:
+        for row in campaign["contributions"]:
+            if not isinstance(row["amount"], int) or row["amount"] < 0:
+                raise VerificationError(f"{campaign['slug']}: an amount is not a whole number")
+    if document["rule"] == "quadratic":
+        found = quadratic_matches(
+            {
+                c["slug"]: [(r["backer"], r["amount"]) for r in c["contributions"]]
+                for c in campaigns
+            },
+            pool,
+            max_share_bp=parameters.get("max_share_bp"),
+            min_contribution=parameters.get("min_contribution") or 0,
+        )
+    elif document["rule"] == "capped_match":
+        ordered = sorted(
+            (r["order"], c["slug"], r["backer"], r["amount"])
+            for c in campaigns
+            for r in c["contributions"]
+        )
+        found = capped_matches(
+            [(slug, backer, amount) for _order, slug, backer, amount in ordered],
+            pool,
+            ratio_bp=parameters["ratio_bp"],
+            per_pledge=parameters.get("per_pledge"),
+            per_backer=parameters.get("per_backer"),
+            per_campaign=parameters.get("per_campaign"),
+        )
+    else:
+        raise VerificationError(f"unknown rule {document['rule']!r}")
+    return {c["slug"]: found.get(c["slug"], 0) for c in campaigns}
+
+
+def check_round(document: dict, entries: list[dict] | None) -> dict[str, int]:
+    """The published matches equal the recomputed ones and sum to at most the pool;
+    with the ledger's entries, a final round's pool is what was paid into its account
+    and each match is exactly one ledger transaction from the pool to the campaign."""
+    found = recompute_round(document)
+    for campaign in document["campaigns"]:
+        if campaign["match"] != found[campaign["slug"]]:
+            raise VerificationError(
+                f"{campaign['slug']}: published match {campaign['match']}, "
+                f"recomputed {found[campaign['slug']]}"
+            )
+    pool = document["pool"]["amount"]
+    if sum(found.values()) > pool:
+        raise VerificationError(f"the matches sum to {sum(found.values())}, above the pool {pool}")
+    if entries is not None:
+        _check_round_on_ledger(document, entries)
+    return found
+
+
+def _pool_movements(document: dict, entries: list[dict]) -> tuple[int, dict[str, list[dict]]]:
+    """What the ledger paid into the round's account, and each campaign's transactions
+    out of it."""
+    account, currency = document["account"], document["currency"]
+    paid_in = 0
+    moved: dict[str, list[dict]] = defaultdict(list)
+    for entry in entries:
+        transaction = json.loads(base64.b64decode(entry["leaf"], validate=True))
+        into_pool = sum(
+            p["amount"]
+            for p in transaction["postings"]
+            if p["account"] == account and p["currency"] == currency
+        )
+        if transaction["kind"] == "round_pool":
+            paid_in += into_pool
+        elif transaction["kind"] == "round_match" and into_pool:
+            moved[transaction["campaign"]].append({"out": -into_pool, **transaction})
+    return paid_in, moved
+
+
+def _check_round_on_ledger(document: dict, entries: list[dict]) -> None:
+    paid_in, moved = _pool_movements(document, entries)
+    final = document["status"] == "final"
+    pool = document["pool"]["amount"]
+    if final and paid_in != pool:
+        raise VerificationError(f"the ledger shows {paid_in} paid into the pool, not {pool}")
+    for campaign in document["campaigns"]:
+        slug, match = campaign["slug"], campaign["match"]
+        transactions = moved.pop(slug, [])
+        if not final:
+            if transactions:
+                raise VerificationError(f"{slug}: matched on the ledger before the round is final")
+            continue
+        if match == 0 and not transactions:
+            continue
+        if len(transactions) != 1 or transactions[0]["out"] != match:
+            raise VerificationError(
+                f"{slug}: the ledger moves {[t['out'] for t in transactions]} from the pool, "
+                f"the round says {match}"
+            )
+        if transactions[0]["reference"] != campaign.get("ledger_reference"):
+            raise VerificationError(f"{slug}: the ledger's entry has another reference")
+    if moved:
+        raise VerificationError(f"the pool paid campaigns outside the round: {sorted(moved)}")
+
+
+def round_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="counterfund_verify.py round",
+        description="Recompute a matching round's matches from its published inputs.",
+    )
+    parser.add_argument("round", help="the round's JSON: a file, or /api/v1/rounds/<id>")
+    parser.add_argument("--export", help="the ledger's JSON export (a file or /ledger/export.json)")
+    parser.add_argument("--key", help="the published verifier key (checks the export)")
+    parser.add_argument("--checkpoint", help="a signed checkpoint file (checks the export)")
+    args = parser.parse_args(argv)
+    try:
+        document = _load(args.round)
+        entries = None
+        if args.export:
+            entries = _load(args.export)["entries"]
+            if args.key and args.checkpoint:
+                with open(args.checkpoint, encoding="utf-8") as f:
+                    origin, size, root = verify_checkpoint(f.read(), args.key)
+                check_export(entries, size, root)
+                print(f"export: {size} entries of {origin} re-hashed; root matches")
+        found = check_round(document, entries)
+        print(
+            f"round {document['id']} ({document['rule']}, {document['status']}): "
+            f"{len(found)} campaigns, matches recomputed, {sum(found.values())} of "
+            f"{document['pool']['amount']} {document['currency']}"
+        )
+        if entries is not None:
+            print(
+                "ledger: "
+                + (
+                    "each match is its entry"
+                    if document["status"] == "final"
+                    else "no match moved before the round is final"
+                )
+            )
+    except (VerificationError, KeyError, ValueError, TypeError, OSError) as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    print("OK")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["round"]:
+        return round_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--key", required=True, help="the published verifier key")
     parser.add_argument("--checkpoint", required=True, help="a signed checkpoint file")

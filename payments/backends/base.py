@@ -43,6 +43,10 @@ class SavedCard:
     last4: str = ""
     decline_code: str = ""
     pledge_ref: str = ""
+    # The provider's fingerprint of the card number (Stripe's card.fingerprint): the
+    # same card gives the same fingerprint, whoever saves it. Kept only as a keyed hash
+    # (Pledge.card_tag), to count a matching round's distinct backers.
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ Any other number that passes the Luhn check behaves like 4242424242424242.
 from __future__ import annotations
 
 import collections
+import hashlib
 import secrets
 import sqlite3
 import threading
@@ -220,6 +221,7 @@ class SimulatedProvider:
             brand=method["brand"],
             last4=method["last4"],
             pledge_ref=intent["pledge_ref"],
+            fingerprint="fp_sim_" + hashlib.sha256(method["number"].encode()).hexdigest()[:16],
         )
 
     # ---- counting, for tests and reconciliation -----------------------------------

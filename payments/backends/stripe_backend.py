@@ -68,12 +68,13 @@ class StripeBackend:
             return SavedCard(status="failed", pledge_ref=pledge_ref)
         if not isinstance(method_id, str):
             method_id = method_id.id
-        brand = last4 = ""
+        brand = last4 = fingerprint = ""
         try:
             method = self.client.v1.payment_methods.retrieve(method_id)
             card = getattr(method, "card", None)
             if card is not None:
                 brand, last4 = card.brand or "", card.last4 or ""
+                fingerprint = getattr(card, "fingerprint", None) or ""
         except stripe.StripeError:
             pass  # the card's brand and last digits are a courtesy, not required
         return SavedCard(
@@ -82,6 +83,7 @@ class StripeBackend:
             brand=brand,
             last4=last4,
             pledge_ref=pledge_ref,
+            fingerprint=fingerprint,
         )
 
     def charge(
