@@ -21,6 +21,9 @@ TEMPLATES = {
     "reported": "campaigns/reported",
     "suspended": "campaigns/suspended",
     "disbursement-waiting": "campaigns/disbursement_waiting",
+    # A matching round's curators decided on the campaign's application.
+    "round-accepted": "rounds/accepted",
+    "round-refused": "rounds/refused",
 }
 
 

@@ -8,6 +8,8 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """The rounds' pages and API, and what campaign pages show of them."""
+    from accounts.signals import account_closing, account_exporting
+    from rounds import personal_data
     from rounds.api import bp as rounds_api
     from rounds.panel import campaign_rounds
     from rounds.views import bp as rounds_bp
@@ -15,3 +17,5 @@ def init_app(app: Flask) -> None:
     for blueprint in (rounds_bp, rounds_api):
         app.register_blueprint(blueprint)
     app.jinja_env.globals["campaign_rounds"] = campaign_rounds
+    account_closing.connect(personal_data.close)
+    account_exporting.connect(personal_data.export)

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from accounts.models import User
 from accounts.services import AccountError, find_user_by_email, normalise_email
 from campaigns.models import Campaign, CampaignStatus, Permission, role_can
+from campaigns.notifications import tell_committee
 from core import mail
 from core.clock import utcnow
 from core.extensions import changed, db
@@ -213,6 +214,13 @@ def decide(round_: Round, entry_id: int, *, accept: bool, reason: str = "") -> R
     if not moved:
         raise RuleError(_l("Another curator decided on this campaign already."))
     db.session.refresh(entry)
+    tell_committee(
+        entry.campaign,
+        "round-accepted" if accept else "round-refused",
+        round_name=round_.name,
+        round_link=public_url_for("rounds.detail", round_id=round_.id),
+        reason=entry.reason,
+    )
     return entry
 
 

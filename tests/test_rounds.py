@@ -23,6 +23,7 @@ from payments.models import Pledge
 from rounds import services
 from rounds.models import EntryStatus, Round, RoundEntry
 from tests.factories import (
+    DEFAULT_PASSWORD,
     GOOD,
     add_pledges,
     campaign,
@@ -389,3 +390,61 @@ def test_the_estimate_speaks_of_a_new_backer(app, client):
         # 10000 x 4828.4 / 6828.4 = 7071.1 of the pool: 2071 more than its 5000.
         gain = services.estimate(round_, db.session.get(Campaign, a), 500)
         assert gain == 2071
+
+
+def test_a_refused_campaigns_committee_reads_the_reason(app, client):
+    from core import outbox
+    from tests.factories import mail_to
+
+    register(client, email="org3@example.org", name="Org")
+    slug = _organizers_campaign(app, "org3@example.org")
+    round_id = open_round(app, days=10)
+    with app.app_context(), public_request_context():
+        cid = db.session.scalar(select(Campaign.id).where(Campaign.slug == slug))
+        entry = RoundEntry(round_id=round_id, campaign_id=cid)
+        db.session.add(entry)
+        db.session.flush()
+        round_ = db.session.get(Round, round_id)
+        with pytest.raises(services.RuleError):
+            services.decide(round_, entry.id, accept=False, reason="  ")
+        services.decide(round_, entry.id, accept=False, reason="Not a labour campaign")
+        with pytest.raises(services.RuleError):  # a second curator's late click
+            services.decide(round_, entry.id, accept=True)
+        db.session.commit()
+        outbox.deliver_pending()
+    [notice] = [m for m in mail_to(app, "org3@example.org") if "matching round" in m]
+    assert "Not a labour campaign" in notice
+    assert "Matched by" not in client.get(f"/c/{slug}").get_data(as_text=True)
+
+
+def test_a_round_owner_cannot_close_their_account_until_it_is_final(app, client):
+    register(client, email="funder2@example.org", name="Funder")
+    response = submit(
+        client,
+        "/rounds/new",
+        {
+            "name": "Council round",
+            "funder": "City council",
+            "currency": "EUR",
+            "rule": "capped_match",
+            "opens_at": (utcnow() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+            "closes_at": (utcnow() + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M"),
+            "ratio_percent": "100",
+        },
+        form_page="/rounds/new",
+    )
+    assert response.status_code == 302
+    exported = json.loads(client.get("/account/export.json").get_data(as_text=True))
+    assert [s["role"] for s in exported["matching_round_committees"]] == ["owner"]
+    refused = submit(
+        client,
+        "/account/close",
+        {
+            "close-current_password": DEFAULT_PASSWORD,
+            "close-confirm": "y",
+            "close-submit": "Close my account",
+        },
+        form_page="/account",
+    )
+    assert refused.status_code == 422
+    assert "which is not final yet" in refused.get_data(as_text=True)
