@@ -29,6 +29,7 @@ PEOPLE = [
     ("treasurer@example.org", "M. Okafor"),
     ("cleaners@example.org", "Cleaners United"),
     ("tenants@example.org", "Northside Tenants"),
+    ("council@example.org", "Eastgate Trades Council"),  # runs the demo's matching rounds
 ]
 
 CAMPAIGNS: list[dict[str, Any]] = [
@@ -268,6 +269,29 @@ PAST_CAMPAIGNS: list[dict[str, Any]] = [
         ),
         "budget": [("Rent for four households, one month", 100_000, True)],
         "sources": [("Manual handling policy", "https://example.org/st-aldrics/policy")],
+        "updates": [],
+    },
+    {
+        "slug": "linden-road-school-kitchen-sick-pay",
+        "title": "Sick pay for the Linden Road school kitchen staff",
+        "summary": "Kitchen staff on zero-hours contracts get no sick pay. A fund covers it.",
+        "kind": "mutual_aid",
+        "currency": "EUR",
+        "goal": 10_000,
+        "min_backers": None,
+        "funding_model": "all_or_nothing",
+        "launched_days_ago": 26,
+        "days": 18,
+        "ended": "settled",
+        "owner": 2,
+        "members": [],
+        "story": (
+            "The school's catering contractor pays nothing for the first week off sick. "
+            "Parents and teachers chipped in small amounts so that nobody cooks while ill; "
+            "the Trades Council's matching round multiplied them."
+        ),
+        "budget": [("A week's sick pay, three staff", 10_000, True)],
+        "sources": [("The contractor's sickness policy", "https://example.org/linden/policy")],
         "updates": [],
     },
 ]

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import io
 import secrets
+import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 
+from flask import current_app
 from PIL import Image, ImageDraw
 from sqlalchemy import select
 
@@ -24,7 +26,7 @@ from ledger import batches, disbursements
 from ledger import log as ledger_log
 from payments import services
 from payments.backends import enter_simulated_card, get_backend
-from payments.backends.simulated import DECLINED_ON_CHARGE, SUCCEEDS
+from payments.backends.simulated import DECLINED_ON_CHARGE
 from payments.jobs import advance_recurring, run_due_now
 from payments.models import Pledge, PledgeStatus
 from payments.refunds import refund
@@ -50,6 +52,7 @@ PLEDGES = {
     "back-pay-for-the-eastgate-bus-cleaners": [60, 80, 120, 45, 100, 75, 150, 50],
     "harbour-court-rent-strike-legal-fund": [20, 15, 30],
     "hospital-porters-hardship-fund": [10, 25, 15, 20, 5],
+    "linden-road-school-kitchen-sick-pay": [5, 10, 5, 20, 10, 5, 15, 10, 5, 25],
 }
 # Standing pledges to the weekly strike fund: (whole euros, days after its launch).
 RECURRING_PLEDGES = {
@@ -62,6 +65,8 @@ DECLINED = {"hospital-porters-hardship-fund": {1, 3}}
 DISBURSED_TO = "Eastgate Cleaners' Branch hardship account"
 DISBURSED_FOR = "Back-pay advances to eight cleaners, as agreed at the branch meeting"
 DISBURSED = 40_000
+# What happened at a past moment, replayed in time order on a moved clock.
+TimedSteps = list[tuple[datetime, Callable[[], None]]]
 
 
 def load_demo_pledges() -> int:
@@ -88,24 +93,26 @@ def load_demo_pledges() -> int:
                     clock.freeze(None)
                     # One card in the live demo saves fine but will be declined when charged.
                     declined = n == 3
-                _pledge(campaign, n, units, DECLINED_ON_CHARGE if declined else SUCCEEDS)
+                _pledge(campaign, n, units, DECLINED_ON_CHARGE if declined else _card(slug, n))
                 made += 1
             db.session.commit()
-        recurring = _recurring_steps(now)
+        steps = sorted(
+            _recurring_steps(now) + _steps_of_other_packages(now), key=lambda step: step[0]
+        )
         made += sum(len(pledges) for pledges in RECURRING_PLEDGES.values())
-        _end_past_campaigns(recurring)
-        _run_steps_until(recurring, now)
+        _end_past_campaigns(steps)
+        _run_steps_until(steps, now)
         ledger_log.sequence()
     finally:
         clock.freeze(None)
     return made
 
 
-def _recurring_steps(now: datetime) -> list[tuple[datetime, Callable[[], None]]]:
+def _recurring_steps(now: datetime) -> TimedSteps:
     """The weekly strike fund's weeks so far, as timed steps: its standing pledges (three
     in week 1, short of its threshold of four: missed; two more in week 2), each week's
     end, when the sweep decides and charges it, and a batch of strike pay."""
-    steps: list[tuple[datetime, Callable[[], None]]] = []
+    steps: TimedSteps = []
     for slug, pledges in RECURRING_PLEDGES.items():
         campaign = db_campaign(slug)
         if campaign is None or campaign.launched_at is None:
@@ -120,7 +127,7 @@ def _recurring_steps(now: datetime) -> list[tuple[datetime, Callable[[], None]]]
                         campaign,
                         n,
                         units,
-                        DECLINED_ON_CHARGE if n in RECURRING_DECLINED else SUCCEEDS,
+                        DECLINED_ON_CHARGE if n in RECURRING_DECLINED else _card(slug, n),
                         every_period=True,
                     ),
                 )
@@ -138,6 +145,23 @@ def _recurring_steps(now: datetime) -> list[tuple[datetime, Callable[[], None]]]
             # Friday of week 3: strike pay to the drivers as one batch, names kept private.
             steps.append((launched + timedelta(weeks=3, days=1), partial(_strike_pay, campaign)))
     return sorted(steps, key=lambda step: step[0])
+
+
+def _steps_of_other_packages(now: datetime) -> TimedSteps:
+    """Timed steps from packages above this one (matching rounds: opened, paid into,
+    joined and finalised at their moments), registered as `demo_steps` providers."""
+    return [
+        step for provider in current_app.extensions.get("demo_steps", []) for step in provider(now)
+    ]
+
+
+def _card(slug: str, n: int) -> str:
+    """A different card that the simulated provider charges, per supporter: every
+    demo supporter is a distinct backer in a matching round (Visa-like, Luhn-valid)."""
+    body = "4242" + f"{zlib.crc32(slug.encode()) % 10**7:07d}{n:04d}"
+    digits = [int(d) for d in body]
+    total = sum(d if i % 2 else sum(divmod(d * 2, 10)) for i, d in enumerate(reversed(digits)))
+    return body + str((10 - total % 10) % 10)
 
 
 STRIKE_PAY = [("Driver 1", 25), ("Driver 2", 25), ("Driver 3", 20), ("Driver 4", 20)]
@@ -167,7 +191,7 @@ def _treasurer_and_approver() -> tuple[User, User]:
     return treasurer, approver
 
 
-def _run_steps_until(steps: list[tuple[datetime, Callable[[], None]]], moment: datetime) -> None:
+def _run_steps_until(steps: TimedSteps, moment: datetime) -> None:
     while steps and steps[0][0] <= moment:
         when, step = steps.pop(0)
         clock.freeze(when)
@@ -192,7 +216,7 @@ def _pledge(campaign: Campaign, n: int, units: int, card: str, every_period=Fals
     services.card_saved(pledge, enter_simulated_card(session.setup_id, card))
 
 
-def _end_past_campaigns(recurring: list[tuple[datetime, Callable[[], None]]]) -> None:
+def _end_past_campaigns(recurring: TimedSteps) -> None:
     """Each past campaign's deadline passes in turn, oldest first, and settlement runs as
     it would have then (the weekly fund's steps up to then first, so the ledger is in
     time order); the funded one then refunds a pledge and pays out a disbursement

@@ -93,6 +93,16 @@ class EntryStatus(enum.StrEnum):
     REFUSED = "refused"
 
 
+# A campaign's application: curators decide once (a late second click changes nothing).
+ENTRY_MACHINE = StateMachine(
+    "round entry",
+    [EntryStatus.APPLIED],
+    [
+        Transition("accept", (EntryStatus.APPLIED,), EntryStatus.ACCEPTED),
+        Transition("refuse", (EntryStatus.APPLIED,), EntryStatus.REFUSED),
+    ],
+)
+
 ENTRY_STATUS_LABELS = {
     EntryStatus.APPLIED: _l("Waiting for the curators"),
     EntryStatus.ACCEPTED: _l("Accepted"),

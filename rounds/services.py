@@ -33,6 +33,8 @@ from payments.models import Pledge, PledgeStatus
 from payments.privacy import round_backer_tag
 from rounds import rules
 from rounds.models import (
+    ENTRY_MACHINE,
+    ROUND_MACHINE,
     ROUND_ROLE_LABELS,
     EntryStatus,
     Round,
@@ -208,7 +210,10 @@ def decide(round_: Round, entry_id: int, *, accept: bool, reason: str = "") -> R
     target = EntryStatus.ACCEPTED if accept else EntryStatus.REFUSED
     moved = changed(
         update(RoundEntry)
-        .where(RoundEntry.id == entry.id, RoundEntry.status == EntryStatus.APPLIED)
+        .where(
+            RoundEntry.id == entry.id,
+            RoundEntry.status.in_(ENTRY_MACHINE.sources_of(EntryStatus(target))),
+        )
         .values(status=target, reason=reason.strip(), decided_at=utcnow())
     )
     if not moved:
@@ -379,7 +384,10 @@ def finalise(round_: Round) -> dict[str, int]:
         raise RuleError(_l("A round is finalised after it closes."))
     moved = changed(
         update(Round)
-        .where(Round.id == round_.id, Round.status == RoundStatus.OPEN)
+        .where(
+            Round.id == round_.id,
+            Round.status.in_(ROUND_MACHINE.sources_of(RoundStatus.FINAL)),
+        )
         .values(status=RoundStatus.FINAL, finalised_at=utcnow())
     )
     if not moved:

@@ -7,7 +7,16 @@ from pathlib import Path
 from radon.complexity import cc_visit
 
 ROOT = Path(__file__).resolve().parent.parent
-APPLICATION = ["app.py", "core", "accounts", "campaigns", "payments", "ledger", "rounds", "verifier"]
+APPLICATION = [
+    "app.py",
+    "core",
+    "accounts",
+    "campaigns",
+    "payments",
+    "ledger",
+    "rounds",
+    "verifier",
+]
 MAX_COMPLEXITY = 15
 
 

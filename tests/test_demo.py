@@ -19,7 +19,7 @@ from tests.test_ledger import _verify_offline
 def _load(app) -> None:
     result = app.test_cli_runner().invoke(args=["demo", "load"])
     assert result.exit_code == 0, result.output
-    assert "Loaded 9 demo campaigns" in result.output
+    assert "Loaded 10 demo campaigns" in result.output
 
 
 def test_a_fresh_demo_has_a_signed_checkpoint_that_verifies_its_export(app, tmp_path):
@@ -46,6 +46,7 @@ def test_the_demo_history_covers_every_ending(app):
         assert status["harbour-court-rent-strike-legal-fund"] == "released"
         assert status["hospital-porters-hardship-fund"] == "settling"
         assert status["riverside-warehouse-strike-fund"] == "live"
+        assert status["linden-road-school-kitchen-sick-pay"] == "settled"
 
         def states(slug):
             return dict(
@@ -65,13 +66,15 @@ def test_the_demo_history_covers_every_ending(app):
                 select(LedgerTransaction.kind, func.count()).group_by(LedgerTransaction.kind)
             ).all()
         )
-        # The past one-off campaigns' 11 charges, and two charged weeks of the weekly
+        # The past one-off campaigns' 21 charges, and two charged weeks of the weekly
         # strike fund's five standing pledges, one of whose cards is declined.
         assert kinds == {
-            "pledge_charge": 11 + 8,
-            "processor_fee": 19,
+            "pledge_charge": 21 + 8,
+            "processor_fee": 29,
             "refund": 1,
             "disbursement": 2,  # the back pay, and the weekly fund's batch of strike pay
+            "round_pool": 2,  # the two matching rounds' pools
+            "round_match": 2,  # the finalised round's two matches
         }
         approved = db.session.scalars(select(Disbursement).order_by(Disbursement.id)).all()
         assert [d.status for d in approved] == ["approved", "approved"]
@@ -104,3 +107,31 @@ def test_the_demo_weekly_strike_fund_has_missed_and_charged_weeks(app):
         (4, "open", 5),
     ]
     assert periods[1]["collected"] == {"amount": 5000, "currency": "EUR"}
+
+
+def test_the_demo_has_a_final_quadratic_round_and_an_open_capped_one(app, tmp_path):
+    """`/api/v1/rounds` shows both on a fresh start, and the verifier recomputes the
+    final one against the ledger's export."""
+    import json
+
+    from verifier.counterfund_verify import main as verify
+
+    _load(app)
+    client = app.test_client()
+    rounds = {r["rule"]: r for r in client.get("/api/v1/rounds").get_json()["rounds"]}
+    assert (rounds["quadratic"]["status"], rounds["capped_match"]["status"]) == ("final", "open")
+    final = client.get(f"/api/v1/rounds/{rounds['quadratic']['id']}").get_json()
+    matches = {c["slug"]: c["match"] for c in final["campaigns"]}
+    # The back-pay fund's larger pledges would take more than 70 % of the pool: capped,
+    # and the rest goes to the many small pledges for the school kitchen staff.
+    assert matches == {
+        "back-pay-for-the-eastgate-bus-cleaners": 1050_00,
+        "linden-road-school-kitchen-sick-pay": 450_00,
+    }
+    (tmp_path / "round.json").write_text(json.dumps(final))
+    (tmp_path / "ledger.json").write_bytes(client.get("/ledger/export.json").get_data())
+    args = ["round", str(tmp_path / "round.json"), "--export", str(tmp_path / "ledger.json")]
+    assert verify(args) == 0
+    page = client.get("/c/riverside-warehouse-strike-fund").get_data(as_text=True)
+    assert "Matched by Riverside Food Co-op winter match" in page
+    assert "Your €5.00 now brings about €5.00 of matching" in page

@@ -15,6 +15,7 @@ from core.extensions import db
 from ledger.disbursements import DISBURSEMENT_MACHINE, DisbursementStatus
 from payments import lifecycle
 from payments.models import Pledge, PledgeEvent, PledgeStatus
+from rounds.models import ENTRY_MACHINE, ROUND_MACHINE
 from tests.factories import live_campaign, pledge
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,7 +148,10 @@ def test_only_the_lifecycle_module_writes_a_pledge_status():
     assert writers and all(w.startswith("payments/lifecycle.py:") for w in writers), writers
 
 
-@pytest.mark.parametrize("machine", [lifecycle.MACHINE, CAMPAIGN_MACHINE, DISBURSEMENT_MACHINE])
+@pytest.mark.parametrize(
+    "machine",
+    [lifecycle.MACHINE, CAMPAIGN_MACHINE, DISBURSEMENT_MACHINE, ROUND_MACHINE, ENTRY_MACHINE],
+)
 def test_each_documented_diagram_is_its_table(machine):
     doc = (ROOT / "docs" / "architecture.md").read_text()
     assert f"```mermaid\n{machine.diagram()}\n```" in doc
