@@ -185,6 +185,8 @@ def test_finalising_moves_each_match_from_the_pool_once(app, client):
         assert balance(campaign_account(b), "EUR") == before[b] + 250_00
     with pytest.raises(services.RuleError):
         finalise(app, round_id)  # a second click moves nothing
+    with app.app_context(), pytest.raises(services.RuleError):  # a form left open, sent late
+        services.record_pool(db.session.get(Round, round_id), Money(5_00, "EUR"), "late")
     document = round_document(client, round_id)
     assert document["status"] == "final"
     ledger_page = client.get(f"/c/{slug_of(app, a)}/ledger").get_data(as_text=True)
@@ -365,7 +367,8 @@ def test_a_committee_opens_a_round_and_curates_applications(app, client):
         assert db.session.get(Round, round_id).entries[0].status == EntryStatus.ACCEPTED
     campaign_page = client.get(f"/c/{slug}").get_data(as_text=True)
     assert "Matched by Bakers" in campaign_page
-    assert "of matching" in campaign_page  # the live estimate
+    # The live estimate: with no backer yet, a quadratic round says how it works.
+    assert "matching grows with the number of backers" in campaign_page
 
 
 def _organizers_campaign(app, email) -> str:
@@ -448,3 +451,83 @@ def test_a_round_owner_cannot_close_their_account_until_it_is_final(app, client)
     )
     assert refused.status_code == 422
     assert "which is not final yet" in refused.get_data(as_text=True)
+
+
+def _round_form(**overrides) -> dict:
+    return {
+        "name": "A round",
+        "funder": "A funder",
+        "currency": "EUR",
+        "rule": "capped_match",
+        "opens_at": (utcnow() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+        "closes_at": (utcnow() + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M"),
+        "ratio_percent": "100",
+        **overrides,
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"cap_per_pledge": "12,50"}, "12.5"),  # an English visitor's comma: refused, explained
+        ({"cap_per_pledge": "1e5"}, ""),
+        ({"cap_per_campaign": "99999999999999999999999"}, ""),
+        ({"min_contribution": "-5"}, ""),
+        (
+            {
+                "opens_at": (utcnow() - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M"),
+                "closes_at": (utcnow() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
+            },
+            "past",
+        ),
+        ({"opens_at": (utcnow() + timedelta(days=9)).strftime("%Y-%m-%dT%H:%M")}, "after it opens"),
+        ({"ratio_percent": "0"}, ""),
+        ({"sources": "Evil javascript:alert(1)"}, "http"),
+        ({"rule": "winner_takes_all"}, ""),
+        ({"name": "\u202e\u0000"}, ""),  # nothing left once bidi and control characters go
+    ],
+)
+def test_a_bad_round_form_gets_a_clear_error_and_opens_nothing(app, client, overrides, message):
+    register(client, email="funder3@example.org", name="Funder")
+    response = submit(client, "/rounds/new", _round_form(**overrides), form_page="/rounds/new")
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert 'role="alert"' in page and message in page
+    with app.app_context():
+        assert db.session.scalar(select(Round.id)) is None
+
+
+def test_single_line_fields_are_cleaned_and_pool_amounts_read_in_the_visitors_language(app, client):
+    register(client, email="funder4@example.org", name="Funder")
+    response = submit(
+        client,
+        "/rounds/new",
+        _round_form(name="Bakers\u202e round\u0007", funder="Co-op\u200b"),
+        form_page="/rounds/new",
+    )
+    assert response.status_code == 302
+    round_id = int(response.headers["Location"].split("/")[2])
+    with app.app_context():
+        round_ = db.session.get(Round, round_id)
+        assert (round_.name, round_.funder) == ("Bakers round", "Co-op")
+    manage = f"/rounds/{round_id}/manage"
+    recorded = 0
+    for typed, language, minor in (("1.000,50", "de", 1000_50), ("12,50", "pt-BR", 12_50)):
+        response = submit(
+            client,
+            f"/rounds/{round_id}/pool",
+            {"amount": typed, "receipt": "ref"},
+            form_page=manage,
+            headers={"Accept-Language": language},
+        )
+        assert response.status_code == 302, (typed, language)
+        recorded += minor
+        with app.app_context():
+            assert balance(round_account(round_id), "EUR") == recorded
+    refused = submit(
+        client, f"/rounds/{round_id}/pool", {"amount": "12,50", "receipt": "ref"}, form_page=manage
+    )
+    assert refused.status_code == 422 and "12.5" in refused.get_data(as_text=True)
+    with app.app_context():
+        assert balance(round_account(round_id), "EUR") == 1000_50 + 12_50
+        assert db.session.get(Round, round_id).pool_amount == 1000_50 + 12_50

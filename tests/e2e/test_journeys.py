@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -106,14 +108,14 @@ def _confirm_amount(page, button: str) -> None:
     page.get_by_role("button", name=re.compile("^" + re.escape(button))).click()
 
 
-def _pledge(page, base, slug, email, amount="25", message=""):
+def _pledge(page, base, slug, email, amount="25", message="", card="4242 4242 4242 4242"):
     page.goto(f"{base}/c/{slug}")
     page.get_by_role("link", name="Back this campaign").click()
     page.get_by_label("Amount", exact=True).fill(amount)
     page.get_by_label("Email address", exact=True).fill(email)
     if message:
         page.get_by_label("Private message to the organizers (optional)").fill(message)
-    page.get_by_label("Card number (demo)").fill("4242 4242 4242 4242")
+    page.get_by_label("Card number (demo)").fill(card)
     page.get_by_role("button", name="Pledge").click()
     _confirm_amount(page, "Confirm my pledge")
     expect(page.get_by_text("Your pledge is active")).to_be_visible()
@@ -518,4 +520,163 @@ def test_8_a_weekly_strike_fund_charges_its_backers_week_by_week(journey):
         (2, "charged", 2500),
         (3, "open", 0),
     ]
+    journey.assert_no_third_party_requests()
+
+
+DEMO_PASSWORD = "night bakers of Riverside"
+# Three different cards the simulated provider charges: three distinct backers.
+CARDS = ("5555 5555 5555 4444", "4012 8888 8888 1881", "6011 1111 1111 1117")
+
+
+def _settle_now(server, slug: str) -> None:
+    """The test's hand on the clock: the deadline passes and settlement runs; a card
+    declined at the deadline (the demo has one per live campaign) reaches the end of
+    its retry window, so the campaign ends settled."""
+    server.sql("UPDATE campaigns SET deadline = datetime('now', '-1 minute') WHERE slug = ?", slug)
+    server.flask("settle", "--due")
+    for _round in range(3):
+        [(status,)] = server.sql("SELECT status FROM campaigns WHERE slug = ?", slug)
+        if status == "settled":
+            return
+        server.sql(
+            "UPDATE pledges SET retry_until = datetime('now', '-1 minute'),"
+            " next_reminder_at = NULL WHERE status IN ('failed', 'needs_authentication')"
+        )
+        server.flask("settle", "--due")
+    raise AssertionError(f"{slug} did not settle: {status}")
+
+
+def test_9_a_funders_quadratic_round_multiplies_many_small_pledges(journey, tmp_path):
+    """A trades council opens a quadratic round with a pool; two campaigns' committees
+    apply and are accepted; supporters see the estimate and pledge; the campaigns settle;
+    the round closes and is finalised; the public sees the matches on the ledger; and the
+    offline verifier's `round` command recomputes them from the published data."""
+    import subprocess
+    import sys
+
+    page, base, server = journey.page, journey.server.url, journey.server
+    _register(page, server, "fund@example.org", "Harbour Trades Council")
+    journey.go("/rounds")
+    page.get_by_role("link", name="Open a matching round").click()
+    page.get_by_label("Name", exact=True).fill("Harbour solidarity round")
+    page.get_by_label("Funder", exact=True).fill("Harbour Trades Council")
+    page.get_by_label("Description").fill("Matches **many** small pledges.")
+    page.get_by_label("Rule", exact=True).select_option("quadratic")
+    now = datetime.now(UTC)
+    page.get_by_label("Opens (UTC)").fill((now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("Closes (UTC)").fill((now + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M"))
+    journey.axe("round-form")
+    page.get_by_role("button", name="Open the round").click()
+    expect(page.get_by_text("The round is open.")).to_be_visible()
+    page.get_by_label("Amount received").fill("1,000")
+    page.get_by_label("Receipt").fill("Bank transfer, reference HTC-77")
+    page.get_by_role("button", name="Record the money").click()
+    expect(page.get_by_text("Recorded: €1,000.00")).to_be_visible()
+    round_url = page.get_by_role("link", name="Back to the round").get_attribute("href")
+    round_id = int(round_url.rsplit("/", 1)[-1])
+    journey.context.clear_cookies()
+
+    # A new committee launches a flexible campaign and applies with it; the demo's
+    # heating fund applies too. Each applies from the round's page.
+    _register(page, server, "porters@example.org", "Harbour Porters' Committee")
+    page.get_by_role("link", name="Start a campaign").first.click()
+    page.get_by_label("Title", exact=True).fill("Hardship fund for the harbour porters")
+    page.get_by_label("One-line summary").fill("Rent for porters locked out by the port.")
+    page.get_by_label("Story", exact=True).fill("Twelve porters, locked out since Monday.")
+    page.get_by_label("Kind", exact=True).select_option("mutual_aid")
+    page.get_by_label("Goal", exact=True).fill("300")
+    page.get_by_label("Funding model").select_option("flexible")
+    page.get_by_label("Deadline (UTC)").fill((now + timedelta(days=10)).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("Budget line 1: what it pays for").fill("Rent, one month")
+    page.get_by_label("Budget line 1: amount").fill("300")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_role("link", name="Launch campaign").click()
+    page.get_by_role("button", name="Launch now").click()
+    expect(page.get_by_text("Your campaign is live.")).to_be_visible()
+    porters = page.url.rsplit("/", 1)[-1]
+    journey.context.clear_cookies()
+    for email, password, title in (
+        ("porters@example.org", PASSWORD, "Hardship fund for the harbour porters"),
+        ("tenants@example.org", DEMO_PASSWORD, "Northside winter heating fund"),
+    ):
+        _log_in(page, base, email, password)
+        journey.go(f"/rounds/{round_id}")
+        page.get_by_label("Campaign", exact=True).select_option(label=title)
+        page.get_by_role("button", name="Apply").click()
+        expect(page.get_by_text("Applied.")).to_be_visible()
+        journey.context.clear_cookies()
+
+    _log_in(page, base, "fund@example.org", PASSWORD)
+    journey.go(f"/rounds/{round_id}/manage")
+    journey.axe("round-committee")
+    journey.shoot("round-committee")
+    for title in ("Hardship fund", "Northside"):
+        page.get_by_role("button", name=re.compile("^Accept " + title)).click()
+        expect(page.get_by_text("Accepted: the campaign shows")).to_be_visible()
+    journey.context.clear_cookies()
+
+    slugs = (porters, "northside-winter-heating-fund")
+    journey.go(f"/c/{slugs[0]}")
+    expect(page.get_by_text("Matched by Harbour solidarity round")).to_be_visible()
+    expect(
+        page.get_by_text(re.compile(r"Your €5\.00 now brings about €[\d,.]+ of matching")).first
+    ).to_be_visible()
+    journey.axe("campaign-with-a-round")
+    journey.shoot("campaign-estimate")
+    for n, card in enumerate(CARDS):
+        _pledge(page, base, slugs[0], f"round-backer-{n}@example.org", "5", card=card)
+    _pledge(page, base, slugs[1], "round-backer-x@example.org", "5", card=CARDS[0])
+    for slug in slugs:
+        _settle_now(server, slug)
+
+    # The round closes (the test holds its clock), and the treasurer (here the owner)
+    # finalises it after reading each match on the confirmation page.
+    time.sleep(1.1)  # every charge strictly before the close, at the clock's resolution
+    server.sql("UPDATE rounds SET closes_at = datetime('now') WHERE id = ?", round_id)
+    _log_in(page, base, "fund@example.org", PASSWORD)
+    journey.go(f"/rounds/{round_id}/manage")
+    page.get_by_role("link", name="Finalise the round").click()
+    journey.axe("round-finalise")
+    page.get_by_role("button", name="Finalise the round").click()
+    expect(page.get_by_text("The round is final")).to_be_visible()
+    journey.axe("round-final")
+    journey.shoot("round-final")
+    journey.context.clear_cookies()
+
+    document = json.loads(page.request.get(f"{base}/api/v1/rounds/{round_id}").text())
+    matches = {c["slug"]: c["match"] for c in document["campaigns"]}
+    assert document["status"] == "final" and sum(matches.values()) == 1000_00
+    assert all(matches[slug] > 0 for slug in slugs)
+    journey.go("/ledger?kind=round_match")
+    # The demo's finalised round's two matches, and this round's two.
+    expect(page.get_by_role("cell", name="matching")).to_have_count(4)
+    expect(page.get_by_role("row", name=re.compile("Harbour Trades Council"))).to_have_count(2)
+    journey.go(f"/c/{slugs[0]}/ledger")
+    expect(page.get_by_text("Matched by rounds")).to_be_visible()
+    journey.axe("campaign-ledger-with-a-match")
+    journey.go(f"/c/{slugs[0]}")
+    expect(page.get_by_text(re.compile("This campaign received €"))).to_be_visible()
+
+    # Anyone recomputes it offline, downloading the round and the ledger themselves.
+    checkpoint = tmp_path / "checkpoint.txt"
+    checkpoint.write_text(page.request.get(f"{base}/api/v1/ledger/checkpoint").text())
+    key = page.request.get(f"{base}/api/v1/ledger/key").text().strip()
+    verified = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parents[2] / "verifier" / "counterfund_verify.py"),
+            "round",
+            f"{base}/api/v1/rounds/{round_id}",
+            "--export",
+            f"{base}/ledger/export.json",
+            "--key",
+            key,
+            "--checkpoint",
+            str(checkpoint),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert "each match is its entry" in verified.stdout and "OK" in verified.stdout
     journey.assert_no_third_party_requests()
