@@ -247,3 +247,23 @@ def test_out_of_order_events_never_undo_a_saved_card(confirmed_at_stripe):
 def test_webhook_is_not_served_with_the_simulated_backend(app):
     payload = _event("setup_intent.succeeded", {"id": "seti_x"})
     assert _post(app.test_client(), payload, _sign(payload)).status_code == 404
+
+
+def test_one_card_saved_twice_at_stripe_gets_one_card_tag(stripe_app):
+    """Stripe's card.fingerprint is the same for the same card number, whoever saves
+    it: kept as a keyed hash, it makes one card one backer in a matching round."""
+    app = stripe_app
+    client = app.test_client()
+    slug = live_campaign(app)
+    for number in ("4242424242424242", "4242424242424242", "5555555555554444"):
+        card_url = _start(app, client, slug)
+        _card_page(client, card_url)  # the card page starts the SetupIntent
+        setup_id = pledges(app)[-1].provider_setup_id
+        assert _browser_confirms(app, setup_id, number).status == "succeeded"
+        assert client.get(card_url + "/return").status_code == 302
+    first, second, other = (p.card_tag for p in pledges(app))
+    assert first and first == second and other and other != first
+    fingerprint = _client(app).v1.payment_methods.retrieve(
+        pledges(app)[0].provider_payment_method_id
+    ).card.fingerprint
+    assert fingerprint and fingerprint not in first  # only a keyed hash of it is kept
