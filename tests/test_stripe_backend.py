@@ -263,7 +263,9 @@ def test_one_card_saved_twice_at_stripe_gets_one_card_tag(stripe_app):
         assert client.get(card_url + "/return").status_code == 302
     first, second, other = (p.card_tag for p in pledges(app))
     assert first and first == second and other and other != first
-    fingerprint = _client(app).v1.payment_methods.retrieve(
-        pledges(app)[0].provider_payment_method_id
-    ).card.fingerprint
+    fingerprint = (
+        _client(app)
+        .v1.payment_methods.retrieve(pledges(app)[0].provider_payment_method_id)
+        .card.fingerprint
+    )
     assert fingerprint and fingerprint not in first  # only a keyed hash of it is kept
