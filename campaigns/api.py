@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, abort, current_app, jsonify, request
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from campaigns import periods, services
-from campaigns.models import Campaign, CampaignStatus
+from campaigns.models import Campaign, CampaignStatus, CampaignUpdate
+from core.api import decode_cursor, encode_cursor, limit_api, newest_first, next_link, per_page
 from core.clock import utcnow
 from core.extensions import db
 from core.money import Money
 from core.urls import public_url_for, query_int
 
 bp = Blueprint("campaigns_api", __name__, url_prefix="/api/v1")
+limit_api(bp)
 
 MAX_PER_PAGE = 100
 
@@ -39,6 +43,34 @@ def _positive_int(name: str, default: int, maximum: int) -> int:
     return query_int(name, default=default, minimum=1, maximum=maximum)
 
 
+# Orders whose keys never change once a campaign is public: a cursor walks them without
+# skipping or repeating a campaign, whatever is launched meanwhile. (Backers and
+# percent funded change under the walker's feet: those sorts page by number only.)
+CURSOR_KEYS = {"ending": (Campaign.deadline, "asc"), "newest": (services.NEWEST_KEY, "desc")}
+
+
+def _after_cursor(query, sort: str):
+    cursor = decode_cursor()
+    if cursor is None:
+        return query, False
+    if sort not in CURSOR_KEYS or request.args.get("q"):
+        abort(400, description="cursor pagination needs sort=ending or sort=newest, without q")
+    try:
+        moment, last_id = datetime.fromisoformat(str(cursor[0])), int(cursor[1])
+    except (ValueError, IndexError):
+        abort(400, description="cursor is not a cursor this API gave")
+    if moment.tzinfo is None:
+        abort(400, description="cursor is not a cursor this API gave")
+    key, direction = CURSOR_KEYS[sort]
+    beyond = key > moment if direction == "asc" else key < moment
+    return query.where(or_(beyond, and_(key == moment, Campaign.id < last_id))), True
+
+
+def _cursor_of(campaign: Campaign, sort: str) -> str:
+    moment = campaign.deadline if sort == "ending" else campaign.launched_at or campaign.created_at
+    return encode_cursor(moment.isoformat(), campaign.id)
+
+
 @bp.get("/campaigns")
 def list_campaigns():
     page_number = _positive_int("page", 1, 1_000_000)
@@ -49,13 +81,27 @@ def list_campaigns():
     sort = request.args.get("sort", "newest")
     if sort not in services.SORTS:
         abort(400, description=f"sort must be one of {', '.join(services.SORTS)}")
-    page = db.paginate(
+    query, by_cursor = _after_cursor(
         services.search_campaigns(
             kind=request.args.get("kind") or None,
             status=status,
             text=(request.args.get("q") or "")[:200],
             sort=sort,
         ),
+        sort,
+    )
+    if by_cursor:
+        items = list(db.session.scalars(query.limit(per_page + 1)))
+        more = len(items) > per_page
+        next_cursor = _cursor_of(items[per_page - 1], sort) if more else None
+        return jsonify(
+            campaigns=[campaign_json(c) for c in items[:per_page]],
+            per_page=per_page,
+            next_cursor=next_cursor,
+            next=next_link(next_cursor),
+        )
+    page = db.paginate(
+        query,
         page=page_number,
         per_page=per_page,
         error_out=False,
@@ -68,6 +114,11 @@ def list_campaigns():
         args = {**request.args.to_dict(), "page": number, "per_page": per_page}
         return public_url_for("campaigns_api.list_campaigns", **args)
 
+    cursor = (
+        _cursor_of(page.items[-1], sort)
+        if page.has_next and page.items and sort in CURSOR_KEYS and not request.args.get("q")
+        else None
+    )
     return jsonify(
         campaigns=[campaign_json(c) for c in page.items],
         page=page.page,
@@ -75,10 +126,11 @@ def list_campaigns():
         total=page.total,
         next=link(page.next_num),
         previous=link(page.prev_num),
+        next_cursor=cursor,
     )
 
 
-def _public_campaign(slug: str) -> Campaign:
+def public_campaign(slug: str) -> Campaign:
     campaign = db.session.scalar(services.public_campaigns().where(Campaign.slug == slug))
     if campaign is None or campaign.status == CampaignStatus.SUSPENDED:
         abort(404, description="no public campaign has that slug")
@@ -91,7 +143,7 @@ def _iso(moment) -> str:
 
 @bp.get("/campaigns/<slug>")
 def get_campaign(slug: str):
-    campaign = _public_campaign(slug)
+    campaign = public_campaign(slug)
     return jsonify(campaign_json(campaign) | {"recurring": recurring_json(campaign)})
 
 
@@ -114,6 +166,31 @@ def recurring_json(campaign: Campaign) -> dict | None:
     }
 
 
+@bp.get("/campaigns/<slug>/updates")
+def list_updates(slug: str):
+    """The organizers' updates, newest first, cursor-paginated."""
+    campaign = public_campaign(slug)
+    items, cursor = newest_first(
+        select(CampaignUpdate).where(CampaignUpdate.campaign_id == campaign.id),
+        CampaignUpdate.id,
+        per_page(),
+    )
+    return jsonify(
+        updates=[
+            {
+                "id": u.id,
+                "title": u.title,
+                "body": u.body,
+                "published_at": _iso(u.created_at),
+                "url": public_url_for("campaigns.detail", slug=campaign.slug) + "#updates",
+            }
+            for u in items
+        ],
+        next_cursor=cursor,
+        next=next_link(cursor),
+    )
+
+
 # Internal period states as the API names them: a period being charged has been met.
 PERIOD_STATUS = {
     "open": "open",
@@ -129,7 +206,7 @@ def list_periods(slug: str):
     """Every period so far, oldest first: the open one with the pledges as they stand,
     decided ones with the figures frozen at their end; `collected` is what the ledger
     holds for the period's charges."""
-    campaign = _public_campaign(slug)
+    campaign = public_campaign(slug)
     if db.session.get(periods.Recurrence, campaign.id) is None:
         abort(404, description="this campaign is not recurring")
     rows = db.session.scalars(

@@ -11,7 +11,7 @@ from typing import Any
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from slugify import slugify
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from accounts.models import User
@@ -545,6 +545,8 @@ def _resolve_reports(campaign: Campaign, resolution: str) -> None:
 
 PUBLIC_STATUSES = ("live", "ended", "cancelled", "all")
 SORTS = ("relevance", "ending", "newest", "backers", "funded")
+# When a campaign went public (a draft cancelled before launch: when it was created).
+NEWEST_KEY = func.coalesce(Campaign.launched_at, Campaign.created_at)
 
 
 def public_campaigns() -> Select:
@@ -581,7 +583,7 @@ def search_campaigns(
             return query.order_by(rank, Campaign.id.desc())
     order = {
         "ending": (Campaign.deadline.asc(),),
-        "newest": (Campaign.launched_at.desc(),),
+        "newest": (NEWEST_KEY.desc(),),
         "backers": (Campaign.backer_count.desc(),),
         # Integer arithmetic keeps the ratio exact enough to order by, on every backend.
         "funded": ((Campaign.pledged_amount * 10000 / Campaign.goal_amount).desc(),),

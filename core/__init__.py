@@ -12,6 +12,7 @@ def init_app(app: Flask, migrations: str) -> None:
     from flask_babel import get_locale
     from werkzeug.exceptions import HTTPException
 
+    from core.api import after_api_request
     from core.cli import bp as outbox_cli
     from core.clock import utcnow
     from core.extensions import babel, csrf, db, limiter, login_manager, migrate
@@ -39,6 +40,7 @@ def init_app(app: Flask, migrations: str) -> None:
     login_manager.init_app(app)
     init_security(app)
     app.after_request(deliver_after_request)
+    app.after_request(after_api_request)
     app.extensions.setdefault("health_checks", {})["outbox"] = outbox_health
 
     app.register_blueprint(core_bp)

@@ -212,6 +212,9 @@ SETTINGS: tuple[tuple[str, Reader], ...] = (
     ("REGISTER_RATE_LIMIT", text("REGISTER_RATE_LIMIT", "5 per hour;20 per day")),
     ("REPORT_RATE_LIMIT", text("REPORT_RATE_LIMIT", "5 per hour")),
     ("PLEDGE_RATE_LIMIT", text("PLEDGE_RATE_LIMIT", "10 per minute;40 per hour")),
+    # Per client (IP), each API endpoint: generous for auditors' tools, a ceiling for
+    # scrapers; announced in X-RateLimit-* headers.
+    ("API_RATE_LIMIT", text("API_RATE_LIMIT", "300 per minute")),
     ("RATELIMIT_STORAGE_URI", lambda _env, c: c["REDIS_URL"] or "memory://"),
     ("RATELIMIT_ENABLED", flag("RATELIMIT_ENABLED", True)),
     ("RATELIMIT_HEADERS_ENABLED", fixed(True)),

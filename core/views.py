@@ -17,6 +17,7 @@ from sqlalchemy import text
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from core import optouts
+from core.api import is_api, problem
 from core.extensions import csrf, db
 from core.signed import LinkError
 from core.urls import public_url_for
@@ -122,8 +123,9 @@ def handle_http_error(error: HTTPException):
     if isinstance(error, SecurityError):
         # A Host outside TRUSTED_HOSTS: no page of ours (its links) is built for it.
         return Response("Unknown host.\n", 400, mimetype="text/plain")
-    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
-        return jsonify(error=error.description, status=error.code), error.code
+    if is_api(request.path) or request.accept_mimetypes.best == "application/json":
+        detail = error.description if error.description != type(error).description else None
+        return problem(error.code or 500, error.name, detail)
     titles = {
         400: _("That request was not understood"),
         403: _("You are not allowed to do that"),

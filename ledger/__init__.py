@@ -12,6 +12,7 @@ def init_app(app: Flask) -> None:
     from core.config import ConfigError
     from ledger import dashboard
     from ledger.api import bp as ledger_api
+    from ledger.api import campaign_bp as ledger_campaign_api
     from ledger.cli import bp as ledger_cli
     from ledger.disbursement_views import bp as disbursements_bp
     from ledger.models import entry_kind_label
@@ -22,7 +23,7 @@ def init_app(app: Flask) -> None:
         check_key(app.config)
     except SigningKeyError as exc:
         raise ConfigError(f"ledger signing key: {exc}") from None
-    for blueprint in (ledger_api, ledger_cli, ledger_bp, disbursements_bp):
+    for blueprint in (ledger_api, ledger_campaign_api, ledger_cli, ledger_bp, disbursements_bp):
         app.register_blueprint(blueprint)
     app.jinja_env.filters["entry_kind"] = entry_kind_label
     register_dashboard_items(app, dashboard.items)

@@ -5,11 +5,19 @@ from __future__ import annotations
 import base64
 
 from flask import Blueprint, abort, jsonify
+from sqlalchemy import select
 
-from core.urls import query_int
+from campaigns.api import public_campaign
+from core.api import limit_api, newest_first, next_link, per_page
+from core.urls import public_url_for, query_int
 from ledger import log, merkle, signing
+from ledger.disbursements import Disbursement, DisbursementStatus
 
 bp = Blueprint("ledger_api", __name__, url_prefix="/api/v1/ledger")
+limit_api(bp)
+# What the ledger says about one campaign, beside the campaign's own API.
+campaign_bp = Blueprint("ledger_campaign_api", __name__, url_prefix="/api/v1")
+limit_api(campaign_bp)
 
 MAX_ENTRIES = 1000
 
@@ -112,4 +120,38 @@ def consistency():
         first_root=_b64(_root(first)),
         second_root=_b64(_root(second)),
         proof=[_b64(p) for p in proof],
+    )
+
+
+@campaign_bp.get("/campaigns/<slug>/disbursements")
+def list_disbursements(slug: str):
+    """Approved disbursements, newest first: payee (or the number of payees of a batch),
+    purpose, amount, the receipt and the ledger reference."""
+    campaign = public_campaign(slug)
+    items, cursor = newest_first(
+        select(Disbursement).where(
+            Disbursement.campaign_id == campaign.id,
+            Disbursement.status == DisbursementStatus.APPROVED,
+        ),
+        Disbursement.id,
+        per_page(),
+    )
+    return jsonify(
+        disbursements=[
+            {
+                "reference": d.reference,
+                "payee": d.payee or None,
+                "payees": d.payee_count,
+                "purpose": d.purpose,
+                "amount": d.money.as_json(),
+                "approved_at": d.decided_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+                if d.decided_at
+                else None,
+                "receipt_url": public_url_for("disbursements.receipt", name=d.receipt_file),
+                "commitment": d.commitment or None,
+            }
+            for d in items
+        ],
+        next_cursor=cursor,
+        next=next_link(cursor),
     )

@@ -14,6 +14,7 @@ def init_app(app: Flask) -> None:
     from core import heartbeat  # noqa: F401 - registers the heartbeat model
     from core.jobs import init_jobs, start_background_jobs
     from payments import dashboard, jobs, notifications, personal_data, reconcile  # noqa: F401
+    from payments.api import bp as payments_api
     from payments.backends import init_backend
     from payments.chart import pledge_chart
     from payments.cli import bp as demo_cli
@@ -37,7 +38,7 @@ def init_app(app: Flask) -> None:
         # The embedded scheduler thread starts with the first request, so CLI commands
         # (migrations, the demo loader) never start one.
         app.before_request(lambda: start_background_jobs(app))
-    for blueprint in (demo_cli, payments_bp, webhooks_bp, settle_cli):
+    for blueprint in (demo_cli, payments_bp, payments_api, webhooks_bp, settle_cli):
         app.register_blueprint(blueprint)
     app.jinja_env.globals["recent_supporters"] = recent_supporters
     app.jinja_env.globals["period_charges"] = period_charges

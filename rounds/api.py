@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from core.api import limit_api
 from core.extensions import db
 from core.urls import public_url_for
 from rounds import services
 from rounds.models import Round, RoundStatus, Rule
 
 bp = Blueprint("rounds_api", __name__, url_prefix="/api/v1")
+limit_api(bp)
 
 
 def _time(value) -> str:

@@ -85,13 +85,14 @@ def test_drafts_never_appear_in_the_api(app, client):
 def test_bad_api_parameters_get_a_clear_400(app, client, query):
     response = client.get(f"/api/v1/campaigns?{query}")
     assert response.status_code == 400
-    assert response.get_json()["error"]
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json(force=True)["detail"]
 
 
 def test_unknown_campaign_is_a_json_404(app, client):
     response = client.get("/api/v1/campaigns/nope")
     assert response.status_code == 404
-    assert response.get_json()["error"]
+    assert response.get_json(force=True)["detail"]
 
 
 def test_demo_has_every_kind_and_loads_once(app, demo):

@@ -265,7 +265,7 @@ def test_malformed_parameters_get_a_clear_400(app, url, message):
     _settled_ledger(app)
     response = app.test_client().get(url, headers={"Accept": "application/json"})
     assert response.status_code == 400
-    assert message in response.get_json()["error"]
+    assert message in response.get_json(force=True)["detail"]
 
 
 def test_auditor_pages_filters_and_exports(app):
