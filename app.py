@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import accounts
 import campaigns
 import core
+import integrations
 import ledger
 import payments
 import rounds
@@ -58,7 +59,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     # Each package wires itself (blueprints, CLI, signals, template globals): the
     # extensions first, then the features, lowest layer first.
     core.init_app(app, migrations=os.path.join(HERE, "migrations"))
-    for package in (accounts, campaigns, ledger, payments, rounds):
+    for package in (accounts, campaigns, ledger, payments, rounds, integrations):
         package.init_app(app)
     return app
 

@@ -12,7 +12,7 @@ def init_app(app: Flask, migrations: str) -> None:
     from flask_babel import get_locale
     from werkzeug.exceptions import HTTPException
 
-    from core.api import after_api_request
+    from core.api import RowIdConverter, after_api_request
     from core.cli import bp as outbox_cli
     from core.clock import utcnow
     from core.extensions import babel, csrf, db, limiter, login_manager, migrate
@@ -32,6 +32,8 @@ def init_app(app: Flask, migrations: str) -> None:
     from core.views import bp as core_bp
     from core.views import handle_http_error
 
+    # Before any blueprint adds its routes: they compile with the map's converters.
+    app.url_map.converters["int"] = RowIdConverter
     db.init_app(app)
     migrate.init_app(app, db, directory=migrations, render_as_batch=True, compare_type=True)
     csrf.init_app(app)

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from flask import Response, abort, current_app, request
+from werkzeug.routing import IntegerConverter
 
 API_PREFIX = "/api/v1/"
 ORGANIZER_PREFIX = "/api/v1/organizer/"
@@ -123,3 +124,12 @@ def limit_api(blueprint) -> None:
     from core.extensions import limiter
 
     limiter.limit(api_rate_limit)(blueprint)
+
+
+class RowIdConverter(IntegerConverter):
+    """`<int:…>` in every route: row ids are 32-bit integers in the database, so a
+    larger number cannot name a row and is a 404 (PostgreSQL refuses it with a 500)."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)

@@ -66,3 +66,17 @@ def test_error_logs_name_the_route_not_the_token(make_app, caplog):
     assert "boom" in caplog.text
     assert token not in caplog.text
     assert "/pledge/<key>/explode" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/rounds/2147483648",
+        "/rounds/2147483648",
+        "/rounds/99999999999999999999",
+        "/ledger/entry/99999999999999999999",
+    ],
+)
+def test_ids_beyond_the_databases_integers_are_404_not_500(app, client, path):
+    """Found by schemathesis: PostgreSQL refused 2147483648 for an integer id (500)."""
+    assert client.get(path).status_code == 404

@@ -19,7 +19,16 @@ from rounds.models import ENTRY_MACHINE, ROUND_MACHINE
 from tests.factories import live_campaign, pledge
 
 ROOT = Path(__file__).resolve().parent.parent
-APPLICATION = ("app.py", "core", "accounts", "campaigns", "payments", "ledger", "rounds")
+APPLICATION = (
+    "app.py",
+    "core",
+    "accounts",
+    "campaigns",
+    "payments",
+    "ledger",
+    "rounds",
+    "integrations",
+)
 
 
 def _put(pledge_id: int, status: PledgeStatus) -> None:
