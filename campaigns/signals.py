@@ -12,3 +12,7 @@ _signals = Namespace()
 campaign_launched = _signals.signal("campaign-launched")
 campaign_cancelled = _signals.signal("campaign-cancelled")
 update_posted = _signals.signal("update-posted")  # (campaign, update=, email_backers=)
+# Settlement decided a one-off campaign at its deadline: (campaign, funded=bool).
+campaign_decided = _signals.signal("campaign-decided")
+# Settlement finished: (campaign, settled=bool): settled, or released when unfunded.
+campaign_finished = _signals.signal("campaign-finished")

@@ -215,6 +215,13 @@ SETTINGS: tuple[tuple[str, Reader], ...] = (
     # Per client (IP), each API endpoint: generous for auditors' tools, a ceiling for
     # scrapers; announced in X-RateLimit-* headers.
     ("API_RATE_LIMIT", text("API_RATE_LIMIT", "300 per minute")),
+    # Webhooks to private, loopback or link-local addresses: only in development.
+    (
+        "WEBHOOK_ALLOW_PRIVATE_TARGETS",
+        lambda env, c: flag("WEBHOOK_ALLOW_PRIVATE_TARGETS", c["ENV_NAME"] == "development")(
+            env, c
+        ),
+    ),
     ("RATELIMIT_STORAGE_URI", lambda _env, c: c["REDIS_URL"] or "memory://"),
     ("RATELIMIT_ENABLED", flag("RATELIMIT_ENABLED", True)),
     ("RATELIMIT_HEADERS_ENABLED", fixed(True)),

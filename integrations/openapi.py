@@ -355,6 +355,7 @@ def paths() -> dict:
             tag="rounds",
         ),
         "/api/v1/openapi.json": get("This document", json_response({"type": "object"}), tag="meta"),
+        **organizer_paths(),
     }
 
 
@@ -375,5 +376,112 @@ def document() -> dict:
         },
         "servers": [{"url": current_app.config["PUBLIC_URL"]}],
         "paths": paths(),
-        "components": {"schemas": SCHEMAS},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "token": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A personal API token (account page, API tokens)",
+                }
+            },
+        },
+    }
+
+
+BEARER: list[dict[str, list]] = [{"token": []}]
+AUTH_ERRORS = {
+    "401": {"description": "No usable token (missing, unknown, expired, revoked)", **PROBLEM},
+    "403": {"description": "The token lacks the scope, or your role the right", **PROBLEM},
+    "404": {"description": "Not on the committee of a campaign with that slug", **PROBLEM},
+    "429": ERRORS["429"],
+}
+
+
+def organizer(summary: str, scope: str, ok: dict, code: str = "200", **more) -> dict:
+    return {
+        "summary": f"{summary} (scope {scope})",
+        "tags": ["organizers"],
+        "security": BEARER,
+        "parameters": [SLUG, *more.pop("parameters", [])],
+        "responses": {code: ok, **AUTH_ERRORS, **more.pop("responses", {})},
+        **more,
+    }
+
+
+WEBHOOK = obj(
+    {
+        "id": {"type": "integer"},
+        "url": URL,
+        "events": {"type": "array", "items": {"type": "string"}},
+        "created_at": TIME,
+    },
+    {"secret": {"type": "string", "description": "only when created: sign checks with it"}},
+)
+EVENTS = [
+    "pledge.created",
+    "pledge.cancelled",
+    "campaign.funded",
+    "campaign.failed",
+    "campaign.settled",
+    "ledger.entry",
+    "update.published",
+]
+
+
+def organizer_paths() -> dict:
+    base = "/api/v1/organizer/campaigns/{slug}"
+    new_webhook = obj({"url": URL, "events": {"type": "array", "items": {"enum": EVENTS}}})
+    return {
+        f"{base}/backers": {
+            "get": organizer(
+                "Backers as they chose to appear, amounts, messages (never addresses)",
+                "backers:read",
+                json_response(obj({"backers": {"type": "array", "items": {"type": "object"}}})),
+            )
+        },
+        f"{base}/settlement": {
+            "get": organizer(
+                "Settlement status and pledges by state",
+                "settlement:read",
+                json_response({"type": "object"}),
+            )
+        },
+        f"{base}/webhooks": {
+            "get": organizer(
+                "The campaign's webhooks",
+                "webhooks:manage",
+                json_response(obj({"webhooks": {"type": "array", "items": WEBHOOK}})),
+            ),
+            "post": organizer(
+                'Add a webhook: {"url", "events"}; the answer holds its secret',
+                "webhooks:manage",
+                json_response(WEBHOOK, "Created"),
+                code="201",
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": new_webhook}},
+                },
+                responses={
+                    "400": ERRORS["400"],
+                    "422": {"description": "Refused: the reason is in detail", **PROBLEM},
+                },
+            ),
+        },
+        f"{base}/webhooks/{{endpoint_id}}": {
+            "delete": organizer(
+                "Remove a webhook",
+                "webhooks:manage",
+                {"description": "Removed"},
+                code="204",
+                parameters=[
+                    {
+                        "name": "endpoint_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 0},
+                    }
+                ],
+            )
+        },
     }

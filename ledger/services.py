@@ -14,6 +14,7 @@ from core.extensions import changed, db
 from core.money import Money, validate_currency
 from ledger import log
 from ledger.models import EntryKind, LedgerBalance, LedgerPosting, LedgerTransaction
+from ledger.signals import entries_recorded
 
 SUPPORTERS = "supporters"  # money coming in from outside (card payments)
 FUNDERS = "funders"  # money coming in from outside into matching pools
@@ -112,6 +113,7 @@ def record_many(entries: list[Entry]) -> list[int]:
     )
     # Into the Merkle log in the same transaction: no entry is ever outside it.
     log.append(list(zip(ids, entries, strict=True)), now)
+    entries_recorded.send(None, entries=entries)
     return list(ids)
 
 

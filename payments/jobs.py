@@ -156,6 +156,9 @@ def sweep() -> None:
     notifications.notify_before_period_charges()
     ledger_log.sequence()
     reconcile_if_due()
+    # Work of packages above payments (webhook retries, the open data dump).
+    for task in current_app.extensions.get("sweep_tasks", []):
+        task()
     heartbeat.beat("sweep")
     db.session.commit()
     outbox.deliver_pending()

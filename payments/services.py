@@ -23,7 +23,7 @@ from core.extensions import changed, db
 from core.i18n import current_locale
 from core.money import Money
 from core.work import RuleError
-from payments import emails, lifecycle
+from payments import emails, lifecycle, signals
 from payments.backends import enter_simulated_card, get_backend
 from payments.backends.base import CardError, SavedCard
 from payments.models import Pledge, PledgeStatus, Visibility
@@ -322,6 +322,7 @@ def card_saved(pledge: Pledge, saved: SavedCard) -> bool:
     pledge.activated_at = utcnow()
     lifecycle.move_or_raise(pledge, "activated")
     emails.confirmation(pledge)
+    signals.pledge_activated.send(pledge)
     return True
 
 
@@ -444,6 +445,7 @@ def cancel(pledge: Pledge) -> bool:
         raise too_late(pledge)
     if was == PledgeStatus.ACTIVE:
         adjust_totals(pledge.campaign, -pledge.amount, -1)
+    signals.pledge_cancelled.send(pledge)
     return True
 
 

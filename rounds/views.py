@@ -8,6 +8,7 @@ from datetime import UTC
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from wtforms import SelectChoice
 
 from campaigns.forms import ConfirmForm
 from campaigns.models import Campaign
@@ -49,7 +50,8 @@ def detail(round_id: int):
     if current_user.is_authenticated and round_.public_status == RoundStatus.OPEN:
         apply_form = ApplyForm()
         apply_form.campaign.choices = [
-            (str(c.id), c.title) for c in services.eligible_campaigns(round_, current_user)
+            SelectChoice(str(c.id), c.title)
+            for c in services.eligible_campaigns(round_, current_user)
         ]
     return render_template(
         "rounds/detail.html",
@@ -98,7 +100,7 @@ def apply(round_id: int):
     round_ = _round(round_id)
     form = ApplyForm()
     form.campaign.choices = [
-        (str(c.id), c.title) for c in services.eligible_campaigns(round_, current_user)
+        SelectChoice(str(c.id), c.title) for c in services.eligible_campaigns(round_, current_user)
     ]
     if form.validate_on_submit():
         campaign = db.session.get(Campaign, int(form.campaign.data))

@@ -37,6 +37,8 @@ def _urls(app) -> list[str]:
         "action": "pause",
         "round_id": 1,
         "entry_id": 1,
+        "token_id": 1,
+        "endpoint_id": 1,
     }
     urls = []
     for rule in app.url_map.iter_rules():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import and_, case, func, or_, select, update
 
+from campaigns import signals
 from campaigns.models import Campaign, CampaignStatus, FundingModel
 from campaigns.notifications import tell_committee
 from campaigns.periods import Recurrence
@@ -65,6 +66,7 @@ def decide(campaign_id: int) -> bool:
         pledged=campaign.pledged,
         backers=campaign.backer_count,
     )
+    signals.campaign_decided.send(campaign, funded=funded)
     return True
 
 
@@ -143,6 +145,7 @@ def finish_if_done(campaign_id: int) -> bool:
             tell_committee(campaign, "settled", collected=campaign.collected)
         else:
             tell_committee(campaign, "released")
+        signals.campaign_finished.send(campaign, settled=campaign.status == CampaignStatus.SETTLED)
     db.session.commit()
     return bool(done)
 
