@@ -13,11 +13,12 @@ def init_app(app: Flask) -> None:
         personal_data,
     )
     from campaigns.api import bp as campaigns_api
+    from campaigns.embeds import bp as embeds_bp
     from campaigns.models import role_can
     from campaigns.moderation import bp as moderation_bp
     from campaigns.views import bp as campaigns_bp
 
-    for blueprint in (campaigns_bp, campaigns_api, moderation_bp):
+    for blueprint in (campaigns_bp, campaigns_api, embeds_bp, moderation_bp):
         app.register_blueprint(blueprint)
     app.jinja_env.globals["role_can"] = role_can
     app.jinja_env.globals["recurrence_summary"] = periods.summary

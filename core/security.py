@@ -6,7 +6,10 @@ from flask import Flask, Response, current_app
 
 
 def content_security_policy(
-    extra_script: str = "", extra_frame: str = "", extra_connect: str = ""
+    extra_script: str = "",
+    extra_frame: str = "",
+    extra_connect: str = "",
+    frame_ancestors: str = "'none'",
 ) -> str:
     return "; ".join(
         [
@@ -19,7 +22,7 @@ def content_security_policy(
             "object-src 'none'",
             "base-uri 'none'",
             "form-action 'self'",
-            "frame-ancestors 'none'",
+            f"frame-ancestors {frame_ancestors}",
         ]
     )
 
@@ -29,7 +32,8 @@ def add_security_headers(response: Response) -> Response:
     headers.setdefault("Content-Security-Policy", content_security_policy())
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("X-Frame-Options", "DENY")
+    if "frame-ancestors *" not in headers["Content-Security-Policy"]:
+        headers.setdefault("X-Frame-Options", "DENY")  # the embeddable widget is the exception
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     headers.setdefault(
         "Permissions-Policy", "camera=(), microphone=(), geolocation=(), interest-cohort=()"

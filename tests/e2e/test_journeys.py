@@ -683,3 +683,42 @@ def test_9_a_funders_quadratic_round_multiplies_many_small_pledges(journey, tmp_
     assert verified.returncode == 0, verified.stderr
     assert "each match is its entry" in verified.stdout and "OK" in verified.stdout
     journey.assert_no_third_party_requests()
+
+
+def test_10_a_union_website_embeds_the_widget(journey, tmp_path):
+    """The union's own site (another origin: localhost on another port) frames the
+    campaign's widget: it renders, links to the campaign, and sets no cookie."""
+    import functools
+    import http.server
+    import threading
+
+    server = journey.server
+    slug = "riverside-warehouse-strike-fund"
+    page_file = tmp_path / "union.html"
+    page_file.write_text(
+        "<!doctype html><html lang='en'><head><title>Our union</title></head><body>"
+        "<h1>Support the pickers</h1>"
+        f"<iframe src='{server.url}/c/{slug}/embed?lang=de' width='360' height='280' "
+        "title='Strike fund widget'></iframe></body></html>"
+    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    union = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=union.serve_forever, daemon=True).start()
+    try:
+        page = journey.page
+        page.goto(f"http://localhost:{union.server_port}/union.html")
+        frame = page.frame_locator("iframe[title='Strike fund widget']")
+        expect(frame.get_by_role("heading", name="Strike fund for the Riverside")).to_be_visible()
+        expect(frame.get_by_role("link", name="Diese Kampagne unterstützen")).to_have_attribute(
+            "href", f"{server.url}/c/{slug}"
+        )
+        journey.shoot("union-site-with-widget")
+        assert journey.context.cookies(server.url) == []
+        widget_requests = [
+            url for _page, url in journey.requests if "/c/" in url or "/static/" in url
+        ]
+        assert widget_requests and all(url.startswith(server.url) for url in widget_requests)
+    finally:
+        union.shutdown()
+        union.server_close()
+    journey.visited.clear()  # the union's page is theirs to fit on a phone
