@@ -200,6 +200,8 @@ SETTINGS: tuple[tuple[str, Reader], ...] = (
     # Whole request bodies: a cover image plus the form around it.
     ("MAX_CONTENT_LENGTH", integer("MAX_REQUEST_BYTES", 8 * 1024 * 1024, minimum=1024)),
     ("UPLOAD_FOLDER", in_instance("UPLOAD_FOLDER", "uploads")),
+    # The open data dump (rebuilt daily by the sweep).
+    ("OPEN_DATA_FOLDER", in_instance("OPEN_DATA_FOLDER", "open-data")),
     ("LOGIN_RATE_LIMIT_IP", text("LOGIN_RATE_LIMIT_IP", "30 per minute;300 per day")),
     # Failures per account and client pair; the owner's own client is not counted
     # with an attacker's. The ceiling counts the account across all clients.

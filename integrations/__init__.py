@@ -9,7 +9,7 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Pages (reference, tokens, webhooks), the organizers' API, webhook events from
     the packages' signals, and their delivery in the sweep."""
-    from integrations import events, webhooks
+    from integrations import dump, events, webhooks
     from integrations.organizer_api import bp as organizer_api
     from integrations.views import api_bp, bp
 
@@ -18,3 +18,4 @@ def init_app(app: Flask) -> None:
     events.connect()
     # The sweep retries what is due (deliveries queued by a change are sent at once).
     app.extensions.setdefault("sweep_tasks", []).append(webhooks.deliver_due)
+    app.extensions["sweep_tasks"].append(dump.rebuild_if_stale)

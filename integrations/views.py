@@ -1,6 +1,15 @@
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    send_file,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
@@ -10,7 +19,7 @@ from campaigns.services import campaign_for_page
 from core.api import limit_api
 from core.extensions import db
 from core.work import flash_transaction, form_transaction
-from integrations import openapi, tokens, webhooks
+from integrations import dump, openapi, tokens, webhooks
 from integrations.forms import EVENT_LABELS, TokenForm, WebhookForm
 from integrations.models import SCOPE_LABELS, WebhookEvent
 
@@ -31,6 +40,23 @@ def reference():
     return render_template(
         "integrations/reference.html", document=document, schemas=document["components"]["schemas"]
     )
+
+
+@bp.get("/data/" + dump.FILENAME)
+def open_data():
+    """The whole public dataset, rebuilt daily by the sweep (here, if it never ran)."""
+    target = dump.path()
+    if not target.exists():
+        dump.build()
+    response = send_file(
+        target,
+        mimetype="application/zip",
+        download_name=dump.FILENAME,
+        as_attachment=True,
+        max_age=3600,
+    )
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
 
 
 # ---- Personal API tokens ------------------------------------------------------------------

@@ -230,7 +230,9 @@ def _csv(campaign_id: int | None):
     return rows
 
 
-def _json(campaign_id: int | None):
+def json_export(campaign_id: int | None):
+    """The JSON export (the whole ledger, or a campaign's part) as a generator of chunks."""
+
     def chunks():
         checkpoint = log.latest_checkpoint()
         head = {
@@ -263,7 +265,7 @@ def export_csv():
 
 @bp.get("/ledger/export.json")
 def export_json():
-    return _download(_json(None), "application/json", "counterfund-ledger.json")
+    return _download(json_export(None), "application/json", "counterfund-ledger.json")
 
 
 @bp.get("/c/<slug>/ledger/export.csv")
@@ -275,7 +277,7 @@ def campaign_export_csv(slug: str):
 @bp.get("/c/<slug>/ledger/export.json")
 def campaign_export_json(slug: str):
     campaign = _public_campaign(slug)
-    return _download(_json(campaign.id), "application/json", f"{campaign.slug}-ledger.json")
+    return _download(json_export(campaign.id), "application/json", f"{campaign.slug}-ledger.json")
 
 
 # ---- Atom feeds --------------------------------------------------------------------

@@ -112,6 +112,7 @@ def make_app(backend, tmp_root, tmp_path, monkeypatch):
             else url,
             "UPLOAD_FOLDER": str(tmp_path / "uploads"),
             "OUTBOX_FOLDER": str(tmp_path / "outbox"),
+            "OPEN_DATA_FOLDER": str(tmp_path / "open-data"),
             "SIMULATED_PROVIDER_DB": str(tmp_path / "provider.db"),
             "JOB_RUNNER": "eager",
             "LEDGER_SIGNING_KEY_FILE": str(tmp_path / "ledger_key"),
