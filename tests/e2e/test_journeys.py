@@ -722,3 +722,67 @@ def test_10_a_union_website_embeds_the_widget(journey, tmp_path):
         union.shutdown()
         union.server_close()
     journey.visited.clear()  # the union's page is theirs to fit on a phone
+
+
+def test_11_an_organizer_connects_the_unions_systems(journey):
+    """The strike committee adds a webhook for its union's membership system, sends a
+    test event that the system receives signed, and creates a read-only API token
+    that its system then uses; the API reference is one click away."""
+    import http.server
+    import threading
+
+    from standardwebhooks import Webhook
+
+    received: list[tuple[dict, bytes]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(
+                (dict(self.headers), self.rfile.read(int(self.headers["Content-Length"])))
+            )
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    union = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=union.serve_forever, daemon=True).start()
+    page, base = journey.page, journey.server.url
+    try:
+        _log_in(page, base, "organizer@example.org", DEMO_PASSWORD)
+        journey.go("/c/riverside-warehouse-strike-fund")
+        page.get_by_role("link", name="Webhooks").click()
+        page.get_by_label("Address (https://…)").fill(f"http://127.0.0.1:{union.server_port}/in")
+        page.get_by_label("A pledge is made").check()
+        page.get_by_role("button", name="Add the webhook").click()
+        expect(page.get_by_text("Webhook added.")).to_be_visible()
+        secret = page.locator("section.webhook code").nth(1).inner_text()
+        page.get_by_role("button", name="Send a test event").click()
+        expect(page.get_by_role("cell", name="delivered")).to_be_visible()
+        journey.axe("webhooks")
+        journey.shoot("webhooks")
+        [(headers, body)] = received
+        assert Webhook(secret).verify(body, headers)["type"] == "test"
+
+        page.get_by_role("link", name="Account", exact=True).click()
+        page.get_by_role("link", name="API tokens for your campaigns").click()
+        page.get_by_label("Name", exact=True).fill("membership system")
+        page.get_by_label("Read backers' chosen names and messages (never their addresses)").check()
+        page.get_by_role("button", name="Create the token").click()
+        token = page.locator("pre code").inner_text()
+        journey.axe("tokens")
+        journey.shoot("token-created")
+        answer = page.request.get(
+            f"{base}/api/v1/organizer/campaigns/riverside-warehouse-strike-fund/backers",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert answer.ok and "@" not in answer.text() and answer.json()["backers"]
+        page.get_by_role("link", name="API reference").click()
+        expect(page.get_by_role("heading", name="API reference")).to_be_visible()
+        journey.axe("api-reference")
+        journey.shoot("api-reference")
+    finally:
+        union.shutdown()
+        union.server_close()
+    journey.assert_no_third_party_requests()
