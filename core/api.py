@@ -18,18 +18,10 @@ from typing import Any
 from flask import Response, abort, current_app, request
 from werkzeug.routing import IntegerConverter
 
-API_PREFIX = "/api/v1/"
-ORGANIZER_PREFIX = "/api/v1/organizer/"
+from core.urls import is_api, is_public_api, public_url_for, query_int
+
 PUBLIC_MAX_AGE = 30  # seconds a shared cache may keep a public answer
 EXPOSED = "ETag, Link, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
-
-
-def is_api(path: str) -> bool:
-    return path.startswith(API_PREFIX) or path == API_PREFIX.rstrip("/")
-
-
-def is_public_api(path: str) -> bool:
-    return is_api(path) and not path.startswith(ORGANIZER_PREFIX)
 
 
 def problem(status: int, title: str, detail: str | None) -> Response:
@@ -87,8 +79,6 @@ def api_rate_limit() -> str:
 
 
 def per_page() -> int:
-    from core.urls import query_int
-
     return query_int("per_page", default=current_app.config["PAGE_SIZE"], minimum=1, maximum=100)
 
 
@@ -111,8 +101,6 @@ def newest_first(query: Any, id_column: Any, size: int) -> tuple[list, str | Non
 
 def next_link(next_cursor: str | None) -> str | None:
     """The absolute URL of the next page (on PUBLIC_URL), or None."""
-    from core.urls import public_url_for
-
     if next_cursor is None or request.endpoint is None:
         return None
     args = {**(request.view_args or {}), **request.args.to_dict(), "cursor": next_cursor}

@@ -30,15 +30,31 @@ def public_request_context():
     return current_app.test_request_context("/", base_url=current_app.config["PUBLIC_URL"])
 
 
+API_PREFIX = "/api/v1/"
+ORGANIZER_PREFIX = "/api/v1/organizer/"
+
+
+def is_api(path: str) -> bool:
+    return path.startswith(API_PREFIX) or path == API_PREFIX.rstrip("/")
+
+
+def is_public_api(path: str) -> bool:
+    """Open to anyone, from any origin: every API path but the organizers' (tokens)."""
+    return is_api(path) and not path.startswith(ORGANIZER_PREFIX)
+
+
 def query_int(name: str, *, default: int | None = None, minimum: int = 0, maximum: int) -> int:
     """A whole-number query parameter, or a clear 400: ASCII digits only (Python's int()
     also reads "٣" and refuses "²" with an exception), bounded before conversion."""
     raw = request.args.get(name)
+    refusal = f"{name} must be a whole number, at least {minimum} and at most {maximum}"
+    # A page's filter form sends empty fields; an API client means something by `x=`.
+    if is_api(request.path) and (raw == "" or len(request.args.getlist(name)) > 1):
+        abort(400, description=refusal)
     if raw is None or raw == "":
         if default is None:
             abort(400, description=f"{name} is required")
         return default
-    refusal = f"{name} must be a whole number, at least {minimum} and at most {maximum}"
     if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(maximum)):
         abort(400, description=refusal)
     value = int(raw)

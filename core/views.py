@@ -17,10 +17,10 @@ from sqlalchemy import text
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from core import optouts
-from core.api import is_api, problem
+from core.api import problem
 from core.extensions import csrf, db
 from core.signed import LinkError
-from core.urls import public_url_for
+from core.urls import is_api, public_url_for
 
 bp = Blueprint("core", __name__)
 
@@ -125,7 +125,12 @@ def handle_http_error(error: HTTPException):
         return Response("Unknown host.\n", 400, mimetype="text/plain")
     if is_api(request.path) or request.accept_mimetypes.best == "application/json":
         detail = error.description if error.description != type(error).description else None
-        return problem(error.code or 500, error.name, detail)
+        response = problem(error.code or 500, error.name, detail)
+        # What the error says besides its body: Allow on a 405, Retry-After on a 429…
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
     titles = {
         400: _("That request was not understood"),
         403: _("You are not allowed to do that"),

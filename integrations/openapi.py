@@ -176,6 +176,7 @@ PROBLEM = {"content": {"application/problem+json": {"schema": ref("Problem")}}}
 ERRORS = {
     "400": {"description": "A parameter is malformed or out of range", **PROBLEM},
     "404": {"description": "Nothing public there", **PROBLEM},
+    "414": {"description": "The request line is too long (the web server answers, not the API)"},
     "429": {"description": "Too many requests from this client", **PROBLEM},
 }
 TEXT = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}

@@ -125,3 +125,23 @@ def test_api_answers_announce_their_rate_limit(app):
     response = limited.get("/api/v1/rounds")
     assert response.headers["X-RateLimit-Limit"] == "300"
     assert int(response.headers["X-RateLimit-Remaining"]) < 300
+
+
+def test_found_by_schemathesis_a_405_names_the_allowed_methods(client):
+    """RFC 9110: a 405 carries Allow (the problem+json rewrite had dropped it)."""
+    response = client.delete("/api/v1/rounds")
+    assert response.status_code == 405
+    assert "GET" in response.headers["Allow"]
+    assert response.mimetype == "application/problem+json"
+
+
+def test_found_by_schemathesis_an_empty_number_is_refused_by_the_api(client):
+    """`per_page=` is not a number: the API says so instead of using the default."""
+    for url in (
+        "/api/v1/ledger/entries?start=",
+        "/api/v1/campaigns?per_page=",
+        "/api/v1/campaigns?per_page=1&per_page=2",
+    ):
+        response = client.get(url)
+        assert response.status_code == 400, url
+        assert "whole number" in response.get_json(force=True)["detail"]
