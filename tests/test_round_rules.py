@@ -107,6 +107,28 @@ def test_capped_match_follows_each_cap_in_charge_order():
     assert result == {"A": 600, "B": 400}
 
 
+def test_the_cap_per_backer_binds_on_its_own():
+    pledges = [("A", "x", 300), ("A", "x", 300), ("A", "y", 300), ("B", "x", 300)]
+    # x reaches 400 on A (300 + 100); y has their own 400; on B, x starts afresh.
+    assert capped_matches(pledges, 10_000, per_backer=400) == {"A": 700, "B": 300}
+
+
+def test_the_cap_per_backer_adds_up_every_pledge_and_binds_on_the_first():
+    assert capped_matches([("A", "x", 100)] * 3, 10_000, per_backer=250) == {"A": 250}
+    assert capped_matches([("A", "x", 100)], 10_000, per_backer=50) == {"A": 50}
+
+
+def test_the_cap_per_campaign_binds_on_the_first_pledge_and_the_default_ratio_is_one():
+    assert capped_matches([("A", "x", 100)], 10_000, per_campaign=50) == {"A": 50}
+    assert capped_matches([("A", "x", 10_000)], 10**6) == {"A": 10_000}
+
+
+def test_the_odd_unit_goes_to_the_largest_remainder_not_the_first_name():
+    # raw a = 2 x 1 x 100 = 200, b = (10 + 20)^2 - 500 = 400: 10 shared 3.33 / 6.67.
+    contributions = {"a": backers(100, 100), "b": backers(100, 400)}
+    assert quadratic_matches(contributions, 10) == {"a": 3, "b": 7}
+
+
 def test_capped_match_ratio_rounds_down():
     assert capped_matches([("A", "x", 333)], 10_000, ratio_bp=15_000) == {"A": 499}
     assert capped_matches([("A", "x", 333)], 10_000, ratio_bp=5_000) == {"A": 166}

@@ -321,7 +321,7 @@ def _largest_remainders(shares: dict[str, Fraction]) -> dict[str, int]:
     each share's floor, plus one unit to the largest fractional parts (ties to the
     smaller campaign name)."""
     floors = {name: share.numerator // share.denominator for name, share in shares.items()}
-    leftover = int(sum(shares.values(), Fraction(0))) - sum(floors.values())
+    leftover = int(sum(shares.values())) - sum(floors.values())
     by_remainder = sorted(shares, key=lambda name: (-(shares[name] - floors[name]), name))
     for name in by_remainder[:leftover]:
         floors[name] += 1
@@ -354,7 +354,7 @@ def quadratic_matches(
     # A whole number of minor units, so a capped campaign gets exactly the cap.
     cap = Fraction(pool * max_share_bp // 10_000 if max_share_bp is not None else pool)
     shares = {campaign: Fraction(0) for campaign in raw}
-    open_ = {campaign for campaign, value in raw.items() if value > 0}
+    open_ = {campaign for campaign, value in raw.items() if value}  # raw is never negative
     remaining = Fraction(pool)
     while open_:
         total = sum(raw[c] for c in open_)
