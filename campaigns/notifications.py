@@ -54,3 +54,17 @@ def tell_committee(
             link=public_url_for("campaigns.detail", slug=campaign.slug),
             **context,
         )
+
+
+def send_invitation(email: str, inviter: User, title: str, role_label: str, link: str) -> None:
+    """The email inviting someone onto a committee (a campaign's or a matching round's),
+    in the inviter's language: we know nothing of the invitee's."""
+    mail.send(
+        email,
+        "campaigns/committee_invitation",
+        topic="committee-invitation",
+        inviter=inviter.display_name,
+        title=title,
+        role=role_label.lower(),
+        link=link,
+    )

@@ -40,7 +40,6 @@ from campaigns.periods import (
     period_bounds,
     recurring_end_problem,
 )
-from core import mail
 from core.clock import utcnow
 from core.extensions import db
 from core.money import Money
@@ -412,17 +411,12 @@ def invite(campaign: Campaign, inviter: User, email: str, role: str) -> None:
     invitation = Invitation(campaign_id=campaign.id, email=email, role=role, invited_by=inviter.id)
     db.session.add(invitation)
     db.session.flush()
-    # In the inviter's language: we know nothing of the invitee's.
-    mail.send(
+    notifications.send_invitation(
         email,
-        "campaigns/committee_invitation",
-        topic="committee-invitation",
-        inviter=inviter.display_name,
-        title=campaign.title,
-        role=str(ROLE_LABELS[OrganizerRole(role)]).lower(),
-        link=public_url_for(
-            "campaigns.invitation", token=make_token("invite", {"i": invitation.id})
-        ),
+        inviter,
+        campaign.title,
+        str(ROLE_LABELS[OrganizerRole(role)]),
+        public_url_for("campaigns.invitation", token=make_token("invite", {"i": invitation.id})),
     )
 
 

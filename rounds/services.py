@@ -19,8 +19,7 @@ from sqlalchemy import select, update
 from accounts.models import User
 from accounts.services import AccountError, find_user_by_email, normalise_email
 from campaigns.models import Campaign, CampaignStatus, Permission, role_can
-from campaigns.notifications import tell_committee
-from core import mail
+from campaigns.notifications import send_invitation, tell_committee
 from core.clock import utcnow
 from core.extensions import changed, db
 from core.money import Money, validate_currency
@@ -123,16 +122,12 @@ def invite(round_: Round, inviter: User, email: str, role: str) -> None:
     invitation = RoundInvitation(round_id=round_.id, email=email, role=role, invited_by=inviter.id)
     db.session.add(invitation)
     db.session.flush()
-    mail.send(
+    send_invitation(
         email,
-        "campaigns/committee_invitation",
-        topic="committee-invitation",
-        inviter=inviter.display_name,
-        title=round_.name,
-        role=str(ROUND_ROLE_LABELS[RoundRole(role)]).lower(),
-        link=public_url_for(
-            "rounds.invitation", token=make_token("round-invite", {"i": invitation.id})
-        ),
+        inviter,
+        round_.name,
+        str(ROUND_ROLE_LABELS[RoundRole(role)]),
+        public_url_for("rounds.invitation", token=make_token("round-invite", {"i": invitation.id})),
     )
 
 

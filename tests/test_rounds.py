@@ -531,3 +531,40 @@ def test_single_line_fields_are_cleaned_and_pool_amounts_read_in_the_visitors_la
     with app.app_context():
         assert balance(round_account(round_id), "EUR") == 1000_50 + 12_50
         assert db.session.get(Round, round_id).pool_amount == 1000_50 + 12_50
+
+
+def test_a_round_owner_invites_a_curator_who_joins_from_the_emailed_link(app, client):
+    from tests.factories import link_in, mail_to
+
+    register(client, email="owner@example.org", name="Owner")
+    response = submit(client, "/rounds/new", _round_form(), form_page="/rounds/new")
+    round_id = int(response.headers["Location"].split("/")[2])
+    manage = f"/rounds/{round_id}/manage"
+    invited = submit(
+        client,
+        f"/rounds/{round_id}/invite",
+        {"email": "Curator@Example.org", "role": "curator"},
+        form_page=manage,
+    )
+    assert invited.status_code == 302
+    [letter] = [m for m in mail_to(app, "curator@example.org") if "committee" in m]
+    link = link_in(letter, "/rounds/invitations/")
+    # A forwarded link is useless to anyone else.
+    stranger = app.test_client()
+    register(stranger, email="stranger2@example.org", name="Stranger")
+    submit(stranger, link, {}, form_page=link)
+    assert stranger.get(manage).status_code == 403
+    curator = app.test_client()
+    register(curator, email="curator@example.org", name="Curator")
+    assert submit(curator, link, {}, form_page=link).status_code == 302
+    page = curator.get(manage)
+    assert page.status_code == 200 and "Curator" in page.get_data(as_text=True)
+    with app.app_context():
+        round_ = db.session.get(Round, round_id)
+        roles = {m.user.email: m.role for m in round_.members}
+    assert roles == {"owner@example.org": "owner", "curator@example.org": "curator"}
+    # A curator curates, but does not record the pool's money.
+    refused = submit(
+        curator, f"/rounds/{round_id}/pool", {"amount": "5", "receipt": "x"}, form_page=manage
+    )
+    assert refused.status_code == 403
