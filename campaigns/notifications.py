@@ -24,6 +24,8 @@ TEMPLATES = {
     # A matching round's curators decided on the campaign's application.
     "round-accepted": "rounds/accepted",
     "round-refused": "rounds/refused",
+    # Money returned to a supporter at the payment processor, outside Counterfund.
+    "refunded-elsewhere": "campaigns/refunded_elsewhere",
 }
 
 

@@ -20,6 +20,10 @@ SUPPORTERS = "supporters"  # money coming in from outside (card payments)
 FUNDERS = "funders"  # money coming in from outside into matching pools
 PROCESSOR_FEES = "processor:fees"
 PLATFORM = "platform"
+# The platform's own money, covering what a campaign no longer holds when money is
+# taken back from outside (a refund made at the processor after the campaign paid out,
+# a chargeback): it may go below zero, and is shown publicly on the ledger.
+RESERVE = "platform:reserve"
 
 
 def campaign_account(campaign_id: int) -> str:

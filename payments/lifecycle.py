@@ -88,6 +88,9 @@ NOTES = frozenset(
         "card_replaced",
         "amount_changed",
         "reminder_sent",
+        # Money returned at the processor, not by us: the pledge stays charged until
+        # all of it is returned (then it moves to refunded).
+        "refunded_elsewhere",
     }
 )
 

@@ -78,6 +78,7 @@ EVENT_LABELS = {
     "card_replaced_for_retry": _l("New card: trying again"),
     "charge_recorded_late": _l("Charge recorded late, then refunded"),
     "refunded": _l("Refunded"),
+    "refunded_elsewhere": _l("Refunded at the payment processor"),
     "reminder_sent": _l("Reminder sent"),
     "period_charge_opened": _l("The period met its threshold: charge due"),
     "paused": _l("Paused"),

@@ -17,7 +17,7 @@ from core.types import UTCDateTime
 from ledger.models import EntryKind, LedgerPosting, LedgerTransaction
 from ledger.services import SUPPORTERS
 from payments.backends import get_backend
-from payments.models import Pledge
+from payments.models import Pledge, PledgeEvent
 from payments.privacy import public_reference
 
 
@@ -79,6 +79,14 @@ def reconcile() -> ReconciliationReport:
             select(Pledge.public_id, Pledge.id).where(Pledge.backend == backend.name)
         ).all()
     }
+    # Refunds made at the processor, outside the app: recorded under their own ids.
+    outside: dict[int, list[str]] = defaultdict(list)
+    for refunded_id, refund_id in db.session.execute(
+        select(PledgeEvent.pledge_id, PledgeEvent.detail).where(
+            PledgeEvent.kind == "refunded_elsewhere"
+        )
+    ):
+        outside[refunded_id].append(refund_id)
     differences: list[dict] = []
     matched = 0
     seen_references: set[str] = set()
@@ -87,7 +95,9 @@ def reconcile() -> ReconciliationReport:
         if pledge_id is None:
             differences.append({"problem": "charge for no pledge of ours", "charges": len(charges)})
             continue
-        found, matches = _compare(pledge_id, charges, ledger_rows, seen_references)
+        found, matches = _compare(
+            pledge_id, charges, ledger_rows, seen_references, outside.get(pledge_id, [])
+        )
         differences.extend(found)
         matched += matches
     for reference, amounts in ledger_rows.items():
@@ -117,7 +127,11 @@ def reconcile() -> ReconciliationReport:
 
 
 def _compare(
-    pledge_id: int, charges: list[dict], ledger_rows: dict, seen_references: set[str]
+    pledge_id: int,
+    charges: list[dict],
+    ledger_rows: dict,
+    seen_references: set[str],
+    outside_refunds: list[str],
 ) -> tuple[list[dict], int]:
     """One pledge's charges at the provider against its ledger entries: the
     differences, and 1 when the charge is in the ledger at all (0 otherwise)."""
@@ -150,6 +164,10 @@ def _compare(
         )
         return differences, 0
     in_ledger -= ledger_rows.get(refund_ref, {}).get("refund", 0)
+    for refund_id in outside_refunds:
+        reference = public_reference("refund", pledge_id, refund_id)
+        seen_references.add(reference)
+        in_ledger -= ledger_rows.get(reference, {}).get("refund", 0)
     if in_ledger != charged:
         differences.append(
             {

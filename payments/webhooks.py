@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.extensions import csrf, db
-from payments import cards, services
+from payments import cards, refunds, services
 from payments.backends import get_backend
 from payments.backends.base import BackendError
 from payments.models import Pledge, ProcessedWebhookEvent
@@ -90,8 +90,31 @@ def setup_intent_changed(obj) -> str:
         return "refused"
 
 
+def charge_refunded(obj) -> str:
+    """A refund made outside the app (Stripe's dashboard) or one of ours: what Stripe
+    holds now is followed onto the ledger (payments.refunds.follow_provider_refunds),
+    so a repeated or out-of-order event records nothing twice."""
+    intent = obj.get("payment_intent")
+    if not isinstance(intent, str) or not intent:
+        return "ignored"
+    pledge = db.session.scalar(
+        select(Pledge)
+        .where(Pledge.provider_charge_id == intent, Pledge.backend == "stripe")
+        .with_for_update()
+    )
+    if pledge is None:
+        return "ignored"
+    try:
+        recorded = refunds.follow_provider_refunds(pledge)
+    except BackendError:
+        abort(503, description="could not reach Stripe; retry later")
+    return "refund recorded" if recorded else "nothing new"
+
+
 HANDLERS = {
     "setup_intent.succeeded": setup_intent_changed,
     "setup_intent.setup_failed": setup_intent_changed,
     "setup_intent.requires_action": setup_intent_changed,
+    "charge.refunded": charge_refunded,
+    "charge.refund.updated": charge_refunded,
 }

@@ -69,6 +69,17 @@ class ChargeResult:
         return Money(self.fee, self.currency)
 
 
+@dataclass(frozen=True)
+class ProviderRefund:
+    """A refund the provider holds for a charge, whoever made it (us, or someone in
+    the provider's dashboard)."""
+
+    id: str
+    amount: int
+    currency: str
+    status: str  # 'succeeded', 'pending', 'failed' or 'canceled'
+
+
 class PaymentBackend(Protocol):
     name: str
     # Whether real money moves (a live Stripe key); webhooks must agree with it.
@@ -101,6 +112,9 @@ class PaymentBackend(Protocol):
 
     def refund(self, charge_id: str, amount: Money, idempotency_key: str) -> str:
         """Refund (part of) a charge; returns the refund id."""
+
+    def refunds_of(self, charge_id: str) -> list[ProviderRefund]:
+        """Every refund of a charge at the provider, oldest first."""
 
     def charge_records(self):
         """Every successful charge the provider holds: dicts with pledge_ref, amount,

@@ -31,6 +31,7 @@ from payments.backends.base import (
     BackendError,
     CardError,
     ChargeResult,
+    ProviderRefund,
     SavedCard,
     SetupSession,
 )
@@ -401,6 +402,18 @@ class SimulatedBackend:
             )
             self.provider._call(conn, "refund", charge["pledge_ref"], refund_id)
             return refund_id
+
+    def refunds_of(self, charge_id: str) -> list[ProviderRefund]:
+        rows = (
+            self.provider._connection()
+            .execute(
+                "SELECT r.id, r.amount, c.currency FROM refunds r"
+                " JOIN charges c ON c.id = r.charge_id WHERE r.charge_id = ? ORDER BY r.created",
+                (charge_id,),
+            )
+            .fetchall()
+        )
+        return [ProviderRefund(r["id"], r["amount"], r["currency"], "succeeded") for r in rows]
 
     def charge_records(self):
         """Every successful charge the provider holds (for reconciliation)."""

@@ -12,7 +12,13 @@ import contextlib
 import stripe
 
 from core.money import Money
-from payments.backends.base import BackendError, ChargeResult, SavedCard, SetupSession
+from payments.backends.base import (
+    BackendError,
+    ChargeResult,
+    ProviderRefund,
+    SavedCard,
+    SetupSession,
+)
 
 
 def metadata_of(obj) -> dict:
@@ -162,10 +168,28 @@ class StripeBackend:
                         "amount": intent.amount,
                         "currency": intent.currency.upper(),
                         "fee": 0,
-                        "refunded": 0,
+                        "refunded": self._refunded(intent),
                     }
         except stripe.StripeError as exc:
             raise BackendError(f"Stripe: {type(exc).__name__}") from exc
+
+    def refunds_of(self, charge_id: str) -> list[ProviderRefund]:
+        try:
+            listed = self.client.v1.refunds.list(params={"payment_intent": charge_id})
+            found = [
+                ProviderRefund(r.id, r.amount, r.currency.upper(), r.status or "")
+                for r in listed.auto_paging_iter()
+            ]
+        except stripe.StripeError as exc:
+            raise BackendError(f"Stripe: {type(exc).__name__}") from exc
+        return found
+
+    def _refunded(self, intent) -> int:
+        """What was refunded of the intent's charge, by us or in Stripe's dashboard."""
+        charge = getattr(intent, "latest_charge", None)
+        if isinstance(charge, str):
+            charge = self.client.v1.charges.retrieve(charge)
+        return int(getattr(charge, "amount_refunded", 0) or 0) if charge is not None else 0
 
     def refund(self, charge_id: str, amount: Money, idempotency_key: str) -> str:
         try:

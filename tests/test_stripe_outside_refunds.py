@@ -1,0 +1,167 @@
+"""Money that moves outside the app (issue 16): a refund made in Stripe's dashboard
+reaches the ledger, the pledge and the campaign's totals through the signed
+`charge.refunded` event, once, in any order; reconciliation then finds no difference.
+Against a real localstripe; the events are signed as Stripe signs them."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from core.extensions import db
+from core.money import Money
+from ledger.models import LedgerPosting, LedgerTransaction
+from ledger.services import RESERVE, balance, campaign_account
+from payments.models import Pledge, PledgeEvent
+from tests.factories import campaign_row, live_campaign, past_deadline, pledges, run_sweep
+from tests.test_stripe_backend import (
+    _browser_confirms,
+    _card_page,
+    _client,
+    _event,
+    _post,
+    _sign,
+    _start,
+)
+
+
+def _charged_at_stripe(app, amounts=("30",)) -> tuple[str, list[Pledge]]:
+    """Pledges saved at localstripe, then charged by settlement at the deadline."""
+    client = app.test_client()
+    slug = live_campaign(app, funding_model="flexible")
+    for amount in amounts:
+        card_url = _start(app, client, slug, amount=amount)
+        _card_page(client, card_url)
+        assert _browser_confirms(app, pledges(app)[-1].provider_setup_id).status == "succeeded"
+        assert client.get(card_url + "/return").status_code == 302
+    past_deadline(app, campaign_row(app, slug).id)
+    run_sweep(app)
+    charged = pledges(app)
+    assert [p.status for p in charged] == ["charged"] * len(amounts)
+    return slug, charged
+
+
+def _refund_in_dashboard(app, pledge: Pledge, amount: int) -> str:
+    refund = _client(app).v1.refunds.create(
+        params={"payment_intent": pledge.provider_charge_id, "amount": amount}
+    )
+    return refund.id
+
+
+def _tell(app, pledge: Pledge, event_id=None):
+    charge = {"id": "ch_x", "object": "charge", "payment_intent": pledge.provider_charge_id}
+    payload = _event("charge.refunded", charge, event_id=event_id)
+    return _post(app.test_client(), payload, _sign(payload))
+
+
+def _pledge(app, pledge_id) -> Pledge:
+    with app.app_context():
+        return db.session.get_one(Pledge, pledge_id)
+
+
+def _refund_entries(app, campaign_id) -> list[tuple[str, int]]:
+    """The campaign's refund transactions on the ledger: (reference, amount returned)."""
+    with app.app_context():
+        rows = db.session.execute(
+            select(LedgerTransaction.reference, func.sum(LedgerPosting.amount))
+            .join(LedgerPosting)
+            .where(
+                LedgerTransaction.kind == "refund",
+                LedgerTransaction.campaign_id == campaign_id,
+                LedgerPosting.account == "supporters",
+            )
+            .group_by(LedgerTransaction.reference)
+        ).all()
+    return sorted((reference, int(amount)) for reference, amount in rows)
+
+
+def _reconciled(app) -> str:
+    """`flask ledger reconcile`, as far as this test's charge goes: localstripe is
+    shared by the session, so it also holds other tests' charges, which this database
+    rightly calls "charge for no pledge of ours"."""
+    output = app.test_cli_runner().invoke(args=["ledger", "reconcile"]).output
+    assert "1 in the ledger, 1 matched" in output, output
+    for problem in ("amounts differ", "missing from the ledger", "no charge at the provider"):
+        assert problem not in output, output
+    return "No differences."
+
+
+def test_a_refund_made_in_stripes_dashboard_reaches_the_ledger_once(stripe_app):
+    app = stripe_app
+    slug, [charged] = _charged_at_stripe(app)
+    campaign = campaign_row(app, slug)
+    assert campaign.collected_amount == 3000
+    _refund_in_dashboard(app, charged, 1000)
+    first = _tell(app, charged, event_id="evt_refund_1")
+    assert first.status_code == 200 and first.get_json()["status"] == "refund recorded"
+    [(reference, amount)] = _refund_entries(app, campaign.id)
+    assert amount == 1000
+    # The same event again, and a later event for the same state: nothing twice.
+    assert _tell(app, charged, event_id="evt_refund_1").get_json()["status"] == "duplicate"
+    assert _tell(app, charged).get_json()["status"] == "nothing new"
+    assert _refund_entries(app, campaign.id) == [(reference, 1000)]
+    pledge = _pledge(app, charged.id)
+    assert pledge.status == "charged"  # part of it is still collected
+    assert campaign_row(app, slug).collected_amount == 2000
+    with app.app_context():
+        assert balance(campaign_account(campaign.id), "EUR") == 2000
+        kinds = db.session.scalars(
+            select(PledgeEvent.kind).where(PledgeEvent.pledge_id == charged.id)
+        ).all()
+    assert kinds.count("refunded_elsewhere") == 1
+    assert "No differences." in _reconciled(app)
+    assert app.test_cli_runner().invoke(args=["ledger", "verify"]).exit_code == 0
+
+
+def test_events_out_of_order_reach_the_same_state_and_a_full_refund_ends_the_pledge(
+    stripe_app,
+):
+    app = stripe_app
+    slug, [charged] = _charged_at_stripe(app)
+    campaign_id = campaign_row(app, slug).id
+    _refund_in_dashboard(app, charged, 1000)
+    _refund_in_dashboard(app, charged, 2000)  # the rest
+    # The second refund's event arrives first: it finds both refunds and records both.
+    assert _tell(app, charged, event_id="evt_second").get_json()["status"] == "refund recorded"
+    assert _tell(app, charged, event_id="evt_first").get_json()["status"] == "nothing new"
+    assert sorted(a for _r, a in _refund_entries(app, campaign_id)) == [1000, 2000]
+    assert _pledge(app, charged.id).status == "refunded"
+    assert campaign_row(app, slug).collected_amount == 0
+    assert "No differences." in _reconciled(app)
+
+
+def test_a_refund_after_the_money_was_paid_out_is_covered_by_the_reserve(stripe_app):
+    """The campaign never goes below zero and the entry is never refused: what the
+    campaign no longer holds comes from the platform's reserve, on the public ledger."""
+    from ledger.models import EntryKind
+    from ledger.services import record
+
+    app = stripe_app
+    slug, [charged] = _charged_at_stripe(app)
+    campaign_id = campaign_row(app, slug).id
+    with app.app_context():
+        account = campaign_account(campaign_id)
+        held = balance(account, "EUR")
+        record(  # the committee paid out all but €5
+            EntryKind.DISBURSEMENT,
+            campaign_id=campaign_id,
+            reference="payout-test",
+            postings=[(account, Money(500 - held, "EUR")), ("payees:x", Money(held - 500, "EUR"))],
+        )
+        db.session.commit()
+    _refund_in_dashboard(app, charged, 2000)
+    assert _tell(app, charged).get_json()["status"] == "refund recorded"
+    with app.app_context():
+        assert balance(account, "EUR") == 0
+        assert balance(RESERVE, "EUR") == -1500
+    [(_reference, amount)] = _refund_entries(app, campaign_id)
+    assert amount == 2000
+    assert "No differences." in _reconciled(app)
+
+
+def test_a_refund_event_for_a_charge_that_is_not_ours_changes_nothing(stripe_app):
+    app = stripe_app
+    payload = _event("charge.refunded", {"id": "ch_other", "payment_intent": "pi_not_ours"})
+    response = _post(app.test_client(), payload, _sign(payload))
+    assert response.get_json()["status"] == "ignored"
+    forged = _event("charge.refunded", {"id": "ch_other", "payment_intent": "pi_not_ours"})
+    assert _post(app.test_client(), forged, "t=1,v1=00").status_code == 400
