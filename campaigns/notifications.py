@@ -26,6 +26,8 @@ TEMPLATES = {
     "round-refused": "rounds/refused",
     # Money returned to a supporter at the payment processor, outside Counterfund.
     "refunded-elsewhere": "campaigns/refunded_elsewhere",
+    # A supporter's bank disputes a charge (a chargeback), at each step.
+    "disputed": "campaigns/disputed",
 }
 
 

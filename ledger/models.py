@@ -29,6 +29,7 @@ class EntryKind(enum.StrEnum):
     ADJUSTMENT = "adjustment"
     ROUND_POOL = "round_pool"  # a funder's money into a matching round's pool
     ROUND_MATCH = "round_match"  # a round's match, from its pool to a campaign
+    DISPUTE = "dispute"  # a chargeback taken (or given back) by the supporter's bank
 
 
 ENTRY_KIND_LABELS = {
@@ -39,6 +40,7 @@ ENTRY_KIND_LABELS = {
     EntryKind.ADJUSTMENT: _l("adjustment"),
     EntryKind.ROUND_POOL: _l("matching pool"),
     EntryKind.ROUND_MATCH: _l("matching"),
+    EntryKind.DISPUTE: _l("chargeback"),
 }
 
 

@@ -91,6 +91,12 @@ NOTES = frozenset(
         # Money returned at the processor, not by us: the pledge stays charged until
         # all of it is returned (then it moves to refunded).
         "refunded_elsewhere",
+        # A supporter's bank disputes the charge: opened, money taken or given back,
+        # closed (won or lost). The ledger shows the money; these say what happened.
+        "dispute_opened",
+        "dispute_funds_withdrawn",
+        "dispute_funds_reinstated",
+        "dispute_closed",
     }
 )
 

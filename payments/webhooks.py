@@ -8,6 +8,8 @@ confirm what already happened, never undo it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 
 import stripe
 from flask import Blueprint, abort, current_app, jsonify, request
@@ -15,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.extensions import csrf, db
-from payments import cards, refunds, services
+from payments import cards, disputes, refunds, services
 from payments.backends import get_backend
 from payments.backends.base import BackendError
 from payments.models import Pledge, ProcessedWebhookEvent
@@ -111,10 +113,31 @@ def charge_refunded(obj) -> str:
     return "refund recorded" if recorded else "nothing new"
 
 
-HANDLERS = {
+def dispute_changed(event_type: str, obj) -> str:
+    """charge.dispute.*: what Stripe holds for the dispute now goes onto the ledger."""
+    dispute_id = obj.get("id")
+    if not isinstance(dispute_id, str) or not dispute_id.startswith("dp_"):
+        return "ignored"
+    try:
+        return disputes.follow(event_type, dispute_id)
+    except BackendError:
+        abort(503, description="could not reach Stripe; retry later")
+
+
+HANDLERS: dict[str, Callable[[dict], str]] = {
     "setup_intent.succeeded": setup_intent_changed,
     "setup_intent.setup_failed": setup_intent_changed,
     "setup_intent.requires_action": setup_intent_changed,
     "charge.refunded": charge_refunded,
     "charge.refund.updated": charge_refunded,
+    **{
+        event_type: partial(dispute_changed, event_type)
+        for event_type in (
+            "charge.dispute.created",
+            "charge.dispute.updated",
+            "charge.dispute.funds_withdrawn",
+            "charge.dispute.funds_reinstated",
+            "charge.dispute.closed",
+        )
+    },
 }

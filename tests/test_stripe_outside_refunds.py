@@ -165,3 +165,116 @@ def test_a_refund_event_for_a_charge_that_is_not_ours_changes_nothing(stripe_app
     assert response.get_json()["status"] == "ignored"
     forged = _event("charge.refunded", {"id": "ch_other", "payment_intent": "pi_not_ours"})
     assert _post(app.test_client(), forged, "t=1,v1=00").status_code == 400
+
+
+# ---- Disputes (chargebacks) ---------------------------------------------------------------
+# localstripe has no disputes (GET /v1/disputes/… answers 404), so what Stripe would
+# answer for the dispute is stubbed; the events themselves are signed and posted.
+
+
+def _stub_dispute(app, monkeypatch, charged: Pledge, status: str, movements):
+    from payments.backends.base import DisputeMovement, ProviderDispute
+
+    state = ProviderDispute(
+        id="dp_test_1",
+        charge_id=charged.provider_charge_id,
+        amount=3000,
+        currency="EUR",
+        status=status,
+        reason="fraudulent",
+        movements=tuple(DisputeMovement(*m) for m in movements),
+    )
+    monkeypatch.setattr(app.extensions["payment_backend"], "dispute", lambda _id: state)
+
+
+def _dispute_event(app, event_type, event_id=None):
+    payload = _event(event_type, {"id": "dp_test_1", "object": "dispute"}, event_id=event_id)
+    return _post(app.test_client(), payload, _sign(payload)).get_json()["status"]
+
+
+def _dispute_entries(app, campaign_id) -> list[dict[str, int]]:
+    with app.app_context():
+        rows = db.session.execute(
+            select(LedgerTransaction.reference, LedgerPosting.account, LedgerPosting.amount)
+            .join(LedgerPosting)
+            .where(
+                LedgerTransaction.kind == "dispute", LedgerTransaction.campaign_id == campaign_id
+            )
+            .order_by(LedgerTransaction.id, LedgerPosting.id)
+        ).all()
+    found: dict[str, dict[str, int]] = {}
+    for reference, account, amount in rows:
+        found.setdefault(reference, {})[account] = amount
+    return list(found.values())
+
+
+def test_a_chargeback_and_its_reversal_follow_the_money_in_any_order(stripe_app, monkeypatch):
+    app = stripe_app
+    slug, [charged] = _charged_at_stripe(app)
+    campaign_id = campaign_row(app, slug).id
+    account = f"campaign:{campaign_id}"
+    _stub_dispute(app, monkeypatch, charged, "needs_response", [])
+    assert _dispute_event(app, "charge.dispute.created") == "recorded"
+    assert _dispute_entries(app, campaign_id) == []  # no money moved yet
+    # Stripe takes the €30 and a €15 fee.
+    _stub_dispute(app, monkeypatch, charged, "needs_response", [("txn_w", -3000, 1500)])
+    assert _dispute_event(app, "charge.dispute.funds_withdrawn", "evt_w") == "recorded"
+    assert _dispute_event(app, "charge.dispute.funds_withdrawn", "evt_w") == "duplicate"
+    with app.app_context():
+        held_after = balance(account, "EUR")
+    [withdrawal] = _dispute_entries(app, campaign_id)
+    assert withdrawal["supporters"] == 3000 and withdrawal["processor:fees"] == 1500
+    assert sum(withdrawal.values()) == 0
+    assert held_after >= 0 and campaign_row(app, slug).collected_amount == 0
+    # The bank gives it back; the "won" closing event arrives before the reinstatement's.
+    _stub_dispute(app, monkeypatch, charged, "won", [("txn_w", -3000, 1500), ("txn_r", 3000, 0)])
+    assert _dispute_event(app, "charge.dispute.closed") == "recorded"
+    assert _dispute_event(app, "charge.dispute.funds_reinstated") == "nothing new"
+    withdrawal, reinstatement = _dispute_entries(app, campaign_id)
+    assert reinstatement["supporters"] == -3000 and sum(reinstatement.values()) == 0
+    assert campaign_row(app, slug).collected_amount == 3000
+    with app.app_context():
+        kinds = db.session.scalars(
+            select(PledgeEvent.kind).where(PledgeEvent.pledge_id == charged.id)
+        ).all()
+        # The fee stays with the processor: the campaign holds €15 less than before.
+        assert balance(account, "EUR") == held_after + reinstatement.get(account, 0)
+    for step in (
+        "dispute_opened",
+        "dispute_funds_withdrawn",
+        "dispute_funds_reinstated",
+        "dispute_closed",
+    ):
+        assert kinds.count(step) == 1, step
+    assert app.test_cli_runner().invoke(args=["ledger", "verify"]).exit_code == 0
+
+
+def test_a_chargeback_after_the_payout_is_covered_by_the_reserve_and_repaid_first(
+    stripe_app, monkeypatch
+):
+    from ledger.models import EntryKind
+    from ledger.services import record
+
+    app = stripe_app
+    slug, [charged] = _charged_at_stripe(app)
+    campaign_id = campaign_row(app, slug).id
+    account = f"campaign:{campaign_id}"
+    with app.app_context():
+        held = balance(account, "EUR")
+        record(
+            EntryKind.DISBURSEMENT,
+            campaign_id=campaign_id,
+            reference="payout-all",
+            postings=[(account, Money(-held, "EUR")), ("payees:y", Money(held, "EUR"))],
+        )
+        db.session.commit()
+    # Out of order: the reinstatement's event comes first, and Stripe already lists both.
+    _stub_dispute(app, monkeypatch, charged, "won", [("txn_r", 3000, 0), ("txn_w", -3000, 1500)])
+    assert _dispute_event(app, "charge.dispute.funds_reinstated") == "recorded"
+    assert _dispute_event(app, "charge.dispute.funds_withdrawn") == "nothing new"
+    withdrawal, reinstatement = _dispute_entries(app, campaign_id)
+    assert withdrawal[RESERVE] == -4500 and account not in withdrawal
+    assert reinstatement[RESERVE] == 3000 and account not in reinstatement
+    with app.app_context():
+        assert balance(account, "EUR") == 0
+        assert balance(RESERVE, "EUR") == -1500  # the fee the platform covered

@@ -80,6 +80,27 @@ class ProviderRefund:
     status: str  # 'succeeded', 'pending', 'failed' or 'canceled'
 
 
+@dataclass(frozen=True)
+class DisputeMovement:
+    """Money a dispute moved at the provider (a balance transaction): negative when
+    withdrawn from us, positive when reinstated; the fee is what the processor kept."""
+
+    id: str
+    amount: int
+    fee: int
+
+
+@dataclass(frozen=True)
+class ProviderDispute:
+    id: str
+    charge_id: str  # our provider_charge_id (the PaymentIntent, for Stripe)
+    amount: int
+    currency: str
+    status: str  # needs_response, under_review, won, lost, …
+    reason: str
+    movements: tuple[DisputeMovement, ...]
+
+
 class PaymentBackend(Protocol):
     name: str
     # Whether real money moves (a live Stripe key); webhooks must agree with it.
@@ -115,6 +136,9 @@ class PaymentBackend(Protocol):
 
     def refunds_of(self, charge_id: str) -> list[ProviderRefund]:
         """Every refund of a charge at the provider, oldest first."""
+
+    def dispute(self, dispute_id: str) -> ProviderDispute:
+        """A dispute's current state at the provider, with the money it moved."""
 
     def charge_records(self):
         """Every successful charge the provider holds: dicts with pledge_ref, amount,

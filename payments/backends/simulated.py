@@ -31,6 +31,7 @@ from payments.backends.base import (
     BackendError,
     CardError,
     ChargeResult,
+    ProviderDispute,
     ProviderRefund,
     SavedCard,
     SetupSession,
@@ -414,6 +415,9 @@ class SimulatedBackend:
             .fetchall()
         )
         return [ProviderRefund(r["id"], r["amount"], r["currency"], "succeeded") for r in rows]
+
+    def dispute(self, dispute_id: str) -> ProviderDispute:
+        raise BackendError("the simulated provider has no disputes")
 
     def charge_records(self):
         """Every successful charge the provider holds (for reconciliation)."""

@@ -15,6 +15,8 @@ from core.money import Money
 from payments.backends.base import (
     BackendError,
     ChargeResult,
+    DisputeMovement,
+    ProviderDispute,
     ProviderRefund,
     SavedCard,
     SetupSession,
@@ -183,6 +185,27 @@ class StripeBackend:
         except stripe.StripeError as exc:
             raise BackendError(f"Stripe: {type(exc).__name__}") from exc
         return found
+
+    def dispute(self, dispute_id: str) -> ProviderDispute:
+        """localstripe has no disputes (404): tests stub this with signed events."""
+        try:
+            found = self.client.v1.disputes.retrieve(
+                dispute_id, params={"expand": ["balance_transactions"]}
+            )
+        except stripe.StripeError as exc:
+            raise BackendError(f"Stripe: {type(exc).__name__}") from exc
+        return ProviderDispute(
+            id=found.id,
+            charge_id=str(getattr(found, "payment_intent", "") or ""),
+            amount=found.amount,
+            currency=found.currency.upper(),
+            status=found.status,
+            reason=getattr(found, "reason", "") or "",
+            movements=tuple(
+                DisputeMovement(t.id, t.amount, t.fee)
+                for t in (getattr(found, "balance_transactions", None) or [])
+            ),
+        )
 
     def _refunded(self, intent) -> int:
         """What was refunded of the intent's charge, by us or in Stripe's dashboard."""
