@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, jsonify, request
 from sqlalchemy import select
 
+from accounts.models import User
 from campaigns.models import Campaign, Permission, role_can
 from core.api import limit_api
 from core.extensions import csrf, db
@@ -25,7 +26,8 @@ def _time(value) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
-def _campaign(slug: str, scope: Scope, permission: Permission) -> Campaign:
+def _campaign(slug: str, scope: Scope, permission: Permission) -> tuple[Campaign, User]:
+    """The campaign and the token's user, who is on its committee with `permission`."""
     user = tokens.from_request(scope)
     campaign = db.session.scalar(select(Campaign).where(Campaign.slug == slug))
     role = campaign.role_of(user) if campaign is not None else None
@@ -33,12 +35,12 @@ def _campaign(slug: str, scope: Scope, permission: Permission) -> Campaign:
         abort(404, description="you are not on the committee of a campaign with that slug")
     if not role_can(role, permission):
         abort(403, description=f"your role ({role}) does not allow this")
-    return campaign
+    return campaign, user
 
 
 @bp.get("/campaigns/<slug>/backers")
 def backers(slug: str):
-    campaign = _campaign(slug, Scope.BACKERS, Permission.SEE_MONEY)
+    campaign, _user = _campaign(slug, Scope.BACKERS, Permission.SEE_MONEY)
     rows = backers_of(campaign.id)
     db.session.commit()  # the token's last use
     return jsonify(
@@ -60,7 +62,7 @@ def backers(slug: str):
 
 @bp.get("/campaigns/<slug>/settlement")
 def settlement_status(slug: str):
-    campaign = _campaign(slug, Scope.SETTLEMENT, Permission.SEE_MONEY)
+    campaign, _user = _campaign(slug, Scope.SETTLEMENT, Permission.SEE_MONEY)
     counts = settlement.progress(campaign.id)
     db.session.commit()
     return jsonify(
@@ -86,7 +88,7 @@ def _endpoint_json(endpoint, with_secret: bool = False) -> dict:
 
 @bp.get("/campaigns/<slug>/webhooks")
 def list_webhooks(slug: str):
-    campaign = _campaign(slug, Scope.WEBHOOKS, Permission.EDIT)
+    campaign, _user = _campaign(slug, Scope.WEBHOOKS, Permission.EDIT)
     found = [_endpoint_json(e) for e in webhooks.endpoints_of(campaign)]
     db.session.commit()
     return jsonify(webhooks=found)
@@ -94,14 +96,13 @@ def list_webhooks(slug: str):
 
 @bp.post("/campaigns/<slug>/webhooks")
 def add_webhook(slug: str):
-    campaign = _campaign(slug, Scope.WEBHOOKS, Permission.EDIT)
+    campaign, user = _campaign(slug, Scope.WEBHOOKS, Permission.EDIT)
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("url"), str):
         abort(400, description='send JSON: {"url": "https://…", "events": ["pledge.created", …]}')
     events = body.get("events")
     if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
         abort(400, description="events must be a list of event names")
-    user = tokens.from_request(Scope.WEBHOOKS)
     try:
         endpoint = webhooks.add_endpoint(campaign, user.id, body["url"], events)
     except RuleError as exc:
@@ -113,7 +114,7 @@ def add_webhook(slug: str):
 
 @bp.delete("/campaigns/<slug>/webhooks/<int:endpoint_id>")
 def remove_webhook(slug: str, endpoint_id: int):
-    campaign = _campaign(slug, Scope.WEBHOOKS, Permission.EDIT)
+    campaign, _user = _campaign(slug, Scope.WEBHOOKS, Permission.EDIT)
     try:
         webhooks.remove_endpoint(campaign, endpoint_id)
     except RuleError as exc:

@@ -31,8 +31,8 @@ def parameters(round_: Round) -> dict:
 
 
 def round_json(round_: Round, *, with_contributions: bool) -> dict:
-    matches = services.matches(round_)
     counted = services.contributions(round_) if with_contributions else []
+    matches = services.matches(round_, counted if with_contributions else None)
     final = round_.status == RoundStatus.FINAL
     campaigns = []
     for entry in round_.accepted:

@@ -328,11 +328,12 @@ def compute(round_: Round, counted: list[Contribution], pool: int | None = None)
     return {slug: found.get(slug, 0) for slug in slugs}
 
 
-def matches(round_: Round) -> dict[str, int]:
-    """Final matches once final; until then, what the rule gives for what counts now."""
+def matches(round_: Round, counted: list[Contribution] | None = None) -> dict[str, int]:
+    """Final matches once final; until then, what the rule gives for what counts now
+    (`counted`: the round's contributions, when the caller has them already)."""
     if round_.status == RoundStatus.FINAL:
         return {e.campaign.slug: e.match_amount or 0 for e in round_.accepted}
-    return compute(round_, contributions(round_))
+    return compute(round_, contributions(round_) if counted is None else counted)
 
 
 def _projected(round_: Round) -> list[Contribution]:

@@ -53,14 +53,15 @@ def detail(round_id: int):
             SelectChoice(str(c.id), c.title)
             for c in services.eligible_campaigns(round_, current_user)
         ]
+    counted = services.contributions(round_)
     return render_template(
         "rounds/detail.html",
         round=round_,
         role=round_.role_of(current_user),
         description=render_markdown(round_.description),
         sources=services.source_links(round_.sources),
-        matches=services.matches(round_),
-        counted=services.contributions(round_),
+        matches=services.matches(round_, counted),
+        counted=counted,
         apply_form=apply_form,
     )
 
