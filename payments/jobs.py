@@ -18,7 +18,7 @@ from core.clock import utcnow
 from core.extensions import db
 from core.jobs import app_job, enqueue_after_commit
 from ledger import log as ledger_log
-from payments import emails, lifecycle, notifications, services, settlement
+from payments import emails, fees, lifecycle, notifications, services, settlement
 from payments.backends import get_backend
 from payments.backends.base import BackendError
 from payments.models import Pledge, PledgeStatus
@@ -154,6 +154,7 @@ def sweep() -> None:
     cancel_abandoned_pledges()
     notifications.remind_before_deadline()
     notifications.notify_before_period_charges()
+    fees.follow_pending_fees()
     ledger_log.sequence()
     reconcile_if_due()
     # Work of packages above payments (webhook retries, the open data dump).

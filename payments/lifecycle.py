@@ -67,6 +67,12 @@ TRANSITIONS: tuple[Transition[PledgeStatus], ...] = (
         "issuer wants the supporter",
     ),
     Transition("charge_dropped", (S.CHARGING,), S.DROPPED, "declined after the window"),
+    Transition(
+        "charge_authenticated",
+        (S.NEEDS_AUTHENTICATION,),
+        S.CHARGED,
+        "the supporter's bank confirms (3-D Secure)",
+    ),
     Transition("dropped", (S.NEEDS_AUTHENTICATION,), S.DROPPED, "window over"),
     Transition("card_replaced_for_retry", (S.NEEDS_AUTHENTICATION,), S.FAILED, "new card: retry"),
     Transition("charge_recorded_late", _LATE_CHARGE_SOURCES, S.CHARGED, "a lost charge found"),
@@ -88,6 +94,9 @@ NOTES = frozenset(
         "card_replaced",
         "amount_changed",
         "reminder_sent",
+        # The supporter's bank did not confirm a payment that waited for them (they
+        # failed or left 3-D Secure): the pledge still waits; they can try again.
+        "authentication_failed",
         # Money returned at the processor, not by us: the pledge stays charged until
         # all of it is returned (then it moves to refunded).
         "refunded_elsewhere",

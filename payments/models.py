@@ -74,6 +74,8 @@ EVENT_LABELS = {
     "charge_failed": _l("Card declined"),
     "charge_needs_authentication": _l("Your bank asks you to confirm the payment"),
     "charge_dropped": _l("Not collected"),
+    "charge_authenticated": _l("Confirmed with your bank: charged"),
+    "authentication_failed": _l("Your bank did not confirm the payment"),
     "dropped": _l("Not collected"),
     "card_replaced_for_retry": _l("New card: trying again"),
     "charge_recorded_late": _l("Charge recorded late, then refunded"),
@@ -139,6 +141,13 @@ class Pledge(Model):
     provider_charge_id: Mapped[str | None] = mapped_column(String(255))
     charged_amount: Mapped[int | None] = mapped_column(BigInteger)
     fee_amount: Mapped[int | None] = mapped_column(BigInteger)
+    # The processor's fee is not known yet (Stripe's balance transaction comes later):
+    # the sweep and the charge.updated webhook record it when it is.
+    fee_pending: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    # The provider's payment waiting for the supporter's bank (3-D Secure): the
+    # authenticate page runs its next action in the browser; its outcome is recorded
+    # once, by the return page or the webhook, whichever comes first.
+    provider_action_id: Mapped[str | None] = mapped_column(String(255))
     charged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failure_code: Mapped[str] = mapped_column(String(60), default="")
     retry_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -230,3 +239,48 @@ class ProcessedWebhookEvent(Model):
     event_type: Mapped[str] = mapped_column(String(80))
     outcome: Mapped[str] = mapped_column(String(40))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Dispute(Model):
+    """A chargeback the supporter's bank opened, as the processor last told us: what
+    operators see and answer (evidence). Its money is on the ledger (payments.disputes);
+    nothing here is public or personal."""
+
+    __tablename__ = "disputes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_dispute_id: Mapped[str] = mapped_column(String(255), unique=True)
+    pledge_id: Mapped[int] = mapped_column(ForeignKey("pledges.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(String(60), default="")
+    evidence_due_by: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when operators sent their evidence from the operators' page (the text goes
+    # to the processor only; it is not kept here).
+    evidence_submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    pledge: Mapped[Pledge] = relationship()
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+    @property
+    def open(self) -> bool:
+        return self.status in OPEN_DISPUTE_STATUSES
+
+    @property
+    def answerable(self) -> bool:
+        """Stripe takes evidence while a dispute waits for a response."""
+        return self.status in ("needs_response", "warning_needs_response")
+
+
+OPEN_DISPUTE_STATUSES = (
+    "warning_needs_response",
+    "warning_under_review",
+    "needs_response",
+    "under_review",
+)

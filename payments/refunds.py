@@ -85,13 +85,16 @@ def outside_refund_reference(pledge_id: int, refund_id: str) -> str:
     return public_reference("refund", pledge_id, refund_id)
 
 
-def _taken_back(campaign_id: int, amount: Money) -> list[tuple[str, Money]]:
-    """Postings that return `amount` to the supporter: from the campaign while it holds
-    enough, the rest from the platform's reserve (a campaign never goes below zero,
-    and an entry that must be written is never refused)."""
+def _taken_back(
+    campaign_id: int, amount: Money, to: str = ledger.SUPPORTERS
+) -> list[tuple[str, Money]]:
+    """Postings that pay `amount` out of a campaign (to the supporter, or another
+    account): from the campaign while it holds enough, the rest from the platform's
+    reserve (a campaign never goes below zero, and an entry that must be written is
+    never refused)."""
     account = ledger.campaign_account(campaign_id)
     from_campaign = min(max(ledger.balance(account, amount.currency), 0), amount.amount)
-    postings = [(ledger.SUPPORTERS, amount)]
+    postings = [(to, amount)]
     if from_campaign:
         postings.append((account, Money(-from_campaign, amount.currency)))
     if amount.amount > from_campaign:

@@ -439,7 +439,9 @@ def _after_card(pledge: Pledge, key: str, saved):
 @with_pledge
 @payment_page
 def authenticate(pledge: Pledge, key: str):
-    """The issuer wants the supporter present: confirm the payment on-session."""
+    """The issuer wants the supporter present: confirm the payment on-session. With
+    Stripe, a payment that waits for the bank's own step (3-D Secure) runs it here with
+    Stripe.js, which then sends the browser to `authenticated`."""
     from payments import settlement
 
     if pledge.status != PledgeStatus.NEEDS_AUTHENTICATION:
@@ -447,19 +449,70 @@ def authenticate(pledge: Pledge, key: str):
     form = CancelForm()  # a bare CSRF-checked confirmation
     if form.validate_on_submit():
         outcome = settlement.charge_on_session(pledge.id)
+        db.session.refresh(pledge)
+        if outcome == "needs_authentication" and pledge.provider_action_id:
+            return redirect(url_for("payments.authenticate", key=key))  # the bank's step
         if outcome is not None:
-            messages = {
-                "charged": (_("Thank you: your payment is confirmed."), "success"),
-                "unreachable": (_("The payment provider did not answer; we will retry."), "error"),
-            }
-            text, category = messages.get(
-                outcome, (_("Your bank did not confirm the payment. Try another card."), "error")
-            )
-            flash(text, category)
+            _flash_authentication(outcome)
         return redirect(url_for("payments.manage", key=key))
     return render_template(
-        "payments/authenticate.html", pledge=pledge, key=key, form=form, simulated=_simulated()
+        "payments/authenticate.html",
+        pledge=pledge,
+        key=key,
+        form=form,
+        simulated=_simulated(),
+        client_secret=_next_action_secret(pledge),
+        return_url=public_url_for("payments.authenticated", key=key),
     )
+
+
+def _next_action_secret(pledge: Pledge) -> str | None:
+    if not pledge.provider_action_id:
+        return None
+    try:
+        return get_backend().next_action_secret(pledge.provider_action_id)
+    except BackendError:
+        return None  # the page offers a fresh on-session attempt instead
+
+
+@bp.get("/pledge/<key>/authenticate/done")
+@with_pledge
+def authenticated(pledge: Pledge, key: str):
+    """Where Stripe.js sends the browser after the bank's step. What the bank said is
+    read from the provider (never from the URL) and recorded once: the webhook may
+    have recorded it already."""
+    from payments import settlement
+
+    if not pledge.provider_action_id:
+        if pledge.status == PledgeStatus.CHARGED:
+            _flash_authentication("charged")
+        return redirect(url_for("payments.manage", key=key))
+    try:
+        state = get_backend().payment_state(pledge.provider_action_id)
+    except BackendError:
+        _flash_authentication("unreachable")
+        return redirect(url_for("payments.authenticate", key=key))
+    outcome = settlement.record_authenticated(pledge.id, state)
+    if outcome == "waiting":
+        flash(_("Your bank has not confirmed the payment yet. Please try again."), "info")
+        return redirect(url_for("payments.authenticate", key=key))
+    _flash_authentication(outcome)
+    if outcome == "failed":
+        return redirect(url_for("payments.authenticate", key=key))
+    return redirect(url_for("payments.manage", key=key))
+
+
+def _flash_authentication(outcome: str) -> None:
+    messages = {
+        "charged": (_("Thank you: your payment is confirmed."), "success"),
+        "unreachable": (_("The payment provider did not answer; we will retry."), "error"),
+        "already_recorded": (_("Your payment was already recorded."), "info"),
+    }
+    text, category = messages.get(
+        outcome,
+        (_("Your bank did not confirm the payment. Try again or use another card."), "error"),
+    )
+    flash(text, category)
 
 
 def _committee_campaign(slug: str) -> Campaign:

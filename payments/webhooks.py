@@ -17,10 +17,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.extensions import csrf, db
-from payments import cards, disputes, refunds, services
+from payments import cards, disputes, fees, refunds, services, settlement
 from payments.backends import get_backend
 from payments.backends.base import BackendError
-from payments.models import Pledge, ProcessedWebhookEvent
+from payments.models import Pledge, PledgeStatus, ProcessedWebhookEvent
 
 bp = Blueprint("payment_webhooks", __name__, url_prefix="/payments")
 log = logging.getLogger(__name__)
@@ -92,6 +92,46 @@ def setup_intent_changed(obj) -> str:
         return "refused"
 
 
+def payment_intent_changed(obj) -> str:
+    """payment_intent.succeeded / payment_failed. Settlement records its own charges
+    (and finds lost ones by our pledge id); this records what only Stripe sees: a
+    payment that waited for the supporter's bank (3-D Secure), which the return page
+    may also record first, and any payment for our pledge that succeeded where no one
+    was waiting for it (followed, never lost)."""
+    pledge = _our_pledge(obj)
+    intent_id = obj.get("id")
+    if pledge is None or not isinstance(intent_id, str):
+        return "ignored"
+    if pledge.provider_charge_id == intent_id:
+        return "already recorded"
+    if pledge.status == PledgeStatus.CHARGING:
+        return "settlement records it"
+    try:
+        state = get_backend().payment_state(intent_id)
+    except BackendError:
+        abort(503, description="could not reach Stripe; retry later")
+    if intent_id != pledge.provider_action_id and state.status != "succeeded":
+        return "stale"  # an earlier attempt's failure changes nothing
+    return settlement.record_authenticated(pledge.id, state)
+
+
+def charge_updated(obj) -> str:
+    """Stripe tells of a charge's balance transaction (and with it the fee) by
+    updating the charge: a fee still pending is recorded now."""
+    intent = obj.get("payment_intent")
+    if not isinstance(intent, str) or not intent:
+        return "ignored"
+    pledge = db.session.scalar(
+        select(Pledge).where(Pledge.provider_charge_id == intent, Pledge.backend == "stripe")
+    )
+    if pledge is None:
+        return "ignored"
+    try:
+        return fees.follow_fee(pledge)
+    except BackendError:
+        abort(503, description="could not reach Stripe; retry later")
+
+
 def charge_refunded(obj) -> str:
     """A refund made outside the app (Stripe's dashboard) or one of ours: what Stripe
     holds now is followed onto the ledger (payments.refunds.follow_provider_refunds),
@@ -128,6 +168,9 @@ HANDLERS: dict[str, Callable[[dict], str]] = {
     "setup_intent.succeeded": setup_intent_changed,
     "setup_intent.setup_failed": setup_intent_changed,
     "setup_intent.requires_action": setup_intent_changed,
+    "payment_intent.succeeded": payment_intent_changed,
+    "payment_intent.payment_failed": payment_intent_changed,
+    "charge.updated": charge_updated,
     "charge.refunded": charge_refunded,
     "charge.refund.updated": charge_refunded,
     **{

@@ -164,7 +164,9 @@ def db_session(app):
 
 @pytest.fixture(scope="session")
 def localstripe(tmp_path_factory):
-    """A real localstripe server (a stateful fake of Stripe's API) on a free port."""
+    """A real localstripe server (a stateful fake of Stripe's API) on a free port, with
+    the processing fees Stripe charges and localstripe lacks (tests/localstripe_plus.py;
+    0 until a test sets them)."""
     import socket
     import subprocess
     import sys
@@ -176,8 +178,9 @@ def localstripe(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("localstripe")
     log = open(workdir / "localstripe.log", "wb")  # noqa: SIM115 - closed at teardown
     process = subprocess.Popen(
-        [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
+        [sys.executable, "-m", "tests.localstripe_plus", "--port", str(port), "--from-scratch"],
         cwd=workdir,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
         stdout=log,
         stderr=subprocess.STDOUT,
     )

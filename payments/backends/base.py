@@ -8,6 +8,7 @@ idempotency key built from our own row ids, stored before the call is made.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from core.money import Money
@@ -51,7 +52,8 @@ class SavedCard:
 
 @dataclass(frozen=True)
 class ChargeResult:
-    """status: 'succeeded', 'requires_action' (authentication), or 'failed'."""
+    """status: 'succeeded', 'requires_action' (authentication), 'failed', or (only from
+    payment_state) 'processing'."""
 
     status: str
     charge_id: str | None
@@ -59,6 +61,12 @@ class ChargeResult:
     currency: str
     fee: int = 0
     decline_code: str = ""
+    # The processor has not said what it keeps yet (Stripe's balance transaction comes
+    # when the money settles): `fee` is 0 for now and is recorded when known.
+    fee_pending: bool = False
+    # The charge waits for the supporter's bank in their browser: Stripe.js can run its
+    # next action (3-D Secure) with the charge's client secret.
+    next_action: bool = False
 
     @property
     def charged(self) -> Money:
@@ -99,6 +107,7 @@ class ProviderDispute:
     status: str  # needs_response, under_review, won, lost, …
     reason: str
     movements: tuple[DisputeMovement, ...]
+    evidence_due_by: datetime | None = None
 
 
 class PaymentBackend(Protocol):
@@ -131,6 +140,16 @@ class PaymentBackend(Protocol):
     def find_charge(self, pledge_ref: str, customer_id: str) -> ChargeResult | None:
         """The successful charge for this pledge, if the provider made one."""
 
+    def payment_state(self, charge_id: str) -> ChargeResult:
+        """A charge's state now (after the supporter's bank had its say)."""
+
+    def next_action_secret(self, charge_id: str) -> str | None:
+        """The client secret Stripe.js needs to run the next action (3-D Secure) of a
+        charge that waits for the supporter; None when it no longer waits."""
+
+    def charge_fee(self, charge_id: str) -> int | None:
+        """What the processor kept of a charge, or None while it has not said."""
+
     def refund(self, charge_id: str, amount: Money, idempotency_key: str) -> str:
         """Refund (part of) a charge; returns the refund id."""
 
@@ -140,9 +159,13 @@ class PaymentBackend(Protocol):
     def dispute(self, dispute_id: str) -> ProviderDispute:
         """A dispute's current state at the provider, with the money it moved."""
 
+    def submit_dispute_evidence(self, dispute_id: str, explanation: str) -> ProviderDispute:
+        """Send operators' answer to a dispute (submitted at once); its new state."""
+
     def charge_records(self):
         """Every successful charge the provider holds: dicts with pledge_ref, amount,
-        currency, fee and refunded (reconciliation reads these)."""
+        currency, fee (None while the provider has not said) and refunded
+        (reconciliation reads these)."""
 
     def release(self, customer_id: str, payment_method_id: str | None) -> None:
         """Detach a saved card (or, with None, every card of the customer)."""

@@ -416,7 +416,26 @@ class SimulatedBackend:
         )
         return [ProviderRefund(r["id"], r["amount"], r["currency"], "succeeded") for r in rows]
 
+    def payment_state(self, charge_id: str) -> ChargeResult:
+        row = (
+            self.provider._connection()
+            .execute("SELECT * FROM charges WHERE id = ?", (charge_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise BackendError("no such charge")
+        return self._result(row)
+
+    def next_action_secret(self, charge_id: str) -> str | None:
+        return None  # its bank's page is the authenticate form itself
+
+    def charge_fee(self, charge_id: str) -> int | None:
+        return self.payment_state(charge_id).fee
+
     def dispute(self, dispute_id: str) -> ProviderDispute:
+        raise BackendError("the simulated provider has no disputes")
+
+    def submit_dispute_evidence(self, dispute_id: str, explanation: str) -> ProviderDispute:
         raise BackendError("the simulated provider has no disputes")
 
     def charge_records(self):

@@ -8,6 +8,7 @@ from Stripe.js in the supporter's browser, never from us).
 from __future__ import annotations
 
 import contextlib
+from datetime import UTC, datetime
 
 import stripe
 
@@ -114,6 +115,8 @@ class StripeBackend:
                     "off_session": not on_session,
                     "confirm": True,
                     "metadata": {"pledge": pledge_ref},
+                    # The fee is on the charge's balance transaction: one round trip.
+                    "expand": [CHARGE_BALANCE],
                 },
                 options={"idempotency_key": idempotency_key},
             )
@@ -142,10 +145,41 @@ class StripeBackend:
 
     @staticmethod
     def _result(intent) -> ChargeResult:
-        status = {"succeeded": "succeeded", "requires_action": "requires_action"}.get(
-            intent.status, "failed"
+        status = {
+            "succeeded": "succeeded",
+            "requires_action": "requires_action",
+            "processing": "processing",
+        }.get(intent.status, "failed")
+        fee = _fee_of(intent) if status == "succeeded" else 0
+        error = getattr(intent, "last_payment_error", None)
+        return ChargeResult(
+            status,
+            intent.id,
+            intent.amount,
+            intent.currency.upper(),
+            fee=fee or 0,
+            decline_code=(getattr(error, "code", None) or "") if status == "failed" else "",
+            fee_pending=fee is None,
+            next_action=intent.status == "requires_action",
         )
-        return ChargeResult(status, intent.id, intent.amount, intent.currency.upper())
+
+    def _intent(self, intent_id: str):
+        try:
+            return self.client.v1.payment_intents.retrieve(
+                intent_id, params={"expand": [CHARGE_BALANCE]}
+            )
+        except stripe.StripeError as exc:
+            raise BackendError(f"Stripe: {type(exc).__name__}") from exc
+
+    def payment_state(self, charge_id: str) -> ChargeResult:
+        return self._result(self._intent(charge_id))
+
+    def next_action_secret(self, charge_id: str) -> str | None:
+        intent = self._intent(charge_id)
+        return intent.client_secret if intent.status == "requires_action" else None
+
+    def charge_fee(self, charge_id: str) -> int | None:
+        return _fee_of(self._intent(charge_id))
 
     def find_charge(self, pledge_ref: str, customer_id: str) -> ChargeResult | None:
         try:
@@ -158,18 +192,21 @@ class StripeBackend:
         return None
 
     def charge_records(self):
-        """Every succeeded PaymentIntent carrying one of our pledge ids. Stripe's fees
-        live in balance transactions, which this does not read yet (fee 0)."""
+        """Every succeeded PaymentIntent carrying one of our pledge ids, with what its
+        charge's balance transaction says: the amount that reached us and the fee."""
         try:
-            intents = self.client.v1.payment_intents.list(params={"limit": 100})
+            intents = self.client.v1.payment_intents.list(
+                params={"limit": 100, "expand": [f"data.{CHARGE_BALANCE}"]}
+            )
             for intent in intents.auto_paging_iter():
                 pledge_ref = metadata_of(intent).get("pledge")
                 if pledge_ref and intent.status == "succeeded":
+                    balance = _balance_of(intent)
                     yield {
                         "pledge_ref": pledge_ref,
-                        "amount": intent.amount,
+                        "amount": balance.amount if balance is not None else intent.amount,
                         "currency": intent.currency.upper(),
-                        "fee": 0,
+                        "fee": balance.fee if balance is not None else None,
                         "refunded": self._refunded(intent),
                     }
         except stripe.StripeError as exc:
@@ -194,18 +231,21 @@ class StripeBackend:
             )
         except stripe.StripeError as exc:
             raise BackendError(f"Stripe: {type(exc).__name__}") from exc
-        return ProviderDispute(
-            id=found.id,
-            charge_id=str(getattr(found, "payment_intent", "") or ""),
-            amount=found.amount,
-            currency=found.currency.upper(),
-            status=found.status,
-            reason=getattr(found, "reason", "") or "",
-            movements=tuple(
-                DisputeMovement(t.id, t.amount, t.fee)
-                for t in (getattr(found, "balance_transactions", None) or [])
-            ),
-        )
+        return _dispute_of(found)
+
+    def submit_dispute_evidence(self, dispute_id: str, explanation: str) -> ProviderDispute:
+        try:
+            found = self.client.v1.disputes.update(
+                dispute_id,
+                params={
+                    "evidence": {"uncategorized_text": explanation},
+                    "submit": True,
+                    "expand": ["balance_transactions"],
+                },
+            )
+        except stripe.StripeError as exc:
+            raise BackendError(f"Stripe: {type(exc).__name__}") from exc
+        return _dispute_of(found)
 
     def _refunded(self, intent) -> int:
         """What was refunded of the intent's charge, by us or in Stripe's dashboard."""
@@ -239,3 +279,39 @@ class StripeBackend:
                     self.client.v1.payment_methods.detach(method_id)
         except stripe.StripeError as exc:
             raise BackendError(f"Stripe: {type(exc).__name__}") from exc
+
+
+# The charge of a PaymentIntent, with its balance transaction (amount, fee) embedded.
+CHARGE_BALANCE = "latest_charge.balance_transaction"
+
+
+def _balance_of(intent):
+    """The balance transaction of the intent's charge, when Stripe has made it."""
+    charge = getattr(intent, "latest_charge", None)
+    balance = getattr(charge, "balance_transaction", None) if charge is not None else None
+    return None if balance is None or isinstance(balance, str) else balance
+
+
+def _fee_of(intent) -> int | None:
+    """What Stripe kept of a succeeded charge, or None while its balance transaction
+    has not come (it can lag behind the charge)."""
+    balance = _balance_of(intent)
+    return int(balance.fee) if balance is not None else None
+
+
+def _dispute_of(found) -> ProviderDispute:
+    details = getattr(found, "evidence_details", None)
+    due_by = getattr(details, "due_by", None) if details is not None else None
+    return ProviderDispute(
+        id=found.id,
+        charge_id=str(getattr(found, "payment_intent", "") or ""),
+        amount=found.amount,
+        currency=found.currency.upper(),
+        status=found.status,
+        reason=getattr(found, "reason", "") or "",
+        movements=tuple(
+            DisputeMovement(t.id, t.amount, t.fee)
+            for t in (getattr(found, "balance_transactions", None) or [])
+        ),
+        evidence_due_by=datetime.fromtimestamp(due_by, UTC) if due_by else None,
+    )

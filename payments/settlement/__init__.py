@@ -60,7 +60,12 @@ from payments.settlement.periods import (
     live_recurring_campaign_ids,
     pause_after_failed_periods,
 )
-from payments.settlement.recording import follow_lost_charge, record_charges, record_result
+from payments.settlement.recording import (
+    follow_lost_charge,
+    record_authenticated,
+    record_charges,
+    record_result,
+)
 
 __all__ = [
     "OPEN_STATUSES",
@@ -86,6 +91,7 @@ __all__ = [
     "open_campaign_ids",
     "pause_after_failed_periods",
     "progress",
+    "record_authenticated",
     "record_charges",
     "record_result",
     "release_batch",

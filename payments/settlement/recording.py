@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, func, select, update
 from campaigns.models import Campaign
 from campaigns.periods import Period
 from core.clock import utcnow
-from core.extensions import db
+from core.extensions import changed, db
 from core.jobs import JobFailure
 from ledger import services as ledger
 from ledger.models import EntryKind
@@ -39,12 +39,16 @@ def _outcome_of(pledge: Pledge, result: ChargeResult, now) -> tuple[str, dict[st
             "provider_charge_id": result.charge_id,
             "charged_amount": result.amount,
             "fee_amount": result.fee,
+            "fee_pending": result.fee_pending,
             "charged_at": now,
             "failure_code": "",
+            "provider_action_id": None,
         }
     if result.status == "requires_action":
         return "needs_authentication", {
             "failure_code": result.decline_code or "authentication_required",
+            # Stripe.js can finish this very charge in the supporter's browser.
+            "provider_action_id": result.charge_id if result.next_action else None,
             "retry_until": func.coalesce(Pledge.retry_until, window_end),
         }
     if pledge.retry_until is not None and now >= pledge.retry_until:
@@ -111,6 +115,7 @@ def record_charges(pairs: list[tuple[Claim, ChargeResult]]) -> int:
                     "b_charge": by_id[pid][1].charge_id,
                     "b_amount": by_id[pid][1].amount,
                     "b_fee": by_id[pid][1].fee,
+                    "b_pending": by_id[pid][1].fee_pending,
                 }
                 for pid in winners
             ],
@@ -119,6 +124,7 @@ def record_charges(pairs: list[tuple[Claim, ChargeResult]]) -> int:
                 "provider_charge_id": bindparam("b_charge"),
                 "charged_amount": bindparam("b_amount"),
                 "fee_amount": bindparam("b_fee"),
+                "fee_pending": bindparam("b_pending"),
                 "charged_at": now,
                 "failure_code": "",
             },
@@ -208,8 +214,10 @@ def follow_lost_charge(claim: Claim, result: ChargeResult) -> str:
             "provider_charge_id": result.charge_id,
             "charged_amount": result.amount,
             "fee_amount": result.fee,
+            "fee_pending": result.fee_pending,
             "charged_at": utcnow(),
             "charge_key": claim.charge_key,
+            "provider_action_id": None,
         },
         guard=(Pledge.status == was,),
         amount=result.amount,
@@ -240,6 +248,77 @@ def follow_lost_charge(claim: Claim, result: ChargeResult) -> str:
     db.session.commit()
     log.error("settlement: pledge %s was %s when its charge was recorded", pledge.id, was)
     return "followed"
+
+
+def record_authenticated(pledge_id: int, result: ChargeResult) -> str:
+    """The supporter's bank had its say on a charge that waited for them (3-D Secure).
+    The return page and Stripe's webhook both tell it, in any order, any number of
+    times: the first to find the pledge still waiting records it, exactly as
+    settlement records a charge (ledger, collected total, receipt); the others find it
+    recorded (the move's source state is the guard). A charge that succeeded after the
+    pledge went elsewhere (dropped at the end of the window, or charged by another
+    attempt) is followed like any lost charge. Commits. Returns "charged", "failed",
+    "waiting" or what follow_lost_charge says."""
+    pledge = db.session.get(Pledge, pledge_id)
+    assert pledge is not None
+    if result.status == "succeeded":
+        moved = lifecycle.move_pledge(
+            pledge,
+            "charge_authenticated",
+            values={
+                "provider_charge_id": result.charge_id,
+                "charged_amount": result.amount,
+                "fee_amount": result.fee,
+                "fee_pending": result.fee_pending,
+                "charged_at": utcnow(),
+                "failure_code": "",
+                "provider_action_id": None,
+            },
+            # Any payment of ours that succeeded while the pledge waits is its charge,
+            # even an older one finished in a tab left open: a newer one that succeeds
+            # too finds the pledge charged and is refunded (follow_lost_charge).
+            amount=result.amount,
+            detail=result.charge_id or "",
+        )
+        if moved is None:
+            db.session.rollback()
+            return follow_lost_charge(_waiting_claim(pledge), result)
+        ledger.record_many(_ledger_entries(pledge, pledge.campaign_id, result))
+        _add_collected(pledge.campaign_id, result.amount, pledge.period)
+        emails.queue_outcome(pledge, "charged")
+        db.session.commit()
+        return "charged"
+    if result.status in ("requires_action", "processing"):
+        return "waiting"
+    # Authentication failed, or the bank refused: the pledge still waits for the
+    # supporter (another try, or another card) until the retry window ends.
+    cleared = changed(
+        update(Pledge)
+        .where(Pledge.id == pledge.id, Pledge.provider_action_id == result.charge_id)
+        .values(provider_action_id=None, failure_code=result.decline_code)
+        .execution_options(synchronize_session=False)
+    )
+    if not cleared:
+        db.session.rollback()
+        return "already_recorded"
+    lifecycle.note(pledge.id, "authentication_failed", detail=result.decline_code)
+    db.session.commit()
+    return "failed"
+
+
+def _waiting_claim(pledge: Pledge) -> Claim:
+    """The claim a charge that waited for the supporter was made under."""
+    return Claim(
+        pledge_id=pledge.id,
+        public_id=pledge.public_id,
+        amount=pledge.money,
+        customer_id=pledge.provider_customer_id or "",
+        payment_method_id=pledge.provider_payment_method_id or "",
+        charge_key=pledge.charge_key or "",
+        attempt=pledge.charge_attempts,
+        recovering=False,
+        on_session=True,
+    )
 
 
 def _tell_operators(pledge: Pledge, what: str) -> None:
