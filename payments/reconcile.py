@@ -150,9 +150,8 @@ def _compare(
             }
         )
     charged = sum(c["amount"] - c["refunded"] for c in charges)
-    # A fee the processor has not reported yet (None) is compared once it has: the
-    # ledger records it then (payments.fees).
-    fee_known = all(c["fee"] is not None for c in charges)
+    # A fee the processor has not reported yet (None) is no fee yet, on both sides:
+    # the ledger records it when it is reported (payments.fees).
     fees = sum(c["fee"] or 0 for c in charges)
     in_ledger = ledger_rows.get(charge_ref, {}).get("charge")
     refund_ref = public_reference("refund", pledge_id)
@@ -180,7 +179,7 @@ def _compare(
                 "provider_amount": charged,
             }
         )
-    if fee_known and ledger_rows.get(fee_ref, {}).get("fee", 0) != fees:
+    if ledger_rows.get(fee_ref, {}).get("fee", 0) != fees:
         differences.append(
             {
                 "problem": "fees differ",
