@@ -14,6 +14,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from campaigns.notifications import tell_committee
+from core.clock import utcnow
 from core.extensions import db
 from core.money import Money
 from ledger import services as ledger
@@ -21,7 +22,7 @@ from ledger.models import EntryKind, LedgerTransaction
 from payments import emails, lifecycle
 from payments.backends import get_backend
 from payments.backends.base import DisputeMovement, ProviderDispute
-from payments.models import Pledge, PledgeEvent
+from payments.models import Dispute, Pledge, PledgeEvent
 from payments.privacy import public_counterparty, public_reference
 from payments.refunds import _lower_collected, _taken_back
 
@@ -68,8 +69,15 @@ def _withdrawn(pledge: Pledge, dispute: ProviderDispute, movement: DisputeMoveme
         memo=f"Chargeback by the cardholder's bank ({dispute.reason or 'no reason given'}),"
         f" fee {Money(movement.fee, dispute.currency).decimal}",
     )
-    lifecycle.note(pledge.id, "dispute_funds_withdrawn", amount=taken.amount, detail=movement.id)
+    _move_or_note(pledge, "charged_back", "dispute_funds_withdrawn", taken.amount, movement.id)
     _lower_collected(pledge, taken.amount)
+
+
+def _move_or_note(pledge: Pledge, event: str, note: str, amount: int, detail: str) -> None:
+    """The pledge follows the money when it is where the event starts (charged, or
+    disputed); otherwise (partly refunded meanwhile, say) its history notes it."""
+    if lifecycle.move_pledge(pledge, event, amount=amount, detail=detail) is None:
+        lifecycle.note(pledge.id, note, amount=amount, detail=detail)
 
 
 def _reinstated(pledge: Pledge, dispute: ProviderDispute, movement: DisputeMovement) -> None:
@@ -97,8 +105,44 @@ def _reinstated(pledge: Pledge, dispute: ProviderDispute, movement: DisputeMovem
         counterparty=public_counterparty(pledge),
         memo="Chargeback reversed: the bank gave the money back",
     )
-    lifecycle.note(pledge.id, "dispute_funds_reinstated", amount=given.amount, detail=movement.id)
+    _move_or_note(
+        pledge, "charge_reinstated", "dispute_funds_reinstated", given.amount, movement.id
+    )
     _lower_collected(pledge, -given.amount)
+
+
+def _remember(pledge: Pledge, dispute: ProviderDispute) -> Dispute:
+    """The operators' record of the dispute, as the processor last described it."""
+    row = db.session.scalar(
+        select(Dispute).where(Dispute.provider_dispute_id == dispute.id).with_for_update()
+    )
+    if row is None:
+        row = Dispute(provider_dispute_id=dispute.id, pledge_id=pledge.id)
+        db.session.add(row)
+    row.amount, row.currency = dispute.amount, dispute.currency
+    row.status, row.reason = dispute.status, dispute.reason[:60]
+    row.evidence_due_by = dispute.evidence_due_by
+    row.updated_at = utcnow()
+    return row
+
+
+def submit_evidence(row: Dispute, explanation: str) -> None:
+    """Send operators' answer to the processor (which submits it to the bank at once)
+    and note it; the text itself is not kept here. Raises BackendError, changing
+    nothing, when the processor refuses or cannot be reached. Flushes."""
+    dispute = get_backend().submit_dispute_evidence(row.provider_dispute_id, explanation)
+    _remember(row.pledge, dispute)
+    row.evidence_submitted_at = utcnow()
+    db.session.flush()
+
+
+def for_operators() -> list[Dispute]:
+    """Every dispute, the ones waiting for an answer first, soonest due first."""
+    rows = db.session.scalars(select(Dispute).order_by(Dispute.opened_at.desc())).all()
+    return sorted(
+        rows,
+        key=lambda d: (not d.answerable, not d.open, d.evidence_due_by or d.opened_at),
+    )
 
 
 def follow(event_type: str, dispute_id: str) -> str:
@@ -109,6 +153,7 @@ def follow(event_type: str, dispute_id: str) -> str:
     )
     if pledge is None or dispute.currency != pledge.currency:
         return "ignored"
+    _remember(pledge, dispute)
     moved = 0
     # Withdrawals first: a reinstatement gives back what a withdrawal took.
     for movement in sorted(dispute.movements, key=lambda m: m.amount):

@@ -128,6 +128,16 @@ class CancelForm(FlaskForm):
     submit = SubmitField(_l("Cancel my pledge"))
 
 
+class DisputeEvidenceForm(FlaskForm):
+    """Operators' answer to a dispute, sent to the processor only (not kept here)."""
+
+    explanation = TextAreaField(
+        _l("What happened, for the cardholder's bank"),
+        validators=[DataRequired(), Length(max=20000)],
+    )
+    submit = SubmitField(_l("Send to the payment processor"))
+
+
 class LinkRequestForm(FlaskForm):
     email = EmailField(
         _l("Email address you pledged with"), validators=[DataRequired(), Length(max=254)]

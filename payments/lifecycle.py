@@ -77,6 +77,8 @@ TRANSITIONS: tuple[Transition[PledgeStatus], ...] = (
     Transition("card_replaced_for_retry", (S.NEEDS_AUTHENTICATION,), S.FAILED, "new card: retry"),
     Transition("charge_recorded_late", _LATE_CHARGE_SOURCES, S.CHARGED, "a lost charge found"),
     Transition("refunded", (S.CHARGED,), S.REFUNDED, "refund"),
+    Transition("charged_back", (S.CHARGED,), S.DISPUTED, "the cardholder's bank takes it back"),
+    Transition("charge_reinstated", (S.DISPUTED,), S.CHARGED, "the bank gives it back"),
 )
 
 INITIAL = S.PENDING
@@ -102,6 +104,8 @@ NOTES = frozenset(
         "refunded_elsewhere",
         # A supporter's bank disputes the charge: opened, money taken or given back,
         # closed (won or lost). The ledger shows the money; these say what happened.
+        # Money taken or given back moves the pledge (charged_back, charge_reinstated)
+        # when it is charged or disputed; these notes record it in any other state.
         "dispute_opened",
         "dispute_funds_withdrawn",
         "dispute_funds_reinstated",

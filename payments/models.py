@@ -28,6 +28,9 @@ class PledgeStatus(enum.StrEnum):
     RELEASED = "released"  # campaign not funded or cancelled: card detached
     REFUNDED = "refunded"
     PAUSED = "paused"  # a standing pledge its supporter paused: no period charges it
+    # The cardholder's bank took the charge back (a chargeback); back to charged if the
+    # bank gives it back.
+    DISPUTED = "disputed"
 
 
 PLEDGE_STATUS_LABELS = {
@@ -42,6 +45,7 @@ PLEDGE_STATUS_LABELS = {
     PledgeStatus.RELEASED: _l("Released: not charged"),
     PledgeStatus.REFUNDED: _l("Refunded"),
     PledgeStatus.PAUSED: _l("Paused: no period charges it until you resume it"),
+    PledgeStatus.DISPUTED: _l("Taken back by the cardholder's bank (disputed)"),
 }
 
 
@@ -84,6 +88,8 @@ EVENT_LABELS = {
     "dispute_opened": _l("Disputed by the cardholder's bank"),
     "dispute_funds_withdrawn": _l("Dispute: money taken back by the bank"),
     "dispute_funds_reinstated": _l("Dispute: money given back"),
+    "charged_back": _l("Dispute: money taken back by the bank"),
+    "charge_reinstated": _l("Dispute: money given back"),
     "dispute_closed": _l("Dispute closed"),
     "reminder_sent": _l("Reminder sent"),
     "period_charge_opened": _l("The period met its threshold: charge due"),

@@ -492,6 +492,7 @@ BACKED = (
     PledgeStatus.DROPPED,
     PledgeStatus.RELEASED,
     PledgeStatus.REFUNDED,
+    PledgeStatus.DISPUTED,
 )
 
 

@@ -30,11 +30,18 @@ from core.security import content_security_policy
 from core.text import spreadsheet_row
 from core.urls import public_url_for
 from core.work import flash_transaction, form_transaction
-from payments import cards, emails, services
+from payments import cards, disputes, emails, services
 from payments.backends import enter_simulated_card, get_backend
 from payments.backends.base import BackendError, CardError
-from payments.forms import AmountForm, CancelForm, CardForm, LinkRequestForm, PledgeForm
-from payments.models import Pledge, PledgeStatus
+from payments.forms import (
+    AmountForm,
+    CancelForm,
+    CardForm,
+    DisputeEvidenceForm,
+    LinkRequestForm,
+    PledgeForm,
+)
+from payments.models import Dispute, Pledge, PledgeStatus
 from payments.tokens import LinkError, read_manage_token
 
 bp = Blueprint("payments", __name__)
@@ -600,6 +607,49 @@ def reconciliation():
     @moderator_required
     def page():
         return render_template("payments/reconciliation.html", report=latest_report())
+
+    return page()
+
+
+@bp.get("/moderation/disputes")
+def disputes_page():
+    """Operators: chargebacks as the processor last described them."""
+    from campaigns.moderation import moderator_required
+
+    @moderator_required
+    def page():
+        return render_template("payments/disputes.html", disputes=disputes.for_operators())
+
+    return page()
+
+
+@bp.route("/moderation/disputes/<int:dispute_id>", methods=["GET", "POST"])
+def dispute_answer(dispute_id: int):
+    """Operators' answer (evidence) to a dispute that waits for one, sent to the
+    processor from here; the text is not kept."""
+    from campaigns.moderation import moderator_required
+
+    @moderator_required
+    def page():
+        row = db.get_or_404(Dispute, dispute_id)
+        form = DisputeEvidenceForm()
+        if not row.answerable or row.evidence_submitted_at is not None:
+            if request.method == "POST":
+                flash(_("This dispute no longer takes evidence."), "error")
+            return redirect(url_for("payments.disputes_page"))
+        if form.validate_on_submit():
+            try:
+                disputes.submit_evidence(row, form.explanation.data)
+            except BackendError:
+                db.session.rollback()
+                flash(_("The payment processor did not take the evidence. Try again."), "error")
+                return redirect(url_for("payments.dispute_answer", dispute_id=row.id))
+            db.session.commit()
+            flash(_("Evidence sent. The bank decides; we follow its decision."), "success")
+            return redirect(url_for("payments.disputes_page"))
+        return render_template("payments/dispute_answer.html", dispute=row, form=form), (
+            422 if form.errors else 200
+        )
 
     return page()
 

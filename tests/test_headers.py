@@ -39,6 +39,7 @@ def _urls(app) -> list[str]:
         "entry_id": 1,
         "token_id": 1,
         "endpoint_id": 1,
+        "dispute_id": 1,
     }
     urls = []
     for rule in app.url_map.iter_rules():

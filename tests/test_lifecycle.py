@@ -140,7 +140,7 @@ def test_a_bulk_move_that_finds_some_pledges_moved_writes_nothing(app):
 # What writing a pledge's status looks like in SQLAlchemy or on an object.
 STATUS_WRITE = re.compile(
     r"status\s*=\s*(PledgeStatus\.|S\.|to\b|\"(pending|active|cancelled|charging|charged|"
-    r"failed|needs_authentication|dropped|released|refunded)\")"
+    r"failed|needs_authentication|dropped|released|refunded|paused|disputed)\")"
     r"|\"status\"\s*:\s*PledgeStatus|pledge\.status\s*=[^=]|\.status\s*=\s*INITIAL"
 )
 

@@ -226,6 +226,7 @@ def test_a_chargeback_and_its_reversal_follow_the_money_in_any_order(stripe_app,
     assert withdrawal["supporters"] == 3000 and withdrawal["processor:fees"] == 1500
     assert sum(withdrawal.values()) == 0
     assert held_after >= 0 and campaign_row(app, slug).collected_amount == 0
+    assert _pledge(app, charged.id).status == "disputed"
     # The bank gives it back; the "won" closing event arrives before the reinstatement's.
     _stub_dispute(app, monkeypatch, charged, "won", [("txn_w", -3000, 1500), ("txn_r", 3000, 0)])
     assert _dispute_event(app, "charge.dispute.closed") == "recorded"
@@ -239,13 +240,9 @@ def test_a_chargeback_and_its_reversal_follow_the_money_in_any_order(stripe_app,
         ).all()
         # The fee stays with the processor: the campaign holds €15 less than before.
         assert balance(account, "EUR") == held_after + reinstatement.get(account, 0)
-    for step in (
-        "dispute_opened",
-        "dispute_funds_withdrawn",
-        "dispute_funds_reinstated",
-        "dispute_closed",
-    ):
+    for step in ("dispute_opened", "charged_back", "charge_reinstated", "dispute_closed"):
         assert kinds.count(step) == 1, step
+    assert _pledge(app, charged.id).status == "charged"  # the bank gave it back
     assert app.test_cli_runner().invoke(args=["ledger", "verify"]).exit_code == 0
 
 
@@ -278,3 +275,78 @@ def test_a_chargeback_after_the_payout_is_covered_by_the_reserve_and_repaid_firs
     with app.app_context():
         assert balance(account, "EUR") == 0
         assert balance(RESERVE, "EUR") == -1500  # the fee the platform covered
+
+
+def _moderator(app):
+    from accounts.models import User
+    from tests.factories import register
+
+    client = app.test_client()
+    register(client, email="ops@example.org", name="Ops")
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.email == "ops@example.org"))
+        user.is_moderator = True
+        db.session.commit()
+    return client
+
+
+def test_operators_see_a_dispute_and_send_their_evidence_once(stripe_app, monkeypatch):
+    """localstripe has no disputes: what Stripe answers to the evidence (the dispute,
+    now under review) is stubbed like the dispute itself; what is asserted is what
+    operators see and what reaches the processor."""
+    from datetime import UTC, datetime
+
+    from payments.backends.base import BackendError, ProviderDispute
+    from tests.factories import submit
+
+    app = stripe_app
+    slug, [charged] = _charged_at_stripe(app)
+    _stub_dispute(app, monkeypatch, charged, "needs_response", [("txn_w", -3000, 1500)])
+    assert _dispute_event(app, "charge.dispute.created") == "recorded"
+    stranger = app.test_client()
+    assert stranger.get("/moderation/disputes").status_code in (302, 401, 403)
+    ops = _moderator(app)
+    listing = ops.get("/moderation/disputes").get_data(as_text=True)
+    assert "fraudulent" in listing and "needs_response" in listing and "€30.00" in listing
+    assert "ops@example.org" not in listing and "sup@example.org" not in listing
+    with app.app_context():
+        from payments.models import Dispute
+
+        row = db.session.scalar(select(Dispute))
+        answer = f"/moderation/disputes/{row.id}"
+    sent: list[tuple[str, str]] = []
+
+    def unreachable(dispute_id, explanation):
+        raise BackendError("Stripe: APIConnectionError")
+
+    monkeypatch.setattr(app.extensions["payment_backend"], "submit_dispute_evidence", unreachable)
+    empty = submit(ops, answer, {"explanation": ""})
+    assert empty.status_code == 422
+    failed = submit(ops, answer, {"explanation": "Pledged on 1 May."}, follow_redirects=True)
+    assert "did not take the evidence" in failed.get_data(as_text=True)
+
+    def accepted(dispute_id, explanation):
+        sent.append((dispute_id, explanation))
+        return ProviderDispute(
+            id=dispute_id,
+            charge_id=charged.provider_charge_id,
+            amount=3000,
+            currency="EUR",
+            status="under_review",
+            reason="fraudulent",
+            movements=(),
+            evidence_due_by=datetime(2027, 1, 1, tzinfo=UTC),
+        )
+
+    monkeypatch.setattr(app.extensions["payment_backend"], "submit_dispute_evidence", accepted)
+    text = "The supporter pledged to the strike fund on 1 May and was charged at its deadline."
+    done = submit(ops, answer, {"explanation": text}, follow_redirects=True)
+    assert "Evidence sent." in done.get_data(as_text=True)
+    assert sent == [("dp_test_1", text)]
+    with app.app_context():
+        row = db.session.get_one(Dispute, row.id)
+        assert row.status == "under_review" and row.evidence_submitted_at is not None
+    # Sent once: the form is gone, and a late second tab's post sends nothing.
+    again = submit(ops, answer, {"explanation": "again"}, form_page="/moderation/disputes")
+    assert again.status_code == 302 and sent == [("dp_test_1", text)]
+    del slug
