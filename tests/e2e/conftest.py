@@ -245,7 +245,12 @@ class Journey:
             if parts.scheme in ("data", "blob", "about") or parts.netloc == own:
                 continue
             allowed = any(url.startswith(origin) for origin in self.third_party_ok)
-            on_payment_page = "/card" in page_url or page_url.endswith("/pledge")
+            # The pages allowed Stripe's origins: the card form and the bank's step.
+            on_payment_page = (
+                "/card" in page_url
+                or page_url.endswith("/pledge")
+                or page_url.endswith("/authenticate")
+            )
             if not (allowed and on_payment_page):
                 foreign.append((page_url, url))
         assert foreign == [], f"requests to other origins: {foreign[:5]}"

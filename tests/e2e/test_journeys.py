@@ -215,6 +215,65 @@ def test_3_pledge_through_stripe_elements_on_localstripe(browser, stripe_server,
         journey.close()
 
 
+def test_3b_a_3d_secure_charge_is_confirmed_with_the_bank_through_stripe_js(
+    browser, stripe_server, localstripe
+):
+    """A card whose bank wants the supporter (3-D Secure) at the deadline: the email
+    brings them back, Stripe.js (localstripe's stand-in) runs the bank's step, and the
+    return page records the charge. localstripe's stand-in has no handleNextAction: its
+    confirmCardPayment plays the same step (static/js/stripe-authenticate.js)."""
+    journey = Journey(browser, stripe_server, "3b_stripe_3d_secure", third_party_ok=(localstripe,))
+    page, server = journey.page, stripe_server
+    slug, email = "legal-defence-for-the-dismissed-reps", "3ds-guest@example.org"
+    try:
+        journey.go(f"/c/{slug}")
+        page.get_by_role("link", name="Back this campaign").click()
+        page.get_by_label("Amount", exact=True).fill("20")
+        page.get_by_label("Email address", exact=True).fill(email)
+        page.get_by_role("button", name="Pledge").click()
+        _confirm_amount(page, "Confirm my pledge")
+        card = page.locator("#card-element")
+        card.locator("input[placeholder=number]").fill("4000002760003184")
+        card.locator("input[placeholder=exp_month]").fill("12")
+        card.locator("input[placeholder=exp_year]").fill("34")
+        card.locator("input[placeholder=cvc]").fill("123")
+        card.locator("input[placeholder=postal_code]").fill("12345")
+        page.get_by_role("button", name="Save card").click()
+        page.get_by_role("button", name="Complete authentication").click()  # saving's 3DS
+        expect(page.get_by_text("Your pledge is active")).to_be_visible(timeout=15000)
+        # The deadline passes and the campaign is funded (flexible, for this test).
+        server.sql(
+            "UPDATE campaigns SET deadline = datetime('now', '-1 minute'),"
+            " funding_model = 'flexible' WHERE slug = ?",
+            slug,
+        )
+        output = server.flask("settle", "--due")
+        assert "needs_authentication" in output or "authentication" in output, output
+        page.goto(server.last_link(email))
+        page.get_by_role("link", name=re.compile("Confirm")).first.click()
+        expect(page.get_by_role("button", name="Confirm with my bank")).to_be_visible()
+        journey.axe("authenticate")
+        journey.shoot("bank-step")
+        page.get_by_role("button", name="Confirm with my bank").click()
+        page.get_by_role("button", name="Complete authentication").click()
+        expect(page.get_by_text("Thank you: your payment is confirmed.")).to_be_visible(
+            timeout=15000
+        )
+        expect(page.get_by_text("Charged").first).to_be_visible()
+        journey.shoot("charged")
+        charged = server.sql(
+            "SELECT p.status, p.provider_charge_id, c.collected_amount FROM pledges p"
+            " JOIN campaigns c ON c.id = p.campaign_id WHERE c.slug = ?",
+            slug,
+        )
+        assert [(status, amount) for status, _id, amount in charged] == [("charged", 2000)]
+        assert charged[0][1].startswith("pi_")
+        assert "OK: the ledger verifies." in server.flask("ledger", "verify")
+        journey.assert_no_third_party_requests()
+    finally:
+        journey.close()
+
+
 def test_4_deadline_passes_settlement_charges_and_everyone_sees_it(journey):
     page, base, server = journey.page, journey.server.url, journey.server
     slug = "living-wage-for-university-cleaners"
