@@ -38,7 +38,10 @@ def _prepare_schema(app, backend: str) -> None:
 
     from core.extensions import db
 
-    if backend in _prepared:
+    # Keyed by the database itself: a second pytest run in one process (mutmut runs
+    # the tests in-process) has a new temporary SQLite file to migrate.
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if url in _prepared:
         return
     with app.app_context():
         if backend == "postgresql":
@@ -54,7 +57,7 @@ def _prepare_schema(app, backend: str) -> None:
             if path and os.path.exists(path):
                 os.remove(path)
         upgrade()
-    _prepared.add(backend)
+    _prepared.add(url)
 
 
 def _empty_tables(app) -> None:

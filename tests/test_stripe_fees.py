@@ -156,3 +156,81 @@ def test_reconciliation_names_a_fee_stripe_reports_and_the_ledger_lacks(
     assert "fees differ" in output, output
     assert _charge_updated(app, charged) == "fee recorded"
     assert "No differences." in _reconciled(app)
+
+
+def _fee_transaction(app, pledge_id) -> LedgerTransaction:
+    from payments.privacy import public_reference
+
+    with app.app_context():
+        found = db.session.scalar(
+            select(LedgerTransaction).where(
+                LedgerTransaction.reference == public_reference("fee", pledge_id)
+            )
+        )
+        assert found is not None
+        db.session.expunge(found)
+        return found
+
+
+def test_the_sweep_records_each_late_fee_for_its_own_charge_only(
+    stripe_app, stripe_fees, localstripe, monkeypatch
+):
+    """Two charges whose fees come late, €30 and €10: each fee lands on its own pledge
+    and entry (campaign, counterparty, memo as for a fee known at once); the sweep
+    asks for at most BATCH fees at a time; a provider that stops answering part-way
+    keeps what was recorded before."""
+    from payments import fees
+
+    app = stripe_app
+    stripe_fees(percent_bp=140, fixed=25, lag=True)
+    slug, (first, second) = _charged_at_stripe(app, amounts=("30", "10"))
+    campaign_id = campaign_row(app, slug).id
+    _settle_balances(localstripe)
+    backend = app.extensions["payment_backend"]
+    real_fee, asked = backend.charge_fee, []
+
+    def answers_once(charge_id):
+        asked.append(charge_id)
+        if len(asked) > 1:
+            from payments.backends.base import BackendError
+
+            raise BackendError("Stripe: APIConnectionError")
+        return real_fee(charge_id)
+
+    monkeypatch.setattr(backend, "charge_fee", answers_once)
+    with app.app_context():
+        assert fees.follow_pending_fees() == 1  # the first answered, then the provider failed
+    monkeypatch.setattr(backend, "charge_fee", real_fee)
+    recorded = [p for p in (_pledge(app, first.id), _pledge(app, second.id)) if not p.fee_pending]
+    assert len(recorded) == 1  # kept, though the provider failed on the next one
+    monkeypatch.setattr(fees, "BATCH", 1)
+    with app.app_context():
+        assert fees.follow_pending_fees() == 1
+        assert fees.follow_pending_fees() == 0  # nothing left
+    fee_10 = (1000 * 140 + 5000) // 10000 + 25  # 39
+    assert _pledge(app, first.id).fee_amount == FEE_30
+    assert _pledge(app, second.id).fee_amount == fee_10
+    for pledge, fee in ((first, FEE_30), (second, fee_10)):
+        entry = _fee_transaction(app, pledge.id)
+        assert (entry.campaign_id, entry.counterparty, entry.memo) == (
+            campaign_id,
+            "payment processor",
+            "Card processing fee",
+        )
+        assert [amount for _a, amount in _fee_entries(app, pledge.id)] == [-fee, fee]
+
+
+def test_a_fee_is_recorded_once_when_two_requests_race(stripe_app, stripe_fees, localstripe):
+    """The webhook and the sweep both learn the fee: the one whose guarded update
+    finds it still pending records it; the other is told it already was."""
+    from payments import fees
+
+    app = stripe_app
+    stripe_fees(percent_bp=140, fixed=25, lag=True)
+    _slug, [charged] = _charged_at_stripe(app)
+    with app.app_context():
+        pledge = db.session.get_one(Pledge, charged.id)
+        assert fees.record_fee(pledge, FEE_30) is True
+        assert fees.record_fee(pledge, FEE_30) is False  # the loser, with a stale object
+        db.session.commit()
+    assert len(_fee_entries(app, charged.id)) == 2
