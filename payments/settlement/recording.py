@@ -80,7 +80,7 @@ def record_result(claim: Claim, result: ChargeResult) -> str:
     if moved is None:
         db.session.rollback()
         if result.status == "succeeded":
-            return follow_lost_charge(claim, result)
+            return follow_lost_charge(claim.pledge_id, claim.charge_key, result)
         return "already_recorded"
     if outcome == "charged":
         ledger.record_many(_ledger_entries(pledge, pledge.campaign_id, result))
@@ -101,10 +101,13 @@ def record_charges(pairs: list[tuple[Claim, ChargeResult]]) -> int:
     winners = _still_claimed(by_id)
     losers = [pid for pid in by_id if pid not in winners]
     if losers:
-        # Settled one by one: each lost charge is found recorded, or followed.
+        # Settled one by one: each lost charge is found recorded, or followed (and
+        # refunded at once: none of them counts as charged here).
         db.session.rollback()
-        won = sum(follow_lost_charge(*by_id[pid]) == "charged" for pid in losers)
-        return won + record_charges([by_id[pid] for pid in winners])
+        for pid in losers:
+            claim, result = by_id[pid]
+            follow_lost_charge(pid, claim.charge_key, result)
+        return record_charges([by_id[pid] for pid in winners])
     try:
         lifecycle.move_each(
             "charge_charged",
@@ -185,16 +188,17 @@ def _add_collected(campaign_id: int, amount: int, period: int | None = None) -> 
         )
 
 
-def follow_lost_charge(claim: Claim, result: ChargeResult) -> str:
-    """The provider charged, but the pledge is no longer `charging` under this claim's
-    key. Money that moved must never vanish: if this charge is already recorded, there
-    is nothing to do; otherwise the ledger and the pledge follow the money (the charge,
-    its fee and the collected total are recorded) and, since the pledge had left
-    settlement, the charge is refunded at once, in the ledger too; the supporter and
-    operators are told. Commits. Returns "already_recorded" or "followed"."""
+def follow_lost_charge(pledge_id: int, charge_key: str | None, result: ChargeResult) -> str:
+    """The provider charged, but the pledge is no longer `charging` under the key the
+    charge was made with (kept on the pledge once followed). Money that moved must
+    never vanish: if this charge is already recorded, there is nothing to do; otherwise
+    the ledger and the pledge follow the money (the charge, its fee and the collected
+    total are recorded) and, since the pledge had left settlement, the charge is
+    refunded at once, in the ledger too; the supporter and operators are told.
+    Commits. Returns "already_recorded", "followed" or "refunded_extra"."""
     from payments.refunds import refund
 
-    pledge = db.session.get(Pledge, claim.pledge_id)
+    pledge = db.session.get(Pledge, pledge_id)
     assert pledge is not None
     db.session.refresh(pledge)
     if pledge.provider_charge_id == result.charge_id:
@@ -216,7 +220,7 @@ def follow_lost_charge(claim: Claim, result: ChargeResult) -> str:
             "fee_amount": result.fee,
             "fee_pending": result.fee_pending,
             "charged_at": utcnow(),
-            "charge_key": claim.charge_key,
+            "charge_key": charge_key,
             "provider_action_id": None,
         },
         guard=(Pledge.status == was,),
@@ -225,7 +229,8 @@ def follow_lost_charge(claim: Claim, result: ChargeResult) -> str:
     )
     if moved is None:
         db.session.rollback()
-        return follow_lost_charge(claim, result)  # it moved again meanwhile: look again
+        # It moved again meanwhile: look again.
+        return follow_lost_charge(pledge_id, charge_key, result)
     ledger.record_many(_ledger_entries(pledge, pledge.campaign_id, result))
     _add_collected(pledge.campaign_id, result.amount, pledge.period)
     if result.fee:
@@ -282,7 +287,7 @@ def record_authenticated(pledge_id: int, result: ChargeResult) -> str:
         )
         if moved is None:
             db.session.rollback()
-            return follow_lost_charge(_waiting_claim(pledge), result)
+            return follow_lost_charge(pledge.id, pledge.charge_key, result)
         ledger.record_many(_ledger_entries(pledge, pledge.campaign_id, result))
         _add_collected(pledge.campaign_id, result.amount, pledge.period)
         emails.queue_outcome(pledge, "charged")
@@ -304,21 +309,6 @@ def record_authenticated(pledge_id: int, result: ChargeResult) -> str:
     lifecycle.note(pledge.id, "authentication_failed", detail=result.decline_code)
     db.session.commit()
     return "failed"
-
-
-def _waiting_claim(pledge: Pledge) -> Claim:
-    """The claim a charge that waited for the supporter was made under."""
-    return Claim(
-        pledge_id=pledge.id,
-        public_id=pledge.public_id,
-        amount=pledge.money,
-        customer_id=pledge.provider_customer_id or "",
-        payment_method_id=pledge.provider_payment_method_id or "",
-        charge_key=pledge.charge_key or "",
-        attempt=pledge.charge_attempts,
-        recovering=False,
-        on_session=True,
-    )
 
 
 def _tell_operators(pledge: Pledge, what: str) -> None:
