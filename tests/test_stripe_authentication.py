@@ -27,6 +27,7 @@ from tests.factories import (
     NEEDS_AUTH,
     campaign_row,
     live_campaign,
+    mail_to,
     past_deadline,
     pledges,
     run_sweep,
@@ -135,12 +136,27 @@ def test_the_bank_step_runs_in_the_browser_and_the_return_page_records_it_once(s
     assert app.config["STRIPE_API_BASE"] in page.headers["Content-Security-Policy"]
     assert 'data-return-url="http' in html and "/authenticate/done" in html
 
+    # Back before the bank's step is done (another tab, the back button): still waiting.
+    early = supporter.get(link + "/authenticate/done", follow_redirects=True)
+    assert "has not confirmed the payment yet" in early.get_data(as_text=True)
+    assert _now(app, waiting.id).provider_action_id == waiting.provider_action_id
     assert _bank_says(app, secret, success=True) == "succeeded"
     done = supporter.get(link + "/authenticate/done")
     assert done.status_code == 302 and done.headers["Location"].endswith(link)
     charged = _now(app, waiting.id)
     assert charged.status == "charged" and charged.provider_charge_id == waiting.provider_action_id
     assert charged.charged_amount == 3000 and charged.provider_action_id is None
+    assert charged.failure_code == ""  # was authentication_required
+    with app.app_context():
+        event = db.session.scalar(
+            select(PledgeEvent).where(
+                PledgeEvent.pledge_id == waiting.id, PledgeEvent.kind == "charge_authenticated"
+            )
+        )
+        assert (event.from_status, event.to_status) == ("needs_authentication", "charged")
+        assert (event.amount, event.detail) == (3000, waiting.provider_action_id)
+    [receipt] = [m for m in mail_to(app, "sup@example.org") if "Subject: Receipt" in m]
+    assert "has been charged" in receipt
     assert campaign_row(app, slug).collected_amount == 3000
     assert _charge_entries(app, waiting.id) == 1
     assert "charge_authenticated" in _events(app, waiting.id)
@@ -188,6 +204,7 @@ def test_a_failed_bank_step_keeps_the_pledge_waiting_and_a_new_attempt_succeeds(
     assert "Your bank did not confirm the payment." in failed.get_data(as_text=True)
     after = _now(app, waiting.id)
     assert after.status == "needs_authentication" and after.provider_action_id is None
+    assert after.failure_code == "payment_intent_authentication_failure"
     first_id = waiting.provider_action_id
     assert _tell(app, "payment_intent.payment_failed", first_id, waiting) == "stale"
     assert _events(app, waiting.id).count("authentication_failed") == 1
@@ -221,7 +238,7 @@ def test_a_bank_step_finished_after_the_window_is_followed_and_refunded(stripe_a
     outcome = _tell(app, "payment_intent.succeeded", waiting.provider_action_id, waiting)
     assert outcome == "followed"
     after = _now(app, waiting.id)
-    assert after.status == "refunded"
+    assert after.status == "refunded" and after.charge_key == waiting.charge_key
     with app.app_context():
         refunds = _client(app).v1.refunds.list(
             params={"payment_intent": waiting.provider_action_id}
