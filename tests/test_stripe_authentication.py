@@ -200,7 +200,9 @@ def test_a_failed_bank_step_keeps_the_pledge_waiting_and_a_new_attempt_succeeds(
     supporter = app.test_client()
     first = _secret_on_page(supporter, link)
     assert _bank_says(app, first, success=False) == "requires_payment_method"
-    failed = supporter.get(link + "/authenticate/done", follow_redirects=True)
+    back = supporter.get(link + "/authenticate/done")
+    assert back.status_code == 302 and back.headers["Location"].endswith("/authenticate")
+    failed = supporter.get(back.headers["Location"])
     assert "Your bank did not confirm the payment." in failed.get_data(as_text=True)
     after = _now(app, waiting.id)
     assert after.status == "needs_authentication" and after.provider_action_id is None
@@ -208,6 +210,13 @@ def test_a_failed_bank_step_keeps_the_pledge_waiting_and_a_new_attempt_succeeds(
     first_id = waiting.provider_action_id
     assert _tell(app, "payment_intent.payment_failed", first_id, waiting) == "stale"
     assert _events(app, waiting.id).count("authentication_failed") == 1
+    with app.app_context():
+        noted = db.session.scalar(
+            select(PledgeEvent.detail).where(
+                PledgeEvent.pledge_id == waiting.id, PledgeEvent.kind == "authentication_failed"
+            )
+        )
+    assert noted == "payment_intent_authentication_failure"
     # No payment waits now: the page offers a fresh attempt, made on-session.
     assert _secret_on_page(supporter, link) is None
     response = submit(supporter, link + "/authenticate", {}, form_page=link + "/authenticate")
