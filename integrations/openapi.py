@@ -9,6 +9,10 @@ from typing import Any
 
 from flask import current_app
 
+from campaigns.models import CampaignKind
+
+CAMPAIGN_KINDS = [kind.value for kind in CampaignKind]
+
 Schema = dict[str, Any]
 
 NULLABLE_STRING: Schema = {"type": ["string", "null"]}
@@ -52,15 +56,7 @@ SCHEMAS: dict[str, Schema] = {
             "slug": {"type": "string"},
             "title": {"type": "string"},
             "summary": {"type": "string"},
-            "kind": {
-                "enum": [
-                    "wage_struggle",
-                    "strike_fund",
-                    "legal_defence",
-                    "mutual_aid",
-                    "public_good",
-                ]
-            },
+            "kind": {"enum": CAMPAIGN_KINDS},
             "status": {"type": "string"},
             "language": {"type": "string"},
             "funding_model": {"enum": ["all_or_nothing", "flexible"]},
@@ -235,7 +231,7 @@ def paths() -> dict:
             ),
             [
                 query("q", {"type": "string"}, "words to find, in any order"),
-                query("kind", {"type": "string"}),
+                query("kind", {"enum": CAMPAIGN_KINDS}),
                 query("status", {"enum": ["live", "ended", "cancelled", "all"]}),
                 query("sort", {"enum": ["relevance", "ending", "newest", "backers", "funded"]}),
                 query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}),

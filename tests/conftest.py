@@ -32,15 +32,15 @@ def _database_url(backend: str, tmp_root: Path) -> str:
     return url
 
 
-def _prepare_schema(app, backend: str) -> None:
+def _prepare_schema(app, backend: str, url: str) -> None:
     """Drop everything and migrate from scratch, once per backend per session."""
     from flask_migrate import upgrade
 
     from core.extensions import db
 
-    # Keyed by the database itself: a second pytest run in one process (mutmut runs
-    # the tests in-process) has a new temporary SQLite file to migrate.
-    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    # Keyed by the session's test database (its SQLite file is in this session's
+    # temporary folder): a second pytest run in one process (mutmut runs the tests
+    # in-process) has a new file to migrate; an app built on a copy is left alone.
     if url in _prepared:
         return
     with app.app_context():
@@ -130,7 +130,7 @@ def make_app(backend, tmp_root, tmp_path, monkeypatch):
         }
         config.update(overrides)
         app = create_app(config)
-        _prepare_schema(app, backend)
+        _prepare_schema(app, backend, url)
         built.append(app)
         return app
 
