@@ -8,11 +8,13 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from sqlalchemy import and_, or_, select
 
 from campaigns import periods, services
-from campaigns.models import Campaign, CampaignStatus, CampaignUpdate
+from campaigns.models import Campaign, CampaignKind, CampaignStatus, CampaignUpdate
 from core.api import decode_cursor, encode_cursor, limit_api, newest_first, next_link, per_page
 from core.clock import utcnow
 from core.extensions import db
 from core.money import Money
+from core.page_cache import cached_page
+from core.text import single_line
 from core.urls import public_url_for, query_int
 
 bp = Blueprint("campaigns_api", __name__, url_prefix="/api/v1")
@@ -72,6 +74,7 @@ def _cursor_of(campaign: Campaign, sort: str) -> str:
 
 
 @bp.get("/campaigns")
+@cached_page
 def list_campaigns():
     page_number = _positive_int("page", 1, 1_000_000)
     per_page = _positive_int("per_page", current_app.config["PAGE_SIZE"], MAX_PER_PAGE)
@@ -81,11 +84,14 @@ def list_campaigns():
     sort = request.args.get("sort", "newest")
     if sort not in services.SORTS:
         abort(400, description=f"sort must be one of {', '.join(services.SORTS)}")
+    kind = request.args.get("kind") or None
+    if kind is not None and kind not in set(CampaignKind):
+        abort(400, description=f"kind must be one of {', '.join(CampaignKind)}")
     query, by_cursor = _after_cursor(
         services.search_campaigns(
-            kind=request.args.get("kind") or None,
+            kind=kind,
             status=status,
-            text=(request.args.get("q") or "")[:200],
+            text=(single_line(request.args.get("q")) or "")[:200],
             sort=sort,
         ),
         sort,
@@ -142,6 +148,7 @@ def _iso(moment) -> str:
 
 
 @bp.get("/campaigns/<slug>")
+@cached_page
 def get_campaign(slug: str):
     campaign = public_campaign(slug)
     return jsonify(campaign_json(campaign) | {"recurring": recurring_json(campaign)})

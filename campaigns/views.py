@@ -42,7 +42,9 @@ from campaigns.models import (
 )
 from core.extensions import db, limiter
 from core.markdown import render_markdown
+from core.page_cache import cached_page
 from core.signed import LinkError
+from core.text import single_line
 from core.work import flash_transaction, form_transaction
 
 bp = Blueprint("campaigns", __name__)
@@ -52,6 +54,7 @@ bp = Blueprint("campaigns", __name__)
 
 
 @bp.get("/campaigns")
+@cached_page
 def listing():
     kind = request.args.get("kind") or None
     if kind and kind not in {k.value for k in KIND_LABELS}:
@@ -59,7 +62,7 @@ def listing():
     status = request.args.get("status", "live")
     if status not in services.PUBLIC_STATUSES:
         status = "live"
-    text = (request.args.get("q") or "")[:200]
+    text = (single_line(request.args.get("q")) or "")[:200]
     # A search is ranked by relevance unless the visitor chose another order.
     sort = request.args.get("sort") or ("relevance" if text.strip() else "ending")
     if sort not in services.SORTS:
@@ -82,12 +85,14 @@ def listing():
 
 
 @bp.get("/")
+@cached_page
 def home():
     ending = db.session.scalars(services.search_campaigns(sort="ending").limit(6)).all()
     return render_template("campaigns/home.html", ending=ending)
 
 
 @bp.get("/c/<slug>")
+@cached_page
 def detail(slug: str):
     campaign = services.campaign_for_page(slug)
     if campaign is None:

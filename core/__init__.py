@@ -12,6 +12,7 @@ def init_app(app: Flask, migrations: str) -> None:
     from flask_babel import get_locale
     from werkzeug.exceptions import HTTPException
 
+    from core import page_cache
     from core.api import RowIdConverter, after_api_request
     from core.cli import bp as outbox_cli
     from core.clock import utcnow
@@ -40,6 +41,9 @@ def init_app(app: Flask, migrations: str) -> None:
     limiter.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
     login_manager.init_app(app)
+    # Before the other after_request hooks: Flask runs them last-registered first, so
+    # the page is stored with the security and API headers they add.
+    page_cache.init_app(app)
     init_security(app)
     app.after_request(deliver_after_request)
     app.after_request(after_api_request)

@@ -244,6 +244,10 @@ SETTINGS: tuple[tuple[str, Reader], ...] = (
     ("BABEL_DEFAULT_LOCALE", fixed("en")),
     ("BABEL_DEFAULT_TIMEZONE", fixed("UTC")),
     ("PAGE_SIZE", integer("PAGE_SIZE", 12, minimum=1)),
+    # Public pages kept for anonymous visitors until a write changes them (core/page_cache.py);
+    # at most this many seconds old in any case (times shown, "3 days left").
+    ("PAGE_CACHE", flag("PAGE_CACHE", True)),
+    ("PAGE_CACHE_SECONDS", integer("PAGE_CACHE_SECONDS", 60, minimum=1)),
     # A login ends after this long without a request, and after this long at all.
     ("SESSION_IDLE_TIMEOUT", integer("SESSION_IDLE_TIMEOUT", 2 * 3600, minimum=60)),
     ("SESSION_ABSOLUTE_TIMEOUT", integer("SESSION_ABSOLUTE_TIMEOUT", 7 * 24 * 3600, minimum=60)),

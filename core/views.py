@@ -50,8 +50,12 @@ def run_health_checks() -> tuple[bool, dict]:
 
 
 @bp.post("/language")
+@csrf.exempt
 def choose_language():
-    """The language switcher: remembered in the session, for this browser only."""
+    """The language switcher: remembered in the session, for this browser only. No
+    CSRF token: the form is on every public page, and a token would make each page
+    personal (uncacheable, and a session cookie for every visitor); a forged post
+    can only change the language someone reads in."""
     from core.i18n import INTERFACE_LOCALES
     from core.urls import safe_next
 

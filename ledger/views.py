@@ -14,6 +14,7 @@ from sqlalchemy import and_, func, select
 from campaigns.models import Campaign, CampaignStatus
 from core.extensions import db
 from core.money import Money
+from core.page_cache import cached_page
 from core.text import spreadsheet_row
 from ledger import log, merkle, signing
 from ledger.models import EntryKind, LedgerLeaf, LedgerPosting, LedgerTransaction
@@ -60,6 +61,7 @@ def _public_campaign(slug: str) -> Campaign:
 
 
 @bp.get("/ledger")
+@cached_page
 def global_ledger():
     query, filters = _filters(
         select(LedgerLeaf.leaf_index, LedgerTransaction, Campaign.slug, Campaign.title)
@@ -98,6 +100,7 @@ def _amounts(transaction_ids: list[int]) -> dict[int, list[Money]]:
 
 
 @bp.get("/c/<slug>/ledger")
+@cached_page
 def campaign_ledger(slug: str):
     campaign = _public_campaign(slug)
     account = campaign_account(campaign.id)

@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify
 
 from core.api import limit_api
 from core.extensions import db
+from core.page_cache import cached_page
 from core.urls import public_url_for
 from rounds import services
 from rounds.models import Round, RoundStatus, Rule
@@ -69,6 +70,7 @@ def round_json(round_: Round, *, with_contributions: bool) -> dict:
 
 
 @bp.get("/rounds")
+@cached_page
 def rounds():
     return jsonify(
         rounds=[round_json(r, with_contributions=False) for r in services.public_rounds()]
@@ -76,5 +78,6 @@ def rounds():
 
 
 @bp.get("/rounds/<int:round_id>")
+@cached_page
 def round_detail(round_id: int):
     return jsonify(round_json(db.get_or_404(Round, round_id), with_contributions=True))

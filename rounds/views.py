@@ -16,6 +16,7 @@ from core.extensions import db
 from core.i18n import current_locale
 from core.markdown import render_markdown
 from core.money import Money, MoneyError
+from core.page_cache import cached_page
 from core.signed import LinkError
 from core.work import RuleError, flash_transaction, form_transaction
 from rounds import services
@@ -39,11 +40,13 @@ def _member_round(round_id: int, permission: RoundPermission | None = None) -> R
 
 
 @bp.get("/rounds")
+@cached_page
 def listing():
     return render_template("rounds/listing.html", rounds=services.public_rounds())
 
 
 @bp.get("/rounds/<int:round_id>")
+@cached_page
 def detail(round_id: int):
     round_ = _round(round_id)
     apply_form = None

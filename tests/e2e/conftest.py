@@ -127,6 +127,8 @@ class Server:
         conn = sqlite3.connect(self.instance / "counterfund.db")
         try:
             rows = conn.execute(statement, args).fetchall()
+            # Written behind the app's back: its cached public pages are stale now.
+            conn.execute("UPDATE page_versions SET version = version + 1")
             conn.commit()
             return rows
         finally:

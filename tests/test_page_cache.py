@@ -1,0 +1,148 @@
+"""Public pages cached for anonymous visitors (issue 17) are never older than the last
+committed write: a pledge, an update, a settlement and a ledger entry each change what
+the next anonymous request sees. Logged-in visitors, visitors with a message waiting
+and responses that set a cookie are never served from, nor stored in, the cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.extensions import db
+from core.money import Money
+from ledger.models import EntryKind
+from tests.factories import (
+    GOOD,
+    add_pledges,
+    campaign,
+    live_campaign,
+    login,
+    make_campaign,
+    past_deadline,
+    pledge,
+    run_sweep,
+    submit,
+)
+
+
+def _seen(client, path) -> tuple[str, str | None]:
+    response = client.get(path)
+    assert response.status_code == 200, path
+    return response.get_data(as_text=True), response.headers.get("X-Page-Cache")
+
+
+def _warm(client, path) -> str:
+    """Fetch until the page comes from the cache (a background sweep may write once)."""
+    for _ in range(4):
+        html, state = _seen(client, path)
+        if state == "hit":
+            return html
+    pytest.fail(f"{path} was never served from the cache")
+
+
+def test_a_pledge_changes_the_next_anonymous_campaign_page_listing_and_api(app):
+    slug = live_campaign(app)
+    visitor = app.test_client()
+    paths = (f"/c/{slug}", "/campaigns", f"/api/v1/campaigns/{slug}", "/")
+    before = {path: _warm(visitor, path) for path in paths}
+    assert "€25.00" not in before[f"/c/{slug}"]
+    assert pledge(app.test_client(), slug, amount="25").status_code == 302
+    for path in paths:
+        html, state = _seen(visitor, path)
+        assert state == "miss", path
+        assert html != before[path], path
+    assert "€25.00" in _seen(visitor, f"/c/{slug}")[0]
+    assert visitor.get(f"/api/v1/campaigns/{slug}").get_json()["pledged"]["amount"] == 2500
+
+
+def test_an_update_changes_the_next_anonymous_campaign_page(app):
+    slug = live_campaign(app)
+    visitor = app.test_client()
+    assert "Day one on the picket" not in _warm(visitor, f"/c/{slug}")
+    organizer = app.test_client()
+    login(organizer, email="org@example.org")
+    response = submit(
+        organizer, f"/c/{slug}/updates/new", {"title": "Day one on the picket", "body": "Strong."}
+    )
+    assert response.status_code == 302
+    html, state = _seen(visitor, f"/c/{slug}")
+    assert state == "miss" and "Day one on the picket" in html
+
+
+def test_settlement_changes_the_next_anonymous_campaign_page_and_ledger(app):
+    cid = make_campaign(app, goal=10)
+    add_pledges(app, cid, [(GOOD, 30)])
+    slug = campaign(app, cid).slug
+    visitor = app.test_client()
+    page = _warm(visitor, f"/c/{slug}")
+    ledger_page = _warm(visitor, "/ledger")
+    past_deadline(app, cid)
+    run_sweep(app)
+    assert campaign(app, cid).status == "settled"
+    html, state = _seen(visitor, f"/c/{slug}")
+    assert state == "miss" and html != page and "€30.00" in html
+    html, state = _seen(visitor, "/ledger")
+    assert state == "miss" and html != ledger_page and "€30.00" in html
+
+
+def test_a_ledger_entry_changes_the_next_anonymous_ledger_pages(app):
+    from ledger.services import campaign_account, record
+
+    cid = make_campaign(app, goal=10)
+    slug = campaign(app, cid).slug
+    visitor = app.test_client()
+    assert "platform gift for the page cache" not in _warm(visitor, "/ledger")
+    _warm(visitor, f"/c/{slug}/ledger")
+    with app.app_context():
+        record(
+            EntryKind.ADJUSTMENT,
+            campaign_id=cid,
+            reference="page-cache-test",
+            postings=[
+                ("platform", Money(-700, "EUR")),
+                (campaign_account(cid), Money(700, "EUR")),
+            ],
+            counterparty="platform",
+            memo="platform gift for the page cache",
+        )
+        db.session.commit()
+    for path in ("/ledger", f"/c/{slug}/ledger"):
+        html, state = _seen(visitor, path)
+        assert state == "miss" and "€7.00" in html, path
+
+
+def test_logged_in_and_flashed_visitors_are_never_served_or_stored(app):
+    from tests.factories import register
+
+    slug = live_campaign(app)
+    member = app.test_client()
+    register(member, email="member@example.org", name="Member Only Name")
+    for _ in range(3):
+        html, state = _seen(member, f"/c/{slug}")
+        assert state is None and "Log out" in html
+    visitor = app.test_client()
+    html = _warm(visitor, f"/c/{slug}")
+    assert "Log out" not in html
+    # A response that sets a cookie (the pledge form's CSRF session) is never stored.
+    form = visitor.get(f"/c/{slug}/pledge")
+    assert form.headers.get("X-Page-Cache") is None
+
+
+def test_a_forged_host_gets_a_400_even_for_a_cached_page(app):
+    slug = live_campaign(app)
+    visitor = app.test_client()
+    _warm(visitor, f"/c/{slug}")
+    forged = visitor.get(f"/c/{slug}", headers={"Host": "evil.example"})
+    assert forged.status_code == 400
+
+
+def test_with_redis_a_write_in_one_process_refreshes_another_processes_pages(make_app, redis_url):
+    """Two app instances share Redis as two gunicorn workers (or a worker and a CLI
+    command) do: a pledge through one is seen at once through the other."""
+    first = make_app(REDIS_URL=redis_url)
+    second = make_app(REDIS_URL=redis_url)
+    slug = live_campaign(first)
+    visitor = second.test_client()
+    _warm(visitor, f"/c/{slug}")
+    assert pledge(first.test_client(), slug, amount="40").status_code == 302
+    html, state = _seen(visitor, f"/c/{slug}")
+    assert state == "miss" and "€40.00" in html
