@@ -141,7 +141,7 @@ def seed(url: str, slug: str, count: int) -> None:
             " SELECT md5(%s || g::text), md5('k' || %s || g::text), %s,"
             " 'bench' || g || '@example.org', 1000, 'EUR', 'active', 'anonymous', '', '', '',"
             " 'en', 'simulated', 'visa', '4242', 0, '', false, 1, false, false,"
-            " now() - (g % 30) * interval '1 day', now() - (g % 30) * interval '1 day'"
+            " now() - (g %% 30) * interval '1 day', now() - (g %% 30) * interval '1 day'"
             " FROM generate_series(1, %s) AS g",
             (slug, slug, campaign_id, count),
         )

@@ -3,6 +3,8 @@
     .venv/bin/python bench/settlement.py --pledges 100000
     .venv/bin/python bench/settlement.py --pledges 3000 --latency-ms 250 --provider-limit 100
     .venv/bin/python bench/settlement.py --pledges 10000 --recurring
+    .venv/bin/python bench/settlement.py --pledges 6000 --latency-ms 250 --provider-limit 100 \
+        --processes 3 --rate-limit 100
 
 The first form settles N pledges as fast as the provider answers and reports pledges/s
 and the process's peak memory (run it at two sizes: memory must not grow with N,
@@ -11,7 +13,10 @@ latency and makes the provider refuse more than 100 calls in any second (Stripe'
 live-mode limit), and reports the sustained request rate Counterfund achieves. The
 third makes them standing pledges to a weekly campaign whose first period has just
 ended, and times deciding the period (opening one charge per standing pledge) and
-charging it.
+charging it. The fourth settles with three worker processes at once, sharing one
+provider limit through Redis (BENCH_REDIS_URL, db 7 by default: its limiter key is
+reset); calls over the provider's limit are counted from the provider's own records
+of every process's calls.
 Uses BENCH_DATABASE_URL (default: a counterfund_bench database on 127.0.0.1).
 """
 
@@ -151,6 +156,72 @@ def settle(app, campaign_id: int) -> tuple[float, Counter]:
     return elapsed, outcomes
 
 
+def _settle_in_worker(campaign_id: int, out) -> None:
+    """One worker process of --processes: claims and charges until nothing is left."""
+    import logging
+
+    from app import create_app
+    from core.urls import public_request_context
+    from payments import settlement
+
+    logging.disable(logging.INFO)
+    app = create_app()
+    outcomes: Counter = Counter()
+    with app.app_context(), public_request_context():
+        batch = app.config["SETTLEMENT_BATCH_SIZE"]
+        while claims := settlement.claim_batch(campaign_id, batch):
+            outcomes.update(settlement.charge_claims(claims))
+    out.put((dict(outcomes), app.extensions["payment_backend"].provider.rate_limited))
+
+
+def settle_in_processes(app, campaign_id: int, processes: int) -> tuple[float, Counter, int]:
+    import multiprocessing
+
+    from core.urls import public_request_context
+    from payments import settlement
+
+    with app.app_context(), public_request_context():
+        from core.extensions import db
+
+        settlement.decide(campaign_id)
+        settlement.start_settling(campaign_id)
+        db.session.commit()
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    workers = [
+        context.Process(target=_settle_in_worker, args=(campaign_id, out)) for _ in range(processes)
+    ]
+    started = time.monotonic()
+    for worker in workers:
+        worker.start()
+    outcomes: Counter = Counter()
+    refused = 0
+    for _ in workers:
+        counted, rate_limited = out.get()
+        outcomes.update(counted)
+        refused += rate_limited
+    for worker in workers:
+        worker.join()
+    elapsed = time.monotonic() - started
+    with app.app_context(), public_request_context():
+        settlement.finish_if_done(campaign_id)
+    return elapsed, outcomes, refused
+
+
+def over_limit(path: str, limit: int) -> int:
+    """Calls the provider received while `limit` others had arrived within the second
+    before (from its records of every process's calls): what it would refuse."""
+    conn = sqlite3.connect(path)
+    times = [row[0] for row in conn.execute("SELECT created FROM calls ORDER BY created")]
+    conn.close()
+    over, left = 0, 0
+    for right, moment in enumerate(times):
+        while moment - times[left] >= 1.0:
+            left += 1
+        over += right - left + 1 > limit
+    return over
+
+
 def settle_period(app, campaign_id: int) -> tuple[float, float, Counter]:
     """Decide the first period (opening its charges), then charge them: both timed."""
     from core.urls import public_request_context
@@ -207,6 +278,9 @@ def main() -> int:
     parser.add_argument(
         "--recurring", action="store_true", help="standing pledges, one weekly period"
     )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="worker processes sharing one limit"
+    )
     args = parser.parse_args()
 
     url = os.environ.get(
@@ -226,6 +300,12 @@ def main() -> int:
             "SETTLEMENT_BATCH_SIZE": str(args.batch),
         }
     )
+    if args.processes > 1:
+        import redis
+
+        redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
+        redis.Redis.from_url(redis_url).flushdb()
+        os.environ["REDIS_URL"] = redis_url
     import logging
     import subprocess
 
@@ -241,9 +321,14 @@ def main() -> int:
     app = create_app()
     campaign_id = seed(app, args.pledges, recurring=args.recurring)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    refused_in_workers = None
     if args.recurring:
         opened, elapsed, outcomes = settle_period(app, campaign_id)
         print(f"period decided, {args.pledges} charges opened in {opened:.1f} s")
+    elif args.processes > 1:
+        elapsed, outcomes, refused_in_workers = settle_in_processes(
+            app, campaign_id, args.processes
+        )
     else:
         elapsed, outcomes = settle(app, campaign_id)
     rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -280,10 +365,17 @@ def main() -> int:
         f"settled in {elapsed:.1f} s: {args.pledges / elapsed:.1f} pledges/s; outcomes "
         f"{dict(outcomes)}; campaign {status}"
     )
+    refused = provider.rate_limited if refused_in_workers is None else refused_in_workers
     print(
         f"provider charge calls: {calls}; sustained {sustained:.1f}/s; busiest second "
-        f"{busiest}; refused for rate {provider.rate_limited}"
+        f"{busiest}; refused for rate {refused}"
     )
+    if args.processes > 1 and args.provider_limit:
+        over = over_limit(app.config["SIMULATED_PROVIDER_DB"], args.provider_limit)
+        print(
+            f"{args.processes} processes; calls over {args.provider_limit} in any second,"
+            f" from the provider's records of all of them: {over}"
+        )
     print(f"peak RSS: {rss_peak / 1024:.0f} MiB (after seeding: {rss_before / 1024:.0f} MiB)")
     print(
         f"check: {charged} charged, collected {collected}, ledger {ledger}: "

@@ -37,6 +37,7 @@ from payments.settlement.aftercare import (
 from payments.settlement.calling import (
     RECORD_GROUP,
     RateLimiter,
+    SharedRateLimiter,
     call_provider,
     charge_claims,
     charge_on_session,
@@ -72,6 +73,7 @@ __all__ = [
     "RECORD_GROUP",
     "Claim",
     "RateLimiter",
+    "SharedRateLimiter",
     "advance",
     "call_provider",
     "charge_claims",

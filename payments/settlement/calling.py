@@ -11,6 +11,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Protocol
 
 from flask import current_app
 
@@ -21,6 +22,11 @@ from payments.settlement.claiming import Claim, claim_for_authentication
 from payments.settlement.recording import record_charges, record_result
 
 log = logging.getLogger(__name__)
+
+
+class CallLimiter(Protocol):
+    def wait(self) -> None:
+        """Return when one more provider call may start."""
 
 
 class RateLimiter:
@@ -52,19 +58,46 @@ class RateLimiter:
             time.sleep(max(delay, 0.001))
 
 
-_limiters: dict[int, RateLimiter] = {}
+class SharedRateLimiter:
+    """At most `rate` provider calls in any one-second window from every process that
+    shares this Redis (web workers, RQ workers, CLI commands): `limits`' moving window,
+    which counts each call in Redis, atomically, as it starts. A caller over the limit
+    sleeps until the oldest call in the window leaves it."""
+
+    KEY = ("counterfund", "provider-calls")
+
+    def __init__(self, redis_url: str, rate: int):
+        from limits import RateLimitItemPerSecond
+        from limits.storage import storage_from_string
+        from limits.strategies import MovingWindowRateLimiter
+
+        self.rate = rate
+        self.item = RateLimitItemPerSecond(rate)
+        self.window = MovingWindowRateLimiter(storage_from_string(redis_url))
+
+    def wait(self) -> None:
+        while not self.window.hit(self.item, *self.KEY):
+            stats = self.window.get_window_stats(self.item, *self.KEY)
+            time.sleep(min(max(stats.reset_time - time.time(), 0.001), 0.05))
 
 
-def limiter() -> RateLimiter:
-    """This process's limiter for the configured SETTLEMENT_RATE_LIMIT."""
+_limiters: dict[tuple[str, int], CallLimiter] = {}
+
+
+def limiter() -> CallLimiter:
+    """The limiter for the configured SETTLEMENT_RATE_LIMIT: shared by every process
+    through Redis when REDIS_URL is set, else this process's own."""
     rate = current_app.config["SETTLEMENT_RATE_LIMIT"]
-    if rate not in _limiters:
-        _limiters[rate] = RateLimiter(rate)
-    return _limiters[rate]
+    redis_url = current_app.config.get("REDIS_URL") or ""
+    if (redis_url, rate) not in _limiters:
+        _limiters[(redis_url, rate)] = (
+            SharedRateLimiter(redis_url, rate) if redis_url else RateLimiter(rate)
+        )
+    return _limiters[(redis_url, rate)]
 
 
 def call_provider(
-    backend: PaymentBackend, rate_limiter: RateLimiter, claim: Claim
+    backend: PaymentBackend, rate_limiter: CallLimiter, claim: Claim
 ) -> ChargeResult | None:
     """Ask the provider to charge (or, after a crash, whether it already did).
 
