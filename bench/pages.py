@@ -96,14 +96,22 @@ def wrk(url: str, seconds: int, connections: int) -> dict:
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
         "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": re.search(r"50%\s+(\S+)", out).group(1),
-        "p99": re.search(r"99%\s+(\S+)", out).group(1),
+        "p50": _percentile(out, "50"),
+        "p99": _percentile(out, "99"),
         "errors": int(non_2xx.group(1)) if non_2xx else 0,
     }
 
 
+def _percentile(out: str, which: str) -> str:
+    found = re.search(rf"^\s+{which}%\s+(\S+)$", out, re.MULTILINE)
+    return found.group(1) if found else "n/a (no request finished)"
+
+
 def ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    found = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    if found is None:
+        return float("nan")
+    value, unit = found.groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 

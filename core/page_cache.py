@@ -101,6 +101,17 @@ class _Versions:
         self.redis.incr(REDIS_KEY)
 
 
+def remembered(name: str, compute: Callable[[], Any]) -> Any:
+    """A value computed from public data (a chart's daily totals, say), kept until the
+    next write to a public table: `compute()` runs once per page version."""
+    key = f"value:{current_app.extensions['page_versions'].current()}:{name}"
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value)
+    return value
+
+
 def _eligible() -> bool:
     if request.method not in ("GET", "HEAD") or not current_app.config["PAGE_CACHE"]:
         return False

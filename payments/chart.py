@@ -11,6 +11,7 @@ from campaigns.models import Campaign
 from core.clock import utcnow
 from core.extensions import db
 from core.money import Money
+from core.page_cache import remembered
 from payments.models import Pledge, PledgeStatus
 
 WIDTH, HEIGHT, PAD = 320, 120, 6
@@ -24,7 +25,13 @@ COUNTED = (
 
 
 def daily_totals(campaign: Campaign) -> list[tuple[str, int]]:
-    """(day, amount pledged that day) for pledges that still count: one query."""
+    """(day, amount pledged that day) for pledges that still count: one query over
+    every pledge of the campaign, so kept until the next public write (the page
+    cache's version: any pledge, cancellation or change of amount bumps it)."""
+    return remembered(f"daily-totals:{campaign.id}", lambda: _daily_totals(campaign))
+
+
+def _daily_totals(campaign: Campaign) -> list[tuple[str, int]]:
     day = func.date(Pledge.activated_at)
     return [
         (str(d), int(total))

@@ -108,6 +108,8 @@ class Pledge(Model):
     __tablename__ = "pledges"
     __table_args__ = (
         Index("ix_pledges_parent_period", "parent_id", "period", unique=True),
+        # The campaign page's most recent backers, newest first, however many there are.
+        Index("ix_pledges_campaign_recent", "campaign_id", "activated_at", "id"),
         CheckConstraint("amount > 0", name="amount_positive"),
         enum_check("status", PledgeStatus),
         enum_check("visibility", Visibility),
