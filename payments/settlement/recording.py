@@ -29,21 +29,25 @@ from payments.settlement.claiming import Claim
 log = logging.getLogger(__name__)
 
 
+def _charged(result: ChargeResult, now) -> dict[str, Any]:
+    """What a pledge records of the charge that took its money, however it was found."""
+    return {
+        "provider_charge_id": result.charge_id,
+        "charged_amount": result.amount,
+        "fee_amount": result.fee,
+        "fee_pending": result.fee_pending,
+        "charged_at": now,
+        "provider_action_id": None,
+    }
+
+
 def _outcome_of(pledge: Pledge, result: ChargeResult, now) -> tuple[str, dict[str, Any]]:
     """The event to move the pledge by, and the values it sets, for this answer."""
     window_end = (pledge.campaign.decided_at or now) + timedelta(
         seconds=current_app.config["RETRY_WINDOW"]
     )
     if result.status == "succeeded":
-        return "charged", {
-            "provider_charge_id": result.charge_id,
-            "charged_amount": result.amount,
-            "fee_amount": result.fee,
-            "fee_pending": result.fee_pending,
-            "charged_at": now,
-            "failure_code": "",
-            "provider_action_id": None,
-        }
+        return "charged", {**_charged(result, now), "failure_code": ""}
     if result.status == "requires_action":
         return "needs_authentication", {
             "failure_code": result.decline_code or "authentication_required",
@@ -214,15 +218,7 @@ def follow_lost_charge(pledge_id: int, charge_key: str | None, result: ChargeRes
     moved = lifecycle.move_pledge(
         pledge,
         "charge_recorded_late",
-        values={
-            "provider_charge_id": result.charge_id,
-            "charged_amount": result.amount,
-            "fee_amount": result.fee,
-            "fee_pending": result.fee_pending,
-            "charged_at": utcnow(),
-            "charge_key": charge_key,
-            "provider_action_id": None,
-        },
+        values={**_charged(result, utcnow()), "charge_key": charge_key},
         guard=(Pledge.status == was,),
         amount=result.amount,
         detail=result.charge_id or "",
@@ -270,15 +266,7 @@ def record_authenticated(pledge_id: int, result: ChargeResult) -> str:
         moved = lifecycle.move_pledge(
             pledge,
             "charge_authenticated",
-            values={
-                "provider_charge_id": result.charge_id,
-                "charged_amount": result.amount,
-                "fee_amount": result.fee,
-                "fee_pending": result.fee_pending,
-                "charged_at": utcnow(),
-                "failure_code": "",
-                "provider_action_id": None,
-            },
+            values={**_charged(result, utcnow()), "failure_code": ""},
             # Any payment of ours that succeeded while the pledge waits is its charge,
             # even an older one finished in a tab left open: a newer one that succeeds
             # too finds the pledge charged and is refunded (follow_lost_charge).
