@@ -103,7 +103,7 @@ def wrk(url: str, seconds: int, connections: int) -> dict:
 
 
 def _percentile(out: str, which: str) -> str:
-    found = re.search(rf"^\s+{which}%\s+(\S+)$", out, re.MULTILINE)
+    found = re.search(rf"^\s+{which}%\s+(\S+)\s*$", out, re.MULTILINE)
     return found.group(1) if found else "n/a (no request finished)"
 
 

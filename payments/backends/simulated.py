@@ -145,12 +145,17 @@ class SimulatedProvider:
             conn.execute("COMMIT")
 
     def _call(self, conn, operation: str, pledge_ref: str, object_id: str) -> None:
+        # When the call arrived (before its latency), as a provider counts its limit:
+        # several processes' calls are compared by it (bench/settlement.py --processes).
+        arrived = getattr(self._local, "arrived", None) or time.time()
+        self._local.arrived = None
         conn.execute(
             "INSERT INTO calls (operation, pledge_ref, object_id, created) VALUES (?, ?, ?, ?)",
-            (operation, pledge_ref, object_id, time.time()),
+            (operation, pledge_ref, object_id, arrived),
         )
 
     def _wait(self) -> None:
+        self._local.arrived = time.time()
         if self.rate_limit:
             with self._rate_lock:
                 now = time.monotonic()

@@ -58,11 +58,23 @@ class RateLimiter:
             time.sleep(max(delay, 0.001))
 
 
+# Each caller reserves the next free slot, `interval` microseconds after the previous
+# one, by Redis's own clock: calls from every process are spaced evenly, never bunched.
+_NEXT_SLOT = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local slot = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+redis.call('SET', KEYS[1], slot + tonumber(ARGV[1]), 'PX', 60000)
+return slot - now
+"""
+
+
 class SharedRateLimiter:
     """At most `rate` provider calls in any one-second window from every process that
-    shares this Redis (web workers, RQ workers, CLI commands): `limits`' moving window,
-    which counts each call in Redis, atomically, as it starts. A caller over the limit
-    sleeps until the oldest call in the window leaves it."""
+    shares this Redis (web workers, RQ workers, CLI commands), spaced evenly. Like the
+    in-process limiter, spacing alone is not enough (a thread that wakes late bunches
+    with the next), so each call also takes its place in `limits`' moving window,
+    counted in Redis, atomically, as it starts."""
 
     KEY = ("counterfund", "provider-calls")
 
@@ -70,12 +82,20 @@ class SharedRateLimiter:
         from limits import RateLimitItemPerSecond
         from limits.storage import storage_from_string
         from limits.strategies import MovingWindowRateLimiter
+        from redis import Redis
 
         self.rate = rate
         self.item = RateLimitItemPerSecond(rate)
         self.window = MovingWindowRateLimiter(storage_from_string(redis_url))
+        self.next_slot = Redis.from_url(redis_url).register_script(_NEXT_SLOT)
+        self.interval_us = 1_000_000 // rate
 
     def wait(self) -> None:
+        delay_us = int(
+            self.next_slot(keys=["counterfund:provider-next-slot"], args=[self.interval_us])
+        )
+        if delay_us > 0:
+            time.sleep(delay_us / 1_000_000)
         while not self.window.hit(self.item, *self.KEY):
             stats = self.window.get_window_stats(self.item, *self.KEY)
             time.sleep(min(max(stats.reset_time - time.time(), 0.001), 0.05))
