@@ -2,17 +2,18 @@
 
 A view marked `@cached_page` is served from the cache to a visitor who is not logged in
 and has no message waiting (no `_user_id`, no `_flashes` in the session), for a GET or
-HEAD, keyed by the full path and query, the interface language and the *page version*.
-Every transaction that writes a table shown on public pages (anything but the private
-tables below) bumps the version right after it commits, so the first anonymous request
-that starts after a write has committed renders afresh: a cached total is never older
-than the last committed write. Old versions are simply never read again and expire.
+HEAD, keyed by the full path and query, the interface language and the minute, and
+stored with the *page version* it was rendered under: it is served only while that is
+still the version. Every transaction that writes a table shown on public pages
+(anything but the private tables below) bumps the version when it commits, so the
+first anonymous request that starts after a write has committed renders afresh: a
+cached total is never older than the last committed write.
 
-The version lives where every process sees it: Redis when REDIS_URL is set (web
-workers, RQ workers and CLI commands share it), else a one-row table in the database
-(the embedded default, where `flask settle --due` runs in another process; there the
-version is bumped inside the writing transaction, atomically with the data). Pages are
-stored with Flask-Caching: Redis when configured, else in the process.
+The version lives where every process sees it: in Redis when REDIS_URL is set (web
+workers, RQ workers and CLI commands share it; read with the page in one MGET), else
+in a one-row table of the database (the embedded default, where `flask settle --due`
+runs in another process), bumped inside the writing transaction. Pages are stored with
+Flask-Caching: Redis when configured, else in the process.
 
 A cached response is stored only if it is a 200 that sets no cookie, so nothing
 personal (a CSRF token in a form, a session) is ever shared between visitors.
@@ -26,7 +27,6 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, has_app_context, request, session
 from flask_caching import Cache
-from redis import Redis
 from sqlalchemy import Integer, event, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -55,7 +55,7 @@ PRIVATE_TABLES = frozenset(
         "webhook_endpoints",
     }
 )
-REDIS_KEY = "counterfund:page-version"
+VERSION_KEY = "page-version"
 
 
 class PageVersion(Model):
@@ -75,18 +75,26 @@ def cached_page(view: Callable[..., Any]) -> Callable[..., Any]:
 
 class _Versions:
     def __init__(self, app: Flask):
-        url = app.config.get("REDIS_URL")
-        self.redis = Redis.from_url(url) if url else None
+        # With Redis the version is a counter next to the pages (Flask-Caching's
+        # `inc`), so one MGET reads both; without it, a row in the database.
+        self.in_redis = bool(app.config.get("REDIS_URL"))
 
     def current(self) -> int:
-        if self.redis is not None:
-            return int(self.redis.get(REDIS_KEY) or 0)
+        if self.in_redis:
+            return int(cache.get(VERSION_KEY) or 0)
         return db.session.scalar(db.select(PageVersion.version).where(PageVersion.id == 1)) or 0
+
+    def with_stored(self, key: str) -> tuple[int, Any]:
+        """The current version and what is stored under `key`: one round trip."""
+        if self.in_redis:
+            version, stored = cache.get_many(VERSION_KEY, key)
+            return int(version or 0), stored
+        return self.current(), cache.get(key)
 
     def bump_in(self, session_: Session) -> bool:
         """In the writing transaction itself (the database's version: atomic with the
         data). False when the version lives in Redis, bumped after the commit."""
-        if self.redis is not None:
+        if self.in_redis:
             return False
         bumped = changed(
             update(PageVersion).where(PageVersion.id == 1).values(version=PageVersion.version + 1)
@@ -97,8 +105,7 @@ class _Versions:
         return True
 
     def bump_after(self) -> None:
-        assert self.redis is not None
-        self.redis.incr(REDIS_KEY)
+        cache.cache.inc(VERSION_KEY)
 
 
 def remembered(name: str, compute: Callable[[], Any]) -> Any:
@@ -136,20 +143,22 @@ def serve_cached() -> Response | None:
     # The minute too: what a page says about time ("3 days left") is at most a
     # minute old, and a test's frozen clock gets pages of its own.
     minute = utcnow().strftime("%Y%m%d%H%M")
-    key = f"page:{versions.current()}:{minute}:{get_locale()}:{request.full_path}"
-    stored = cache.get(key)
-    if stored is not None:
-        body, status, headers = stored
+    key = f"page:{minute}:{get_locale()}:{request.full_path}"
+    version, stored = versions.with_stored(key)
+    # A page is stored with the version it was rendered under: one from before the
+    # last public write is not served (and is replaced by the next rendering).
+    if stored is not None and stored[0] == version:
+        _version, body, status, headers = stored
         response = Response(body, status=status, headers=headers)
         response.headers["X-Page-Cache"] = "hit"
         return response
-    g.page_cache_key = key
+    g.page_cache_key, g.page_cache_version = key, version
     return None
 
 
 def store_page(response: Response) -> Response:
     """after_request (registered first, so it runs last): keep what was rendered."""
-    key = g.pop("page_cache_key", None)
+    key, version = g.pop("page_cache_key", None), g.pop("page_cache_version", None)
     if key is None:
         return response
     if response.status_code != 200 or "Set-Cookie" in response.headers:
@@ -157,7 +166,7 @@ def store_page(response: Response) -> Response:
     if response.direct_passthrough or response.is_streamed:
         return response
     headers = [(k, v) for k, v in response.headers.items() if not _per_request(k)]
-    cache.set(key, (response.get_data(), response.status_code, headers))
+    cache.set(key, (version, response.get_data(), response.status_code, headers))
     response.headers["X-Page-Cache"] = "miss"
     return response
 
