@@ -207,6 +207,7 @@ def _watch_writes() -> None:
         bumped = (
             session_.info.get("public_write")
             and has_app_context()
+            and current_app.config["PAGE_CACHE"]
             and current_app.extensions["page_versions"].bump_in(session_)
         )
         if bumped:
@@ -214,7 +215,8 @@ def _watch_writes() -> None:
 
     @event.listens_for(Session, "after_commit")
     def after_commit(session_):
-        if session_.info.pop("public_write", False) and has_app_context():
+        wrote = session_.info.pop("public_write", False)
+        if wrote and has_app_context() and current_app.config["PAGE_CACHE"]:
             try:
                 current_app.extensions["page_versions"].bump_after()
             except Exception:  # the write stands; stale pages expire by themselves
