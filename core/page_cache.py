@@ -27,6 +27,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, has_app_context, request, session
 from flask_caching import Cache
+from redis.exceptions import RedisError
 from sqlalchemy import Integer, event, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -111,11 +112,14 @@ class _Versions:
 def remembered(name: str, compute: Callable[[], Any]) -> Any:
     """A value computed from public data (a chart's daily totals, say), kept until the
     next write to a public table: `compute()` runs once per page version."""
-    key = f"value:{current_app.extensions['page_versions'].current()}:{name}"
-    value = cache.get(key)
-    if value is None:
-        value = compute()
-        cache.set(key, value)
+    try:
+        key = f"value:{current_app.extensions['page_versions'].current()}:{name}"
+        value = cache.get(key)
+        if value is None:
+            value = compute()
+            cache.set(key, value)
+    except RedisError:  # no cache while Redis is down: compute it every time
+        return compute()
     return value
 
 
@@ -144,7 +148,11 @@ def serve_cached() -> Response | None:
     # minute old, and a test's frozen clock gets pages of its own.
     minute = utcnow().strftime("%Y%m%d%H%M")
     key = f"page:{minute}:{get_locale()}:{request.full_path}"
-    version, stored = versions.with_stored(key)
+    try:
+        version, stored = versions.with_stored(key)
+    except RedisError:  # Redis is down: pages are rendered, not served from it
+        log.warning("page cache: Redis unreachable; rendering")
+        return None
     # A page is stored with the version it was rendered under: one from before the
     # last public write is not served (and is replaced by the next rendering).
     if stored is not None and stored[0] == version:
@@ -166,7 +174,10 @@ def store_page(response: Response) -> Response:
     if response.direct_passthrough or response.is_streamed:
         return response
     headers = [(k, v) for k, v in response.headers.items() if not _per_request(k)]
-    cache.set(key, (version, response.get_data(), response.status_code, headers))
+    try:
+        cache.set(key, (version, response.get_data(), response.status_code, headers))
+    except RedisError:
+        return response
     response.headers["X-Page-Cache"] = "miss"
     return response
 
@@ -219,8 +230,8 @@ def _watch_writes() -> None:
         if wrote and has_app_context() and current_app.config["PAGE_CACHE"]:
             try:
                 current_app.extensions["page_versions"].bump_after()
-            except Exception:  # the write stands; stale pages expire by themselves
-                log.exception("page cache: could not bump the page version")
+            except RedisError as exc:  # the write stands; pages expire by themselves
+                log.warning("page cache: could not bump the page version (%s)", exc)
 
     @event.listens_for(Session, "after_rollback")
     def after_rollback(session_):

@@ -146,3 +146,16 @@ def test_with_redis_a_write_in_one_process_refreshes_another_processes_pages(mak
     assert pledge(first.test_client(), slug, amount="40").status_code == 302
     html, state = _seen(visitor, f"/c/{slug}")
     assert state == "miss" and "€40.00" in html
+
+
+def test_with_redis_down_pages_are_rendered_and_writes_go_through(make_app):
+    """Nothing listens on port 1: every cache call fails, and nobody notices but the
+    log (pages rendered each time, the pledge saved, its total shown at once)."""
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0", RATELIMIT_ENABLED=False)
+    slug = live_campaign(app)
+    visitor = app.test_client()
+    for _ in range(2):
+        _html, state = _seen(visitor, f"/c/{slug}")
+        assert state is None
+    assert pledge(app.test_client(), slug, amount="25").status_code == 302
+    assert "€25.00" in _seen(visitor, f"/c/{slug}")[0]

@@ -70,3 +70,15 @@ def test_the_limiter_is_shared_only_with_redis(make_app, redis_url):
     alone = make_app()
     with alone.app_context():
         assert isinstance(limiter(), RateLimiter)
+
+
+def test_with_redis_down_each_process_limits_itself():
+    """Settlement does not stop when Redis does: the limiter falls back to this
+    process's own, still at the configured rate."""
+    from payments.settlement import SharedRateLimiter
+
+    limiter = SharedRateLimiter("redis://127.0.0.1:1/0", RATE)
+    started = time.monotonic()
+    for _ in range(RATE + 1):
+        limiter.wait()
+    assert time.monotonic() - started >= 0.9  # RATE + 1 calls cannot fit in a second

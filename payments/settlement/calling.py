@@ -89,8 +89,20 @@ class SharedRateLimiter:
         self.window = MovingWindowRateLimiter(storage_from_string(redis_url))
         self.next_slot = Redis.from_url(redis_url).register_script(_NEXT_SLOT)
         self.interval_us = 1_000_000 // rate
+        self.fallback = RateLimiter(rate)
 
     def wait(self) -> None:
+        from redis.exceptions import RedisError
+
+        try:
+            self._wait_in_redis()
+        except RedisError:
+            # Redis is down: each process keeps the limit alone until it is back (the
+            # provider's own refusals are retried); settlement does not stop for it.
+            log.warning("settlement: Redis unreachable; this process limits itself alone")
+            self.fallback.wait()
+
+    def _wait_in_redis(self) -> None:
         delay_us = int(
             self.next_slot(keys=["counterfund:provider-next-slot"], args=[self.interval_us])
         )
