@@ -31,6 +31,9 @@ import psycopg
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.pledge_surge import reset_database  # noqa: E402 - after the path is set
+
 PAGES = (
     ("home", "/"),
     ("listing", "/campaigns"),
@@ -40,14 +43,6 @@ PAGES = (
     ("API list", "/api/v1/campaigns"),
     ("API detail", "/api/v1/campaigns/riverside-warehouse-strike-fund"),
 )
-
-
-def reset_database(url: str) -> None:
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def flask(env: dict, *args: str) -> None:
