@@ -192,6 +192,7 @@ def main() -> int:
     print(f"wrk {args.connections} connections, {args.seconds} s per page, loopback")
     bare = serve("bench.bare_app:app", 5097, env)
     try:
+        wrk("http://127.0.0.1:5097/", 3, args.connections)  # warm, as the app is
         floor = wrk("http://127.0.0.1:5097/", args.seconds, args.connections)
     finally:
         stop(bare)
