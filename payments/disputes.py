@@ -60,17 +60,29 @@ def _withdrawn(pledge: Pledge, dispute: ProviderDispute, movement: DisputeMoveme
     postings += [(ledger.SUPPORTERS, taken)]
     if movement.fee:
         postings.append((ledger.PROCESSOR_FEES, Money(movement.fee, dispute.currency)))
+    _record_movement(
+        pledge,
+        movement,
+        postings,
+        f"Chargeback by the cardholder's bank ({dispute.reason or 'no reason given'}),"
+        f" fee {Money(movement.fee, dispute.currency).decimal}",
+    )
+    _move_or_note(pledge, "charged_back", "dispute_funds_withdrawn", taken.amount, movement.id)
+    _lower_collected(pledge, taken.amount)
+
+
+def _record_movement(
+    pledge: Pledge, movement: DisputeMovement, postings: list[tuple[str, Money]], memo: str
+) -> None:
+    """One `dispute` ledger transaction per movement of money, keyed by its id."""
     ledger.record(
         EntryKind.DISPUTE,
         campaign_id=pledge.campaign_id,
         reference=public_reference("dispute", pledge.id, movement.id),
         postings=postings,
         counterparty=public_counterparty(pledge),
-        memo=f"Chargeback by the cardholder's bank ({dispute.reason or 'no reason given'}),"
-        f" fee {Money(movement.fee, dispute.currency).decimal}",
+        memo=memo,
     )
-    _move_or_note(pledge, "charged_back", "dispute_funds_withdrawn", taken.amount, movement.id)
-    _lower_collected(pledge, taken.amount)
 
 
 def _move_or_note(pledge: Pledge, event: str, note: str, amount: int, detail: str) -> None:
@@ -97,13 +109,8 @@ def _reinstated(pledge: Pledge, dispute: ProviderDispute, movement: DisputeMovem
     if given.amount > to_reserve:
         account = ledger.campaign_account(pledge.campaign_id)
         postings.append((account, Money(given.amount - to_reserve, dispute.currency)))
-    ledger.record(
-        EntryKind.DISPUTE,
-        campaign_id=pledge.campaign_id,
-        reference=public_reference("dispute", pledge.id, movement.id),
-        postings=postings,
-        counterparty=public_counterparty(pledge),
-        memo="Chargeback reversed: the bank gave the money back",
+    _record_movement(
+        pledge, movement, postings, "Chargeback reversed: the bank gave the money back"
     )
     _move_or_note(
         pledge, "charge_reinstated", "dispute_funds_reinstated", given.amount, movement.id
