@@ -50,17 +50,18 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
-    if app.config["PROXY_FIX_X_FOR"]:
-        # Flask's documented way to wrap the WSGI app (typeshed calls it a method).
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"], x_proto=1
-        )
-
     # Each package wires itself (blueprints, CLI, signals, template globals): the
     # extensions first, then the features, lowest layer first.
     core.init_app(app, migrations=os.path.join(HERE, "migrations"))
     for package in (accounts, campaigns, ledger, payments, rounds, integrations):
         package.init_app(app)
+    if app.config["PROXY_FIX_X_FOR"]:
+        # Outermost (after core's page-cache middleware): every layer sees the client's
+        # address and scheme. Flask's documented way to wrap the WSGI app (typeshed
+        # calls it a method).
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"], x_proto=1
+        )
     return app
 
 

@@ -17,6 +17,13 @@ Flask-Caching: Redis when configured, else in the process.
 
 A cached response is stored only if it is a 200 that sets no cookie, so nothing
 personal (a CSRF token in a form, a session) is ever shared between visitors.
+
+Most hits never reach Flask: `StoredPages`, a WSGI middleware, serves a stored page to
+a GET or HEAD that carries no session or remember cookie and no credentials (so its
+language can only come from Accept-Language) for a trusted Host, looking it up under
+the very key the view's first rendering stored it with. Flask's request machinery
+(session, locale, hooks) costs several times what the lookup does. API pages are left
+to Flask: each is counted against the client's API rate limit there.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ from flask_caching import Cache
 from redis.exceptions import RedisError
 from sqlalchemy import Integer, event, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from werkzeug.exceptions import SecurityError
+from werkzeug.http import HTTP_STATUS_CODES, parse_cookie
+from werkzeug.wrappers import Request
 
 from core.extensions import Model, changed, db
 
@@ -135,33 +145,89 @@ def _eligible() -> bool:
     return "_user_id" not in session and "_flashes" not in session
 
 
+def _page_key(locale: str, full_path: str) -> str:
+    from core.clock import utcnow
+
+    # The minute too: what a page says about time ("3 days left") is at most a
+    # minute old, and a test's frozen clock gets pages of its own.
+    return f"page:{utcnow().strftime('%Y%m%d%H%M')}:{locale}:{full_path}"
+
+
+def _current(versions: _Versions, key: str) -> tuple[Any, ...] | None:
+    """What is stored under `key` if it was rendered under the current version: a page
+    from before the last public write is not served (the next rendering replaces it)."""
+    version, stored = versions.with_stored(key)
+    if stored is not None and stored[0] == version:
+        return stored
+    g.page_cache_key, g.page_cache_version = key, version
+    return None
+
+
 def serve_cached() -> Response | None:
     """before_request: the stored page for this anonymous request, if there is one."""
     if not _eligible():
         return None
     from flask_babel import get_locale
 
-    from core.clock import utcnow
-
-    versions: _Versions = current_app.extensions["page_versions"]
-    # The minute too: what a page says about time ("3 days left") is at most a
-    # minute old, and a test's frozen clock gets pages of its own.
-    minute = utcnow().strftime("%Y%m%d%H%M")
-    key = f"page:{minute}:{get_locale()}:{request.full_path}"
+    key = _page_key(str(get_locale()), request.full_path)
     try:
-        version, stored = versions.with_stored(key)
+        stored = _current(current_app.extensions["page_versions"], key)
     except RedisError:  # Redis is down: pages are rendered, not served from it
         log.warning("page cache: Redis unreachable; rendering")
         return None
-    # A page is stored with the version it was rendered under: one from before the
-    # last public write is not served (and is replaced by the next rendering).
-    if stored is not None and stored[0] == version:
+    if stored is None:
+        return None
+    _version, body, status, headers = stored
+    response = Response(body, status=status, headers=headers)
+    response.headers["X-Page-Cache"] = "hit"
+    return response
+
+
+class StoredPages:
+    """WSGI middleware: a stored page for an anonymous request, before Flask runs."""
+
+    def __init__(self, app: Flask, wsgi_app):
+        self.app, self.wsgi_app = app, wsgi_app
+        self.private_cookies = {
+            app.config["SESSION_COOKIE_NAME"],
+            app.config.get("REMEMBER_COOKIE_NAME", "remember_token"),
+        }
+
+    def __call__(self, environ, start_response):
+        stored = self._stored(environ)
+        if stored is None:
+            return self.wsgi_app(environ, start_response)
         _version, body, status, headers = stored
-        response = Response(body, status=status, headers=headers)
-        response.headers["X-Page-Cache"] = "hit"
-        return response
-    g.page_cache_key, g.page_cache_version = key, version
-    return None
+        start_response(f"{status} {HTTP_STATUS_CODES[status]}", [*headers, ("X-Page-Cache", "hit")])
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+    def _stored(self, environ) -> tuple[Any, ...] | None:
+        from core.i18n import INTERFACE_LOCALES
+        from core.urls import is_api
+
+        if environ["REQUEST_METHOD"] not in ("GET", "HEAD") or "HTTP_AUTHORIZATION" in environ:
+            return None
+        if not self.app.config["PAGE_CACHE"] or is_api(environ.get("PATH_INFO", "")):
+            return None
+        cookies = environ.get("HTTP_COOKIE")
+        if cookies and not self.private_cookies.isdisjoint(parse_cookie(cookies)):
+            return None
+        request_ = Request(environ)
+        request_.trusted_hosts = self.app.config["TRUSTED_HOSTS"]
+        try:
+            request_.host  # noqa: B018 - a forged Host is Flask's to refuse (400)
+        except SecurityError:
+            return None
+        # Without a session the language is Accept-Language's (core.i18n.select_locale).
+        locale = request_.accept_languages.best_match(INTERFACE_LOCALES) or "en"
+        with self.app.app_context():
+            try:
+                stored = _current(
+                    self.app.extensions["page_versions"], _page_key(locale, request_.full_path)
+                )
+            except RedisError:
+                return None
+        return stored
 
 
 def store_page(response: Response) -> Response:
@@ -173,6 +239,9 @@ def store_page(response: Response) -> Response:
         return response
     if response.direct_passthrough or response.is_streamed:
         return response
+    # The page depends on who asks (logged in or not) and in which language: say so
+    # to shared caches on the way, on this response and on every hit.
+    response.vary.update(("Cookie", "Accept-Language"))
     headers = [(k, v) for k, v in response.headers.items() if not _per_request(k)]
     try:
         cache.set(key, (version, response.get_data(), response.status_code, headers))
@@ -256,6 +325,9 @@ def init_app(app: Flask) -> None:
         },
     )
     app.extensions["page_versions"] = _Versions(app)
+    # Flask's documented way to wrap the WSGI app (typeshed calls it a method). ProxyFix,
+    # when configured, wraps this (app.py), so the Host and scheme are the client's.
+    app.wsgi_app = StoredPages(app, app.wsgi_app)  # type: ignore[method-assign]
     app.before_request(serve_cached)
     app.after_request(store_page)
     if not _watching:  # session events are global: listen once per process

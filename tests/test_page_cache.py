@@ -159,3 +159,58 @@ def test_with_redis_down_pages_are_rendered_and_writes_go_through(make_app):
         assert state is None
     assert pledge(app.test_client(), slug, amount="25").status_code == 302
     assert "€25.00" in _seen(visitor, f"/c/{slug}")[0]
+
+
+def test_stored_pages_are_served_in_each_visitors_own_language(app):
+    """Hits are served before Flask picks a language: the Accept-Language header alone
+    must choose the stored page, as select_locale does for a visitor without a session."""
+    slug = live_campaign(app)
+    visitors = {
+        "de-DE,de;q=0.9": "Kampagnen",
+        "es": "Campañas",
+        "en-GB,en;q=0.8": "Campaigns",
+        "tlh, *;q=0.1": "Campaigns",
+    }
+    for _round in range(2):  # the first fills the cache, the second is all hits
+        for accept, word in visitors.items():
+            response = app.test_client().get(f"/c/{slug}", headers={"Accept-Language": accept})
+            assert response.status_code == 200
+            assert f">{word}<" in response.get_data(as_text=True), accept
+    hit = app.test_client().get(f"/c/{slug}", headers={"Accept-Language": "de"})
+    assert hit.headers["X-Page-Cache"] == "hit" and "Kampagnen" in hit.get_data(as_text=True)
+
+
+def test_a_stored_page_keeps_its_headers_and_answers_head_without_a_body(app):
+    slug = live_campaign(app)
+    visitor = app.test_client()
+    first = visitor.get(f"/c/{slug}")
+    _warm(visitor, f"/c/{slug}")
+    hit = visitor.get(f"/c/{slug}")
+    assert hit.headers["X-Page-Cache"] == "hit"
+    for header in ("Content-Security-Policy", "X-Frame-Options", "Content-Type"):
+        assert hit.headers.get(header) == first.headers.get(header), header
+    # A shared cache on the way must not give the anonymous page to a member, nor
+    # one language's page to another's reader.
+    assert {"Cookie", "Accept-Language"} <= set(hit.headers["Vary"].replace(" ", "").split(","))
+    head = visitor.head(f"/c/{slug}")
+    assert head.status_code == 200 and head.headers["X-Page-Cache"] == "hit"
+    assert head.get_data() == b"" and head.headers["Content-Length"] == str(len(hit.get_data()))
+
+
+def test_behind_a_proxy_stored_pages_are_served_and_forged_hosts_still_refused(make_app):
+    app = make_app(
+        PROXY_FIX_X_FOR=1,
+        PUBLIC_URL="https://fund.example.org",
+        TRUSTED_HOSTS=["fund.example.org", "localhost"],
+    )
+    slug = live_campaign(app)
+    visitor = app.test_client()
+    proxied = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    for _ in range(2):
+        response = visitor.get(
+            f"/c/{slug}", headers={**proxied, "Host": "fund.example.org"}, base_url="http://x"
+        )
+        assert response.status_code == 200
+    assert response.headers["X-Page-Cache"] == "hit"
+    forged = visitor.get(f"/c/{slug}", headers={**proxied, "Host": "evil.example"})
+    assert forged.status_code == 400
