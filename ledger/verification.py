@@ -1,0 +1,363 @@
+"""`flask ledger verify`: recompute the whole tamper-evident log from the database.
+
+Every entry's leaf bytes are composed again from its transaction's rows, hashed, and
+built into the Merkle tree; the root at the latest checkpoint's size must be the root
+that checkpoint signs (its signature checked too), and the root of the whole log the
+root of the tree nodes stored at append. Every transaction must balance in each
+currency and be in the log exactly once. The first bad entry is named.
+
+Speed (issue 17; docs/benchmarks.md): on PostgreSQL the database composes the leaf
+bytes (`_LEAF_BYTES_SQL`, held to `log.encode` by tests/test_ledger_verification.py on
+hostile text) and streams them with COPY in two halves of the log, from two backends
+sharing one snapshot, so both cores work while this process hashes. Leaf hashes are
+reduced a power-of-two block at a time, and only the root is compared: should it
+differ, a second, slower pass compares each entry with the leaf hash stored at append
+to name the first one altered. SQLite (the embedded default) composes leaves in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from hashlib import sha256
+
+from sqlalchemy import Connection, func, select, tuple_
+
+from core.extensions import db
+from ledger import log, merkle, signing
+from ledger.models import (
+    LedgerCheckpoint,
+    LedgerLeaf,
+    LedgerPosting,
+    LedgerTransaction,
+    LedgerTreeNode,
+)
+from verifier.counterfund_verify import VerificationError, verify_checkpoint
+
+CHUNK = 4096  # leaves hashed per step; a power of two, so a full chunk is one subtree
+
+# The leaf bytes of the entries at positions [low, high), composed exactly as
+# `log.encode(log.leaf_document(...))` composes them: keys sorted, no spaces, strings
+# escaped by to_json as json.dumps(ensure_ascii=False) escapes them (\" \\ \b \f \n \r
+# \t, other control characters as \u00xx, nothing else), postings in the order written.
+_LEAF_BYTES_SQL = """
+SELECT l.leaf_index,
+  '\\x00'::bytea || convert_to(
+    '{"campaign":' || coalesce(to_json(c.slug)::text, 'null')
+    || ',"counterparty":' || to_json(t.counterparty)::text
+    || ',"kind":' || to_json(t.kind)::text
+    || ',"memo":' || to_json(t.memo)::text
+    || ',"postings":[' || coalesce(p.postings, '') || ']'
+    || ',"reference":' || to_json(t.reference)::text
+    || ',"time":"'
+    || to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    || '","version":1}',
+    'UTF8')
+FROM ledger_leaves l
+JOIN ledger_transactions t ON t.id = l.transaction_id
+LEFT JOIN campaigns c ON c.id = t.campaign_id
+LEFT JOIN LATERAL (
+  SELECT string_agg(
+    '{"account":' || to_json(lp.account)::text || ',"amount":' || lp.amount
+    || ',"currency":' || to_json(lp.currency)::text || '}', ',' ORDER BY lp.id) AS postings
+  FROM ledger_postings lp WHERE lp.transaction_id = t.id
+) p ON true
+WHERE l.leaf_index >= :low AND l.leaf_index < :high
+ORDER BY l.leaf_index
+"""
+
+
+class _RootBuilder:
+    """The root of a growing tree with O(log n) memory: a stack of perfect subtrees."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[int, bytes]] = []
+        self.count = 0
+
+    def add_leaves(self, hashes: list[bytes]) -> None:
+        """Each aligned power-of-two run is reduced level by level (a comprehension per
+        level rather than a Python step per node)."""
+        done = 0
+        while done < len(hashes):
+            size = self.count & -self.count or 1 << 62  # the largest block aligned here
+            while size > len(hashes) - done:
+                size //= 2
+            self.add_subtree(size, _subtree(hashes[done : done + size]))
+            done += size
+
+    def add_subtree(self, size: int, value: bytes) -> None:
+        """A perfect subtree of `size` leaves starting at `self.count` (aligned)."""
+        self.count += size
+        while self.stack and self.stack[-1][0] == size:
+            left_size, left = self.stack.pop()
+            value = merkle.node_hash(left, value)
+            size += left_size
+        self.stack.append((size, value))
+
+    def root(self) -> bytes:
+        if not self.stack:
+            return merkle.empty_root()
+        value = self.stack[-1][1]
+        for _, left in reversed(self.stack[:-1]):
+            value = merkle.node_hash(left, value)
+        return value
+
+
+def _subtree(hashes: list[bytes]) -> bytes:
+    """The root of a perfect tree over `hashes` (a power of two of them)."""
+    while len(hashes) > 1:
+        hashes = [merkle.node_hash(a, b) for a, b in zip(hashes[::2], hashes[1::2], strict=True)]
+    return hashes[0]
+
+
+class _Missing(Exception):
+    def __init__(self, index: int):
+        self.index = index
+
+
+def _checked(rows: list, start: int) -> list[bytes]:
+    """The leaf hashes (merkle.leaf_hash) of prefixed leaves that must be positions
+    start, start + 1, ..."""
+    if rows[0][0] != start or rows[-1][0] != start + len(rows) - 1:
+        raise _Missing(next(n for n, row in enumerate(rows, start) if row[0] != n))
+    return [sha256(prefixed).digest() for _, prefixed in rows]
+
+
+def _copied(conn: Connection, low: int, high: int) -> Iterator[list]:
+    """(position, leaf bytes after RFC 6962's 0x00 leaf prefix) rows of [low, high),
+    CHUNK at a time, by COPY."""
+    driver = conn.connection.driver_connection
+    assert driver is not None  # a live connection inside its transaction
+    sql = _LEAF_BYTES_SQL.replace(":low", str(int(low))).replace(":high", str(int(high)))
+    with driver.cursor().copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)") as copy:
+        copy.set_types(["int8", "bytea"])
+        rows = []
+        for row in copy.rows():
+            rows.append(row)
+            if len(rows) == CHUNK:
+                yield rows
+                rows = []
+        if rows:
+            yield rows
+
+
+def _composed_in_python(low: int, high: int) -> Iterator[list]:
+    rows: list = []
+    for index, leaf, _doc in log.stream_entries(CHUNK):
+        if low <= index < high:
+            rows.append((index, b"\x00" + leaf))
+        if len(rows) == CHUNK:
+            yield rows
+            rows = []
+    if rows:
+        yield rows
+
+
+class _Rehash:
+    """Leaf hashes in log order into a root builder, noting the root at the signed
+    size on the way. The second half of the log arrives alongside the first: its full
+    chunks are kept as subtree roots (a hash per CHUNK leaves) until the first is in."""
+
+    def __init__(self, signed_size: int):
+        self.builder = _RootBuilder()
+        self.signed_size = signed_size
+        self.root_at_signed = merkle.empty_root() if signed_size == 0 else None
+        self.later: list[tuple[int, bytes] | list[bytes]] = []
+
+    def add(self, hashes: list[bytes]) -> None:
+        start = self.builder.count
+        if start < self.signed_size <= start + len(hashes):
+            self.builder.add_leaves(hashes[: self.signed_size - start])
+            self.root_at_signed = self.builder.root()
+            hashes = hashes[self.signed_size - start :]
+        self.builder.add_leaves(hashes)
+
+    def keep(self, start: int, hashes: list[bytes]) -> None:
+        whole = len(hashes) == CHUNK and not start < self.signed_size < start + CHUNK
+        self.later.append((CHUNK, _subtree(hashes)) if whole else hashes)
+
+    def add_kept(self) -> None:
+        for piece in self.later:
+            if isinstance(piece, tuple):
+                self.builder.add_subtree(*piece)
+            else:
+                self.add(piece)
+        self.later = []
+
+
+def _rehash(conns: list[Connection] | None, size: int, signed_size: int) -> _Rehash:
+    """Re-hash positions [0, size); raises _Missing at the first absent position."""
+    rehash = _Rehash(signed_size)
+    half = (size // 2) // CHUNK * CHUNK if conns else 0
+    half = half or size  # a log under two chunks is read in one stream
+    first = _copied(conns[0], 0, half) if conns else _composed_in_python(0, size)
+    second = _copied(conns[1], half, size) if conns and half < size else iter(())
+    try:
+        _read_both(rehash, first, second, half, size)
+    finally:  # ends an unfinished COPY, so the connection can answer again
+        for stream in (first, second):
+            getattr(stream, "close", lambda: None)()
+    return rehash
+
+
+def _read_both(rehash: _Rehash, first: Iterator, second: Iterator, half: int, size: int) -> None:
+    later_start = half
+    for rows in first:  # read both streams in turn, so both backends keep working
+        rehash.add(_checked(rows, rehash.builder.count))
+        more = next(second, None)
+        if more is not None:
+            rehash.keep(later_start, _checked(more, later_start))
+            later_start += len(more)
+    if rehash.builder.count != half:
+        raise _Missing(rehash.builder.count)
+    for more in second:
+        rehash.keep(later_start, _checked(more, later_start))
+        later_start += len(more)
+    rehash.add_kept()
+    if rehash.builder.count != size:
+        raise _Missing(rehash.builder.count)
+
+
+@contextmanager
+def _snapshot() -> Iterator[list[Connection]]:
+    """Connections that all read one snapshot: one consistent view of the log however
+    long verifying takes. Three on PostgreSQL (the balances are summed while the two
+    halves of the log stream), the session's own on SQLite."""
+    if db.engine.dialect.name != "postgresql":
+        yield [db.session.connection()]
+        return
+    options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    with ExitStack() as stack:
+        conns = [
+            stack.enter_context(db.engine.connect().execution_options(**options)) for _ in range(3)
+        ]
+        snapshot = conns[0].exec_driver_sql("SELECT pg_export_snapshot()").scalar()
+        for conn in conns[1:]:
+            conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        for conn in conns:
+            # Compiling this one query's expressions costs more than it saves.
+            conn.exec_driver_sql("SET LOCAL jit = off")
+        yield conns
+
+
+def _fetch_nodes(conn: Connection):
+    def fetch(keys) -> dict[merkle.Node, bytes]:
+        keys = list(keys)
+        rows = conn.execute(
+            select(LedgerTreeNode.level, LedgerTreeNode.index, LedgerTreeNode.hash).where(
+                tuple_(LedgerTreeNode.level, LedgerTreeNode.index).in_(keys)
+            )
+        ).all()
+        found = {(level, index): bytes(value) for level, index, value in rows}
+        if len(found) != len(set(keys)):
+            raise LookupError("tree nodes missing")
+        return found
+
+    return fetch
+
+
+def _first_unbalanced(conn: Connection) -> int | None:
+    """The position of the first transaction whose postings do not sum to zero in
+    some currency (one grouped query)."""
+    unbalanced = (
+        select(LedgerPosting.transaction_id)
+        .group_by(LedgerPosting.transaction_id, LedgerPosting.currency)
+        .having(func.sum(LedgerPosting.amount) != 0)
+    )
+    return conn.scalar(
+        select(func.min(LedgerLeaf.leaf_index)).where(LedgerLeaf.transaction_id.in_(unbalanced))
+    )
+
+
+def _first_altered(conn: Connection) -> int | None:
+    """The slow pass, run only when a root differs: each entry composed in Python and
+    compared with the leaf hash stored when it was appended."""
+    stored: dict[int, bytes] = {}
+    for index, leaf, _doc in log.stream_entries(CHUNK):
+        if index not in stored:
+            rows = conn.execute(
+                select(LedgerTreeNode.index, LedgerTreeNode.hash).where(
+                    LedgerTreeNode.level == 0,
+                    LedgerTreeNode.index >= index,
+                    LedgerTreeNode.index < index + CHUNK,
+                )
+            )
+            stored = {position: bytes(value) for position, value in rows}
+        if stored.get(index) != merkle.leaf_hash(leaf):
+            return index
+    return None
+
+
+def _named(conn: Connection, index: int, problem: str) -> str:
+    reference = conn.scalar(
+        select(LedgerTransaction.reference)
+        .join(LedgerLeaf, LedgerLeaf.transaction_id == LedgerTransaction.id)
+        .where(LedgerLeaf.leaf_index == index)
+    )
+    return f"entry {index} ({reference}) {problem}"
+
+
+def verify_all() -> tuple[bool, list[str]]:
+    """Returns (ok, report); see the module docstring for what is checked."""
+    with _snapshot() as conns, ThreadPoolExecutor(max_workers=1) as background:
+        return _verify(conns, background)
+
+
+def _verify(conns: list[Connection], background: ThreadPoolExecutor) -> tuple[bool, list[str]]:
+    conn = conns[0]
+    checkpoint = conn.execute(
+        select(LedgerCheckpoint.note).order_by(LedgerCheckpoint.tree_size.desc()).limit(1)
+    ).first()
+    signed_size, signed_root, origin = 0, merkle.empty_root(), ""
+    if checkpoint is not None:
+        try:
+            origin, signed_size, signed_root = verify_checkpoint(
+                checkpoint.note, signing.verifier_key()
+            )
+        except VerificationError as exc:
+            return False, [f"the latest checkpoint does not verify: {exc}"]
+    last = conn.scalar(select(func.max(LedgerLeaf.leaf_index)))
+    size = 0 if last is None else last + 1
+    # Summed by the database while the log streams (the waiting thread holds no lock).
+    unbalanced_soon = background.submit(_first_unbalanced, conns[-1])
+    try:
+        rehash = _rehash(conns[:2] if len(conns) > 1 else None, size, signed_size)
+    except _Missing as missing:
+        unbalanced = unbalanced_soon.result()
+        if unbalanced is not None and unbalanced < missing.index:
+            return False, [_named(conn, unbalanced, "does not balance")]
+        return False, [f"entry {missing.index} is missing from the log"]
+    unbalanced = unbalanced_soon.result()
+    roots_agree = signed_size > size or (
+        rehash.root_at_signed == signed_root
+        and (size == signed_size or rehash.builder.root() == merkle.root(size, _fetch_nodes(conn)))
+    )
+    altered = None if roots_agree else _first_altered(conn)
+    first = min((n for n in (unbalanced, altered) if n is not None), default=None)
+    if first is not None:
+        if first == unbalanced:
+            return False, [_named(conn, first, "does not balance")]
+        return False, [
+            _named(
+                conn,
+                first,
+                "was altered: its transaction no longer hashes to the leaf appended to the log",
+            )
+        ]
+    if not roots_agree and rehash.root_at_signed == signed_root:
+        # Every entry is the leaf it was appended as, yet the stored tree disagrees:
+        # the proofs this server gives out would not verify.
+        return False, ["the stored tree nodes no longer match the entries' leaves"]
+    report = [f"{size} entries re-hashed and balanced"]
+    transactions = conn.scalar(select(func.count(LedgerTransaction.id))) or 0
+    if transactions != size:
+        return False, [*report, f"{transactions - size} ledger transactions are not in the log"]
+    if checkpoint is None:
+        return size == 0, [*report, "no checkpoint signed yet"]
+    if signed_size > size:
+        return False, [*report, f"the checkpoint covers {signed_size} entries; the log has {size}"]
+    if rehash.root_at_signed != signed_root:
+        return False, [*report, "the recomputed root differs from the signed checkpoint"]
+    report.append(f"checkpoint for {signed_size} entries ({origin}): signature and root valid")
+    return True, report
