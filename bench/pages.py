@@ -56,11 +56,15 @@ def flask(env: dict, *args: str) -> None:
     )
 
 
-def serve(target: str, port: int, env: dict) -> subprocess.Popen:
+def serve(target: str, port: int, env: dict, connections: int) -> subprocess.Popen:
     server = subprocess.Popen(
         [
             *(str(ROOT / ".venv/bin/gunicorn"), "--bind", f"127.0.0.1:{port}"),
             *("--workers", "2", "--threads", "4", target),
+            # Each worker takes at most half of wrk's connections: left to themselves,
+            # one worker can accept most of them and the run measures one core (the
+            # bare endpoint's rate swung from 1,640 to 6,400 requests/s between runs).
+            *("--worker-connections", str(max(1, connections // 2))),
         ],
         cwd=ROOT,
         env=env,
@@ -190,14 +194,14 @@ def main() -> int:
     seed(url, "scale-big", args.pledges)
     print(f"page cache: {'off' if args.no_cache else 'on'}; gunicorn 2 workers x 4 threads;")
     print(f"wrk {args.connections} connections, {args.seconds} s per page, loopback")
-    bare = serve("bench.bare_app:app", 5097, env)
+    bare = serve("bench.bare_app:app", 5097, env, args.connections)
     try:
         wrk("http://127.0.0.1:5097/", 3, args.connections)  # warm, as the app is
         floor = wrk("http://127.0.0.1:5097/", args.seconds, args.connections)
     finally:
         stop(bare)
     print(f"bare Flask endpoint: {floor['rate']:.0f} requests/s")
-    app = serve("app:app", 5098, env)
+    app = serve("app:app", 5098, env, args.connections)
     ok = True
     try:
         # Both workers warm (imports, connection pools) before anything is measured.

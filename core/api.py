@@ -5,8 +5,8 @@ origin: CORS allows every origin (auditors' browser tools call them), responses 
 an ETag and `Cache-Control: public`, a request whose `If-None-Match` names the current
 ETag gets 304 and no body. Organizer endpoints (personal API tokens) are never cached
 and send no CORS headers. Errors on both are `application/problem+json` (RFC 9457).
-Every API route has a rate limit (`API_RATE_LIMIT` per client), announced in
-`X-RateLimit-*` headers (Flask-Limiter)."""
+The API has a rate limit (`API_RATE_LIMIT` per client, one budget for all its
+routes), announced in `X-RateLimit-*` headers (Flask-Limiter)."""
 
 from __future__ import annotations
 
@@ -107,11 +107,15 @@ def next_link(next_cursor: str | None) -> str | None:
     return public_url_for(request.endpoint, **args)
 
 
+API_LIMIT_SCOPE = "api"
+
+
 def limit_api(blueprint) -> None:
-    """The API rate limit on every route of an API blueprint (a limit per route)."""
+    """The API rate limit on every route of an API blueprint: one budget per client
+    for the whole API (page-cache hits are counted in the same one, core.page_cache)."""
     from core.extensions import limiter
 
-    limiter.limit(api_rate_limit)(blueprint)
+    limiter.shared_limit(api_rate_limit, scope=API_LIMIT_SCOPE)(blueprint)
 
 
 class RowIdConverter(IntegerConverter):

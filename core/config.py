@@ -214,7 +214,7 @@ SETTINGS: tuple[tuple[str, Reader], ...] = (
     ("REGISTER_RATE_LIMIT", text("REGISTER_RATE_LIMIT", "5 per hour;20 per day")),
     ("REPORT_RATE_LIMIT", text("REPORT_RATE_LIMIT", "5 per hour")),
     ("PLEDGE_RATE_LIMIT", text("PLEDGE_RATE_LIMIT", "10 per minute;40 per hour")),
-    # Per client (IP), each API endpoint: generous for auditors' tools, a ceiling for
+    # Per client (IP), one budget for the whole API: generous for auditors' tools, a ceiling for
     # scrapers; announced in X-RateLimit-* headers.
     ("API_RATE_LIMIT", text("API_RATE_LIMIT", "300 per minute")),
     # Webhooks to private, loopback or link-local addresses: only in development.

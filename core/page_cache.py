@@ -22,13 +22,14 @@ Most hits never reach Flask: `StoredPages`, a WSGI middleware, serves a stored p
 a GET or HEAD that carries no session or remember cookie and no credentials (so its
 language can only come from Accept-Language) for a trusted Host, looking it up under
 the very key the view's first rendering stored it with. Flask's request machinery
-(session, locale, hooks) costs several times what the lookup does. API pages are left
-to Flask: each is counted against the client's API rate limit there.
+(session, locale, hooks) costs several times what the lookup does. A public API hit
+is counted against the client's API budget here, in Flask-Limiter's own counter.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -195,19 +196,23 @@ class StoredPages:
 
     def __call__(self, environ, start_response):
         stored = self._stored(environ)
-        if stored is None:
+        limit_headers = [] if stored is None else self._counted(environ)
+        if stored is None or limit_headers is None:
             return self.wsgi_app(environ, start_response)
         _version, body, status, headers = stored
-        start_response(f"{status} {HTTP_STATUS_CODES[status]}", [*headers, ("X-Page-Cache", "hit")])
+        start_response(
+            f"{status} {HTTP_STATUS_CODES[status]}",
+            [*headers, *limit_headers, ("X-Page-Cache", "hit")],
+        )
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
     def _stored(self, environ) -> tuple[Any, ...] | None:
         from core.i18n import INTERFACE_LOCALES
-        from core.urls import is_api
 
-        if environ["REQUEST_METHOD"] not in ("GET", "HEAD") or "HTTP_AUTHORIZATION" in environ:
+        if environ["REQUEST_METHOD"] not in ("GET", "HEAD") or not self.app.config["PAGE_CACHE"]:
             return None
-        if not self.app.config["PAGE_CACHE"] or is_api(environ.get("PATH_INFO", "")):
+        # Credentials, and conditional requests (an ETag's 304 is Flask's to give).
+        if {"HTTP_AUTHORIZATION", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE"} & set(environ):
             return None
         cookies = environ.get("HTTP_COOKIE")
         if cookies and not self.private_cookies.isdisjoint(parse_cookie(cookies)):
@@ -228,6 +233,59 @@ class StoredPages:
             except RedisError:
                 return None
         return stored
+
+    def _counted(self, environ) -> list[tuple[str, str]] | None:
+        """An API request counted against the client's API budget as Flask-Limiter
+        counts it (core.api.limit_api: its storage, fixed window and key), so hits and
+        renderings share one budget; its X-RateLimit headers, or None when the budget
+        is spent (Flask answers the 429) or cannot be counted here."""
+        from limits import parse_many
+        from limits.strategies import FixedWindowRateLimiter
+
+        from core.api import API_LIMIT_SCOPE
+        from core.extensions import limiter
+        from core.urls import is_public_api
+
+        if not is_public_api(environ.get("PATH_INFO", "")):
+            return []
+        if not limiter.enabled:
+            return []
+        items = parse_many(self.app.config["API_RATE_LIMIT"])
+        if len(items) != 1 or not isinstance(limiter.limiter, FixedWindowRateLimiter):
+            return None
+        [item] = items
+        key = item.key_for(environ.get("REMOTE_ADDR") or "unknown", API_LIMIT_SCOPE)
+        try:
+            count, reset_at = _increment(limiter.storage, key, item.get_expiry())
+        except RedisError:
+            return None
+        if count > item.amount:
+            return None
+        return [
+            ("X-RateLimit-Limit", str(item.amount)),
+            ("X-RateLimit-Remaining", str(item.amount - count)),
+            ("X-RateLimit-Reset", str(reset_at)),
+            ("Retry-After", str(int(reset_at - time.time()))),
+        ]
+
+
+def _increment(storage, key: str, expiry: int) -> tuple[int, int]:
+    """The window's count after this request, and when the window ends (as
+    Flask-Limiter's headers give it). In Redis, the storage's own increment script and
+    the key's TTL in one round trip."""
+    from limits.storage import RedisStorage
+
+    if not isinstance(storage, RedisStorage):
+        return storage.incr(key, expiry), int(storage.get_expiry(key) + 1)
+    stored_key = storage.prefixed_key(key)
+    connection: Any = storage.get_connection()  # a redis.Redis client
+    pipe = connection.pipeline(transaction=False)
+    # EVAL with the script's text: a pipeline of registered scripts would first ask
+    # Redis whether it knows them (a second round trip); Redis caches it by its hash.
+    pipe.eval(storage.lua_incr_expire.script, 1, stored_key, expiry, 1)
+    pipe.ttl(stored_key)
+    count, ttl = pipe.execute()
+    return int(count), int(max(ttl, 0) + time.time() + 1)
 
 
 def store_page(response: Response) -> Response:

@@ -214,3 +214,38 @@ def test_behind_a_proxy_stored_pages_are_served_and_forged_hosts_still_refused(m
     assert response.headers["X-Page-Cache"] == "hit"
     forged = visitor.get(f"/c/{slug}", headers={**proxied, "Host": "evil.example"})
     assert forged.status_code == 400
+
+
+@pytest.mark.parametrize("in_redis", [False, True], ids=["in-process", "redis"])
+def test_api_hits_and_renderings_share_one_rate_limit_budget(make_app, redis_url, in_redis):
+    """A cached API answer is served before Flask-Limiter runs; it must still count
+    against the client's API budget, in the same counter, or a scraper of cached
+    pages would never meet the limit."""
+    shared = {"REDIS_URL": redis_url, "RATELIMIT_STORAGE_URI": redis_url} if in_redis else {}
+    app = make_app(API_RATE_LIMIT="6 per minute", **shared)
+    slug = live_campaign(app)
+    client = app.test_client()
+    remaining, states = [], []
+    for path in (f"/api/v1/campaigns/{slug}",) * 4 + ("/api/v1/campaigns",) * 2:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["X-RateLimit-Limit"] == "6"
+        remaining.append(int(response.headers["X-RateLimit-Remaining"]))
+        states.append(response.headers.get("X-Page-Cache"))
+    assert "hit" in states and "miss" in states
+    assert remaining == [5, 4, 3, 2, 1, 0]
+    spent = client.get(f"/api/v1/campaigns/{slug}")
+    assert spent.status_code == 429 and spent.headers.get("X-Page-Cache") is None
+    assert int(spent.headers["Retry-After"]) > 0
+    other_client = client.get(f"/api/v1/campaigns/{slug}", environ_base={"REMOTE_ADDR": "10.1.1.1"})
+    assert other_client.status_code == 200 and other_client.headers["X-Page-Cache"] == "hit"
+    assert other_client.headers["X-RateLimit-Remaining"] == "5"
+
+
+def test_a_conditional_api_request_still_gets_its_304(app):
+    slug = live_campaign(app)
+    client = app.test_client()
+    _warm(client, f"/api/v1/campaigns/{slug}")
+    etag = client.get(f"/api/v1/campaigns/{slug}").headers["ETag"]
+    again = client.get(f"/api/v1/campaigns/{slug}", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.get_data() == b""
