@@ -120,20 +120,6 @@ class _Versions:
         cache.cache.inc(VERSION_KEY)
 
 
-def remembered(name: str, compute: Callable[[], Any]) -> Any:
-    """A value computed from public data (a chart's daily totals, say), kept until the
-    next write to a public table: `compute()` runs once per page version."""
-    try:
-        key = f"value:{current_app.extensions['page_versions'].current()}:{name}"
-        value = cache.get(key)
-        if value is None:
-            value = compute()
-            cache.set(key, value)
-    except RedisError:  # no cache while Redis is down: compute it every time
-        return compute()
-    return value
-
-
 def _eligible() -> bool:
     if request.method not in ("GET", "HEAD") or not current_app.config["PAGE_CACHE"]:
         return False

@@ -5,45 +5,26 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from campaigns.models import Campaign
 from core.clock import utcnow
 from core.extensions import db
 from core.money import Money
-from core.page_cache import remembered
-from payments.models import Pledge, PledgeStatus
+from payments.models import PledgeDailyTotal
 
 WIDTH, HEIGHT, PAD = 320, 120, 6
-COUNTED = (
-    PledgeStatus.ACTIVE,
-    PledgeStatus.CHARGING,
-    PledgeStatus.CHARGED,
-    PledgeStatus.FAILED,
-    PledgeStatus.NEEDS_AUTHENTICATION,
-)
 
 
 def daily_totals(campaign: Campaign) -> list[tuple[str, int]]:
-    """(day, amount pledged that day) for pledges that still count: one query over
-    every pledge of the campaign, so kept until the next public write (the page
-    cache's version: any pledge, cancellation or change of amount bumps it)."""
-    return remembered(f"daily-totals:{campaign.id}", lambda: _daily_totals(campaign))
-
-
-def _daily_totals(campaign: Campaign) -> list[tuple[str, int]]:
-    day = func.date(Pledge.activated_at)
+    """(day, amount pledged that day) for pledges that still count: a row per day, kept
+    by the database as pledges are written (PledgeDailyTotal)."""
     return [
-        (str(d), int(total))
-        for d, total in db.session.execute(
-            select(day, func.sum(Pledge.amount))
-            .where(
-                Pledge.campaign_id == campaign.id,
-                Pledge.status.in_(COUNTED),
-                Pledge.activated_at.is_not(None),
-            )
-            .group_by(day)
-            .order_by(day)
+        (str(day), int(amount))
+        for day, amount in db.session.execute(
+            select(PledgeDailyTotal.day, PledgeDailyTotal.amount)
+            .where(PledgeDailyTotal.campaign_id == campaign.id, PledgeDailyTotal.amount != 0)
+            .order_by(PledgeDailyTotal.day)
         )
     ]
 
