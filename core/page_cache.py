@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, Response, current_app, g, has_app_context, request, session
 from flask_caching import Cache
@@ -68,6 +68,7 @@ PRIVATE_TABLES = frozenset(
     }
 )
 VERSION_KEY = "page-version"
+CACHE_KEY_PREFIX = "counterfund:"
 
 
 class PageVersion(Model):
@@ -90,6 +91,8 @@ class _Versions:
         # With Redis the version is a counter next to the pages (Flask-Caching's
         # `inc`), so one MGET reads both; without it, a row in the database.
         self.in_redis = bool(app.config.get("REDIS_URL"))
+        self.redis_url = app.config.get("REDIS_URL")
+        self.app_config_prefix = CACHE_KEY_PREFIX
 
     def current(self) -> int:
         if self.in_redis:
@@ -119,6 +122,17 @@ class _Versions:
     def bump_after(self) -> None:
         cache.cache.inc(VERSION_KEY)
 
+    def read_in(self, pipe, key: str) -> None:
+        """Queue the MGET `with_stored` makes on another client's Redis pipeline (the
+        same server): the API budget's count goes in the same round trip."""
+        prefix = self.app_config_prefix
+        pipe.mget(prefix + VERSION_KEY, prefix + key)
+
+    @staticmethod
+    def decoded(values: list) -> tuple[int, Any]:
+        version, stored = (cache.cache.serializer.loads(value) for value in values)
+        return int(version or 0), stored
+
 
 def _eligible() -> bool:
     if request.method not in ("GET", "HEAD") or not current_app.config["PAGE_CACHE"]:
@@ -141,9 +155,12 @@ def _page_key(locale: str, full_path: str) -> str:
 
 
 def _current(versions: _Versions, key: str) -> tuple[Any, ...] | None:
+    return current_of(key, *versions.with_stored(key))
+
+
+def current_of(key: str, version: int, stored: Any) -> tuple[Any, ...] | None:
     """What is stored under `key` if it was rendered under the current version: a page
     from before the last public write is not served (the next rendering replaces it)."""
-    version, stored = versions.with_stored(key)
     if stored is not None and stored[0] == version:
         return stored
     g.page_cache_key, g.page_cache_version = key, version
@@ -181,19 +198,20 @@ class StoredPages:
         }
 
     def __call__(self, environ, start_response):
-        stored = self._stored(environ)
-        limit_headers = [] if stored is None else self._counted(environ)
-        if stored is None or limit_headers is None:
+        found = self._found(environ)
+        if found is None:
             return self.wsgi_app(environ, start_response)
-        _version, body, status, headers = stored
+        (_version, body, status, headers), limit_headers = found
         start_response(
             f"{status} {HTTP_STATUS_CODES[status]}",
             [*headers, *limit_headers, ("X-Page-Cache", "hit")],
         )
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
-    def _stored(self, environ) -> tuple[Any, ...] | None:
+    def _found(self, environ) -> tuple[tuple[Any, ...], list[tuple[str, str]]] | None:
+        """The current stored page and the headers to add, or None (Flask's turn)."""
         from core.i18n import INTERFACE_LOCALES
+        from core.urls import is_public_api
 
         if environ["REQUEST_METHOD"] not in ("GET", "HEAD") or not self.app.config["PAGE_CACHE"]:
             return None
@@ -211,67 +229,77 @@ class StoredPages:
             return None
         # Without a session the language is Accept-Language's (core.i18n.select_locale).
         locale = request_.accept_languages.best_match(INTERFACE_LOCALES) or "en"
+        key = _page_key(locale, request_.full_path)
+        versions = self.app.extensions["page_versions"]
         with self.app.app_context():
             try:
-                stored = _current(
-                    self.app.extensions["page_versions"], _page_key(locale, request_.full_path)
-                )
+                if is_public_api(request_.path):
+                    # Counted against the client's API budget, or left to Flask.
+                    return _api_hit(self.app, request_, versions, key)
+                stored = _current(versions, key)
             except RedisError:
                 return None
-        return stored
+        return None if stored is None else (stored, [])
 
-    def _counted(self, environ) -> list[tuple[str, str]] | None:
-        """An API request counted against the client's API budget as Flask-Limiter
-        counts it (core.api.limit_api: its storage, fixed window and key), so hits and
-        renderings share one budget; its X-RateLimit headers, or None when the budget
-        is spent (Flask answers the 429) or cannot be counted here."""
-        from limits import parse_many
-        from limits.strategies import FixedWindowRateLimiter
 
-        from core.api import API_LIMIT_SCOPE
-        from core.extensions import limiter
-        from core.urls import is_public_api
+def _api_hit(app: Flask, request_: Request, versions: _Versions, key: str):
+    """(the current stored page, its X-RateLimit headers) for a public API request,
+    counted against the client's API budget outside Flask-Limiter's request hooks but
+    in its own storage, fixed window and key, so hits and renderings share one budget.
+    None when there is no current page, the budget is spent (Flask answers the 429) or
+    it cannot be counted here: then Flask serves the request and counts it."""
+    from limits import parse_many
+    from limits.storage import RedisStorage
+    from limits.strategies import FixedWindowRateLimiter
 
-        if not is_public_api(environ.get("PATH_INFO", "")):
-            return []
-        if not limiter.enabled:
-            return []
-        items = parse_many(self.app.config["API_RATE_LIMIT"])
-        if len(items) != 1 or not isinstance(limiter.limiter, FixedWindowRateLimiter):
+    from core.api import API_LIMIT_SCOPE
+    from core.extensions import limiter
+
+    if not limiter.enabled:
+        return _with(current_of(key, *versions.with_stored(key)), [])
+    items = parse_many(app.config["API_RATE_LIMIT"])
+    if len(items) != 1 or not isinstance(limiter.limiter, FixedWindowRateLimiter):
+        return None
+    [item] = items
+    storage, expiry = limiter.storage, item.get_expiry()
+    limit_key = item.key_for(request_.remote_addr or "unknown", API_LIMIT_SCOPE)
+    one_redis = app.config["RATELIMIT_STORAGE_URI"] == versions.redis_url
+    if not (isinstance(storage, RedisStorage) and one_redis):
+        stored = current_of(key, *versions.with_stored(key))
+        if stored is None:
             return None
-        [item] = items
-        key = item.key_for(environ.get("REMOTE_ADDR") or "unknown", API_LIMIT_SCOPE)
-        try:
-            count, reset_at = _increment(limiter.storage, key, item.get_expiry())
-        except RedisError:
+        count, reset_at = storage.incr(limit_key, expiry), storage.get_expiry(limit_key)
+    else:
+        # The page, its version and the count in one round trip to the one Redis.
+        counter = storage.prefixed_key(limit_key)
+        pipe = cast(Any, storage.get_connection()).pipeline(transaction=False)
+        versions.read_in(pipe, key)
+        # EVAL with the script's text: a pipeline of registered scripts first asks
+        # Redis whether it knows them (another round trip); Redis caches it anyway.
+        pipe.eval(storage.lua_incr_expire.script, 1, counter, expiry, 1)
+        pipe.ttl(counter)
+        page, count, ttl = pipe.execute()
+        stored = current_of(key, *versions.decoded(page))
+        if stored is None:  # Flask renders it, and counts it itself
+            storage.incr(limit_key, expiry, amount=-1)
             return None
-        if count > item.amount:
-            return None
-        return [
+        reset_at = max(ttl, 0) + time.time()
+    if count > item.amount:
+        return None
+    reset = int(reset_at + 1)  # as Flask-Limiter's headers say it
+    return _with(
+        stored,
+        [
             ("X-RateLimit-Limit", str(item.amount)),
             ("X-RateLimit-Remaining", str(item.amount - count)),
-            ("X-RateLimit-Reset", str(reset_at)),
-            ("Retry-After", str(int(reset_at - time.time()))),
-        ]
+            ("X-RateLimit-Reset", str(reset)),
+            ("Retry-After", str(int(reset - time.time()))),
+        ],
+    )
 
 
-def _increment(storage, key: str, expiry: int) -> tuple[int, int]:
-    """The window's count after this request, and when the window ends (as
-    Flask-Limiter's headers give it). In Redis, the storage's own increment script and
-    the key's TTL in one round trip."""
-    from limits.storage import RedisStorage
-
-    if not isinstance(storage, RedisStorage):
-        return storage.incr(key, expiry), int(storage.get_expiry(key) + 1)
-    stored_key = storage.prefixed_key(key)
-    connection: Any = storage.get_connection()  # a redis.Redis client
-    pipe = connection.pipeline(transaction=False)
-    # EVAL with the script's text: a pipeline of registered scripts would first ask
-    # Redis whether it knows them (a second round trip); Redis caches it by its hash.
-    pipe.eval(storage.lua_incr_expire.script, 1, stored_key, expiry, 1)
-    pipe.ttl(stored_key)
-    count, ttl = pipe.execute()
-    return int(count), int(max(ttl, 0) + time.time() + 1)
+def _with(stored, headers: list[tuple[str, str]]):
+    return None if stored is None else (stored, headers)
 
 
 def store_page(response: Response) -> Response:
@@ -363,7 +391,7 @@ def init_app(app: Flask) -> None:
         config={
             "CACHE_TYPE": "RedisCache" if redis_url else "SimpleCache",
             "CACHE_REDIS_URL": redis_url,
-            "CACHE_KEY_PREFIX": "counterfund:",
+            "CACHE_KEY_PREFIX": CACHE_KEY_PREFIX,
             "CACHE_DEFAULT_TIMEOUT": app.config["PAGE_CACHE_SECONDS"],
             "CACHE_THRESHOLD": 2000,
         },

@@ -31,39 +31,43 @@ def _counts(row: str) -> str:
     return f"({row}.activated_at IS NOT NULL AND {row}.status IN {COUNTED})"
 
 
-# An update that changes none of what a day's total depends on (settlement's moves
-# between counted states) does nothing.
-CHANGED = (
-    "OLD.amount IS DISTINCT FROM NEW.amount"
-    " OR OLD.activated_at IS DISTINCT FROM NEW.activated_at"
-    " OR OLD.campaign_id IS DISTINCT FROM NEW.campaign_id"
-    f" OR {_counts('OLD')} IS DISTINCT FROM {_counts('NEW')}"
-)
-
-
-def _pg_add(row: str, sign: str) -> str:
-    return f"""
-  IF {_counts(row)} THEN
-    INSERT INTO pledge_daily_totals AS t (campaign_id, day, amount)
-    VALUES ({row}.campaign_id, {PG_DAY.format(row=row)}, {sign}{row}.amount)
-    ON CONFLICT (campaign_id, day) DO UPDATE SET amount = t.amount + EXCLUDED.amount;
-  END IF;"""
+# Statement triggers over transition tables: a statement that writes many pledges (a
+# bulk load, a batch of releases) makes one upsert per campaign and day, not one per
+# pledge (repeated updates of one row inside a transaction grow its version chain).
+# Moves between counted states (settlement) net to zero and write nothing.
+def _pg_counted(rows: str, sign: str) -> str:
+    return (
+        f"SELECT campaign_id, {PG_DAY.format(row=rows)} AS day, {sign}amount AS amount"
+        f" FROM {rows} WHERE {_counts(rows)}"
+    )
 
 
 PG_UP = f"""
 CREATE FUNCTION pledge_daily_totals_trigger() RETURNS trigger AS $$
 BEGIN
-  IF TG_OP = 'UPDATE' THEN{_pg_add("OLD", "-")}
-  END IF;{_pg_add("NEW", "")}
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO pledge_daily_totals AS t (campaign_id, day, amount)
+    SELECT campaign_id, day, sum(amount) FROM ({_pg_counted("new_rows", "")}) added
+    GROUP BY campaign_id, day
+    ON CONFLICT (campaign_id, day) DO UPDATE SET amount = t.amount + EXCLUDED.amount;
+  ELSE
+    INSERT INTO pledge_daily_totals AS t (campaign_id, day, amount)
+    SELECT campaign_id, day, sum(amount) FROM (
+      {_pg_counted("new_rows", "")} UNION ALL {_pg_counted("old_rows", "-")}
+    ) moved
+    GROUP BY campaign_id, day HAVING sum(amount) <> 0
+    ON CONFLICT (campaign_id, day) DO UPDATE SET amount = t.amount + EXCLUDED.amount;
+  END IF;
   RETURN NULL;
 END
 $$ LANGUAGE plpgsql;
 
 CREATE TRIGGER pledges_daily_totals_insert AFTER INSERT ON pledges
-  FOR EACH ROW EXECUTE FUNCTION pledge_daily_totals_trigger();
-CREATE TRIGGER pledges_daily_totals_update
-  AFTER UPDATE OF status, amount, activated_at, campaign_id ON pledges
-  FOR EACH ROW WHEN ({CHANGED}) EXECUTE FUNCTION pledge_daily_totals_trigger();
+  REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION pledge_daily_totals_trigger();
+CREATE TRIGGER pledges_daily_totals_update AFTER UPDATE ON pledges
+  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION pledge_daily_totals_trigger();
 """
 
 PG_DOWN = """
@@ -71,6 +75,15 @@ DROP TRIGGER IF EXISTS pledges_daily_totals_update ON pledges;
 DROP TRIGGER IF EXISTS pledges_daily_totals_insert ON pledges;
 DROP FUNCTION IF EXISTS pledge_daily_totals_trigger();
 """
+
+# SQLite updates rows in place: a trigger per row, skipping updates that change none
+# of what a day's total depends on (settlement's moves between counted states).
+CHANGED = (
+    "OLD.amount IS NOT NEW.amount"
+    " OR OLD.activated_at IS NOT NEW.activated_at"
+    " OR OLD.campaign_id IS NOT NEW.campaign_id"
+    f" OR {_counts('OLD')} IS NOT {_counts('NEW')}"
+)
 
 
 def _sqlite_add(row: str, sign: str) -> str:
@@ -87,7 +100,7 @@ SQLITE_UP = [
     f" BEGIN {_sqlite_add('NEW', '')} END",
     "CREATE TRIGGER pledges_daily_totals_update"
     " AFTER UPDATE OF status, amount, activated_at, campaign_id ON pledges"
-    f" WHEN {CHANGED.replace('IS DISTINCT FROM', 'IS NOT')}"
+    f" WHEN {CHANGED}"
     f" BEGIN {_sqlite_add('OLD', '-')} {_sqlite_add('NEW', '')} END",
 ]
 
