@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, cast
 
 from flask import Flask, Response, current_app, g, has_app_context, request, session
@@ -38,7 +39,7 @@ from flask_caching import Cache
 from redis.exceptions import RedisError
 from sqlalchemy import Integer, event, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
-from werkzeug.exceptions import SecurityError
+from werkzeug.exceptions import HTTPException, SecurityError
 from werkzeug.http import HTTP_STATUS_CODES, parse_cookie
 from werkzeug.wrappers import Request
 
@@ -192,6 +193,8 @@ class StoredPages:
 
     def __init__(self, app: Flask, wsgi_app):
         self.app, self.wsgi_app = app, wsgi_app
+        # Remembered per path: routing costs about what the cache lookup does.
+        self.cached_view_at = lru_cache(maxsize=4096)(self._routes_to_cached_view)
         self.private_cookies = {
             app.config["SESSION_COOKIE_NAME"],
             app.config.get("REMEMBER_COOKIE_NAME", "remember_token"),
@@ -208,6 +211,17 @@ class StoredPages:
         )
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
+    def _cached_view(self, environ) -> bool:
+        return self.cached_view_at(environ.get("PATH_INFO", ""))
+
+    def _routes_to_cached_view(self, path: str) -> bool:
+        """Whether a GET of `path` reaches a `@cached_page` view."""
+        try:
+            endpoint, _args = self.app.url_map.bind("localhost").match(path, method="GET")
+        except HTTPException:  # not found, a redirect: Flask's to answer
+            return False
+        return getattr(self.app.view_functions.get(endpoint), "_cached_page", False)
+
     def _found(self, environ) -> tuple[tuple[Any, ...], list[tuple[str, str]]] | None:
         """The current stored page and the headers to add, or None (Flask's turn)."""
         from core.i18n import INTERFACE_LOCALES
@@ -220,6 +234,8 @@ class StoredPages:
             return None
         cookies = environ.get("HTTP_COOKIE")
         if cookies and not self.private_cookies.isdisjoint(parse_cookie(cookies)):
+            return None
+        if not self._cached_view(environ):  # static files, forms, proofs: no lookup
             return None
         request_ = Request(environ)
         request_.trusted_hosts = self.app.config["TRUSTED_HOSTS"]
