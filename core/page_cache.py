@@ -264,7 +264,6 @@ def _api_hit(app: Flask, request_: Request, versions: _Versions, key: str):
     in its own storage, fixed window and key, so hits and renderings share one budget.
     None when there is no current page, the budget is spent (Flask answers the 429) or
     it cannot be counted here: then Flask serves the request and counts it."""
-    from limits import parse_many
     from limits.storage import RedisStorage
     from limits.strategies import FixedWindowRateLimiter
 
@@ -273,7 +272,7 @@ def _api_hit(app: Flask, request_: Request, versions: _Versions, key: str):
 
     if not limiter.enabled:
         return _with(current_of(key, *versions.with_stored(key)), [])
-    items = parse_many(app.config["API_RATE_LIMIT"])
+    items = _parsed(app.config["API_RATE_LIMIT"])
     if len(items) != 1 or not isinstance(limiter.limiter, FixedWindowRateLimiter):
         return None
     [item] = items
@@ -287,14 +286,7 @@ def _api_hit(app: Flask, request_: Request, versions: _Versions, key: str):
         count, reset_at = storage.incr(limit_key, expiry), storage.get_expiry(limit_key)
     else:
         # The page, its version and the count in one round trip to the one Redis.
-        counter = storage.prefixed_key(limit_key)
-        pipe = cast(Any, storage.get_connection()).pipeline(transaction=False)
-        versions.read_in(pipe, key)
-        # EVAL with the script's text: a pipeline of registered scripts first asks
-        # Redis whether it knows them (another round trip); Redis caches it anyway.
-        pipe.eval(storage.lua_incr_expire.script, 1, counter, expiry, 1)
-        pipe.ttl(counter)
-        page, count, ttl = pipe.execute()
+        page, count, ttl = _read_and_count(storage, versions, key, limit_key, expiry)
         stored = current_of(key, *versions.decoded(page))
         if stored is None:  # Flask renders it, and counts it itself
             storage.incr(limit_key, expiry, amount=-1)
@@ -312,6 +304,34 @@ def _api_hit(app: Flask, request_: Request, versions: _Versions, key: str):
             ("Retry-After", str(int(reset - time.time()))),
         ],
     )
+
+
+@lru_cache(maxsize=8)
+def _parsed(limit: str) -> list:
+    from limits import parse_many
+
+    return parse_many(limit)
+
+
+def _read_and_count(storage, versions: _Versions, key: str, limit_key: str, expiry: int):
+    """[version, page], the window's count after this request and the counter's TTL,
+    in one round trip: the storage's own increment script by its hash (a pipeline of
+    registered scripts would first ask Redis whether it has them: a second trip)."""
+    from redis.exceptions import NoScriptError
+
+    counter = storage.prefixed_key(limit_key)
+    script = storage.lua_incr_expire
+    connection = cast(Any, storage.get_connection())
+    for _attempt in range(2):
+        pipe = connection.pipeline(transaction=False)
+        versions.read_in(pipe, key)
+        pipe.evalsha(script.sha, 1, counter, expiry, 1)
+        pipe.ttl(counter)
+        try:
+            return pipe.execute()
+        except NoScriptError:  # a restarted Redis forgot it: load it, go again
+            connection.script_load(script.script)
+    raise RedisError("the rate limit script could not be loaded")
 
 
 def _with(stored, headers: list[tuple[str, str]]):

@@ -6,6 +6,7 @@ and responses that set a cookie are never served from, nor stored in, the cache.
 from __future__ import annotations
 
 import pytest
+import redis
 
 from core.extensions import db
 from core.money import Money
@@ -226,7 +227,9 @@ def test_api_hits_and_renderings_share_one_rate_limit_budget(make_app, redis_url
     slug = live_campaign(app)
     client = app.test_client()
     remaining, states = [], []
-    for path in (f"/api/v1/campaigns/{slug}",) * 4 + ("/api/v1/campaigns",) * 2:
+    for n, path in enumerate((f"/api/v1/campaigns/{slug}",) * 4 + ("/api/v1/campaigns",) * 2):
+        if in_redis and n == 3:  # a restarted Redis has forgotten the counting script
+            redis.Redis.from_url(redis_url).script_flush()
         response = client.get(path)
         assert response.status_code == 200, path
         assert response.headers["X-RateLimit-Limit"] == "6"
