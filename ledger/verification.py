@@ -328,27 +328,9 @@ def _verify(conns: list[Connection], background: ThreadPoolExecutor) -> tuple[bo
         if unbalanced is not None and unbalanced < missing.index:
             return False, [_named(conn, unbalanced, "does not balance")]
         return False, [f"entry {missing.index} is missing from the log"]
-    unbalanced = unbalanced_soon.result()
-    roots_agree = signed_size > size or (
-        rehash.root_at_signed == signed_root
-        and (size == signed_size or rehash.builder.root() == merkle.root(size, _fetch_nodes(conn)))
-    )
-    altered = None if roots_agree else _first_altered(conn)
-    first = min((n for n in (unbalanced, altered) if n is not None), default=None)
-    if first is not None:
-        if first == unbalanced:
-            return False, [_named(conn, first, "does not balance")]
-        return False, [
-            _named(
-                conn,
-                first,
-                "was altered: its transaction no longer hashes to the leaf appended to the log",
-            )
-        ]
-    if not roots_agree and rehash.root_at_signed == signed_root:
-        # Every entry is the leaf it was appended as, yet the stored tree disagrees:
-        # the proofs this server gives out would not verify.
-        return False, ["the stored tree nodes no longer match the entries' leaves"]
+    problem = _entry_problem(conn, rehash, size, signed_size, signed_root, unbalanced_soon.result())
+    if problem:
+        return False, [problem]
     report = [f"{size} entries re-hashed and balanced"]
     transactions = conn.scalar(select(func.count(LedgerTransaction.id))) or 0
     if transactions != size:
@@ -361,3 +343,34 @@ def _verify(conns: list[Connection], background: ThreadPoolExecutor) -> tuple[bo
         return False, [*report, "the recomputed root differs from the signed checkpoint"]
     report.append(f"checkpoint for {signed_size} entries ({origin}): signature and root valid")
     return True, report
+
+
+def _entry_problem(
+    conn: Connection,
+    rehash: _Rehash,
+    size: int,
+    signed_size: int,
+    signed_root: bytes,
+    unbalanced: int | None,
+) -> str | None:
+    """The first unbalanced or altered entry, by position; or the stored tree nodes
+    when every entry is intact but they disagree with it."""
+    roots_agree = signed_size > size or (
+        rehash.root_at_signed == signed_root
+        and (size == signed_size or rehash.builder.root() == merkle.root(size, _fetch_nodes(conn)))
+    )
+    altered = None if roots_agree else _first_altered(conn)
+    first = min((n for n in (unbalanced, altered) if n is not None), default=None)
+    if first is not None and first == unbalanced:
+        return _named(conn, first, "does not balance")
+    if first is not None:
+        return _named(
+            conn,
+            first,
+            "was altered: its transaction no longer hashes to the leaf appended to the log",
+        )
+    if not roots_agree and rehash.root_at_signed == signed_root:
+        # Every entry is the leaf it was appended as, yet the stored tree disagrees:
+        # the proofs this server gives out would not verify.
+        return "the stored tree nodes no longer match the entries' leaves"
+    return None
