@@ -227,6 +227,9 @@ SETTINGS: tuple[tuple[str, Reader], ...] = (
     ("RATELIMIT_STORAGE_URI", lambda _env, c: c["REDIS_URL"] or "memory://"),
     ("RATELIMIT_ENABLED", flag("RATELIMIT_ENABLED", True)),
     ("RATELIMIT_HEADERS_ENABLED", fixed(True)),
+    # Redis unreachable: every limit goes on, counted in each process's memory, until
+    # Flask-Limiter finds the storage back (rate-limited routes answered 500 before).
+    ("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", fixed(True)),
     ("PROXY_FIX_X_FOR", integer("PROXY_FIX_X_FOR", 0)),
     ("SESSION_COOKIE_SECURE", lambda _env, c: c["PRODUCTION"]),
     ("SESSION_COOKIE_HTTPONLY", fixed(True)),

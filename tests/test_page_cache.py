@@ -252,3 +252,17 @@ def test_a_conditional_api_request_still_gets_its_304(app):
     etag = client.get(f"/api/v1/campaigns/{slug}").headers["ETag"]
     again = client.get(f"/api/v1/campaigns/{slug}", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.get_data() == b""
+
+
+def test_with_redis_down_rate_limited_routes_still_answer_and_limit(make_app):
+    """Found from outside: with the limiter's Redis unreachable, every rate-limited
+    route (the API, pledge forms) answered 500. The limits fall back to each process's
+    memory until Redis is back."""
+    down = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    app = make_app(REDIS_URL=down, RATELIMIT_STORAGE_URI=down, API_RATE_LIMIT="3 per minute")
+    slug = live_campaign(app)
+    client = app.test_client()
+    answers = [client.get(f"/api/v1/campaigns/{slug}") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[0].headers["X-RateLimit-Limit"] == "3"
+    assert pledge(app.test_client(), slug, amount="12").status_code == 302
