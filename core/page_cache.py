@@ -93,7 +93,6 @@ class _Versions:
         # `inc`), so one MGET reads both; without it, a row in the database.
         self.in_redis = bool(app.config.get("REDIS_URL"))
         self.redis_url = app.config.get("REDIS_URL")
-        self.app_config_prefix = CACHE_KEY_PREFIX
 
     def current(self) -> int:
         if self.in_redis:
@@ -126,8 +125,7 @@ class _Versions:
     def read_in(self, pipe, key: str) -> None:
         """Queue the MGET `with_stored` makes on another client's Redis pipeline (the
         same server): the API budget's count goes in the same round trip."""
-        prefix = self.app_config_prefix
-        pipe.mget(prefix + VERSION_KEY, prefix + key)
+        pipe.mget(CACHE_KEY_PREFIX + VERSION_KEY, CACHE_KEY_PREFIX + key)
 
     @staticmethod
     def decoded(values: list) -> tuple[int, Any]:
