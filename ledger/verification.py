@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from hashlib import sha256
 
-from sqlalchemy import Connection, func, select, tuple_
+from sqlalchemy import Connection, func, select
 
 from core.extensions import db
 from ledger import log, merkle, signing
@@ -142,11 +142,10 @@ def _copied(conn: Connection, low: int, high: int) -> Iterator[list]:
             yield rows
 
 
-def _composed_in_python(low: int, high: int) -> Iterator[list]:
+def _composed_in_python() -> Iterator[list]:
     rows: list = []
     for index, leaf, _doc in log.stream_entries(CHUNK):
-        if low <= index < high:
-            rows.append((index, b"\x00" + leaf))
+        rows.append((index, b"\x00" + leaf))
         if len(rows) == CHUNK:
             yield rows
             rows = []
@@ -191,7 +190,7 @@ def _rehash(conns: list[Connection] | None, size: int, signed_size: int) -> _Reh
     rehash = _Rehash(signed_size)
     half = (size // 2) // CHUNK * CHUNK if conns else 0
     half = half or size  # a log under two chunks is read in one stream
-    first = _copied(conns[0], 0, half) if conns else _composed_in_python(0, size)
+    first = _copied(conns[0], 0, half) if conns else _composed_in_python()
     second = _copied(conns[1], half, size) if conns and half < size else iter(())
     try:
         _read_both(rehash, first, second, half, size)
@@ -239,22 +238,6 @@ def _snapshot() -> Iterator[list[Connection]]:
             # Compiling this one query's expressions costs more than it saves.
             conn.exec_driver_sql("SET LOCAL jit = off")
         yield conns
-
-
-def _fetch_nodes(conn: Connection):
-    def fetch(keys) -> dict[merkle.Node, bytes]:
-        keys = list(keys)
-        rows = conn.execute(
-            select(LedgerTreeNode.level, LedgerTreeNode.index, LedgerTreeNode.hash).where(
-                tuple_(LedgerTreeNode.level, LedgerTreeNode.index).in_(keys)
-            )
-        ).all()
-        found = {(level, index): bytes(value) for level, index, value in rows}
-        if len(found) != len(set(keys)):
-            raise LookupError("tree nodes missing")
-        return found
-
-    return fetch
 
 
 def _first_unbalanced(conn: Connection) -> int | None:
@@ -357,7 +340,7 @@ def _entry_problem(
     when every entry is intact but they disagree with it."""
     roots_agree = signed_size > size or (
         rehash.root_at_signed == signed_root
-        and (size == signed_size or rehash.builder.root() == merkle.root(size, _fetch_nodes(conn)))
+        and (size == signed_size or rehash.builder.root() == merkle.root(size, log.fetch_nodes))
     )
     altered = None if roots_agree else _first_altered(conn)
     first = min((n for n in (unbalanced, altered) if n is not None), default=None)
