@@ -91,8 +91,8 @@ class _Versions:
     def __init__(self, app: Flask):
         # With Redis the version is a counter next to the pages (Flask-Caching's
         # `inc`), so one MGET reads both; without it, a row in the database.
-        self.in_redis = bool(app.config.get("REDIS_URL"))
         self.redis_url = app.config.get("REDIS_URL")
+        self.in_redis = bool(self.redis_url)
 
     def current(self) -> int:
         if self.in_redis:
@@ -209,9 +209,6 @@ class StoredPages:
         )
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
-    def _cached_view(self, environ) -> bool:
-        return self.cached_view_at(environ.get("PATH_INFO", ""))
-
     def _routes_to_cached_view(self, path: str) -> bool:
         """Whether a GET of `path` reaches a `@cached_page` view."""
         try:
@@ -233,7 +230,9 @@ class StoredPages:
         cookies = environ.get("HTTP_COOKIE")
         if cookies and not self.private_cookies.isdisjoint(parse_cookie(cookies)):
             return None
-        if not self._cached_view(environ):  # static files, forms, proofs: no lookup
+        if not self.cached_view_at(
+            environ.get("PATH_INFO", "")
+        ):  # static files, forms, proofs: no lookup
             return None
         request_ = Request(environ)
         request_.trusted_hosts = self.app.config["TRUSTED_HOSTS"]
@@ -269,7 +268,7 @@ def _api_hit(app: Flask, request_: Request, versions: _Versions, key: str):
     from core.extensions import limiter
 
     if not limiter.enabled:
-        return _with(current_of(key, *versions.with_stored(key)), [])
+        return _with(_current(versions, key), [])
     items = _parsed(app.config["API_RATE_LIMIT"])
     if len(items) != 1 or not isinstance(limiter.limiter, FixedWindowRateLimiter):
         return None
@@ -278,7 +277,7 @@ def _api_hit(app: Flask, request_: Request, versions: _Versions, key: str):
     limit_key = item.key_for(request_.remote_addr or "unknown", API_LIMIT_SCOPE)
     one_redis = app.config["RATELIMIT_STORAGE_URI"] == versions.redis_url
     if not (isinstance(storage, RedisStorage) and one_redis):
-        stored = current_of(key, *versions.with_stored(key))
+        stored = _current(versions, key)
         if stored is None:
             return None
         count, reset_at = storage.incr(limit_key, expiry), storage.get_expiry(limit_key)
