@@ -34,6 +34,17 @@ from core.jobs import set_worker_app
 log = logging.getLogger(__name__)
 
 SWEEP_LEASE_KEY = "counterfund:sweep-lease"
+# Longer than RQ's blocking wait for a job (its worker_ttl, 420 s, less 15). redis-py 8
+# gives every connection a 5-second read timeout unless told otherwise, and RQ's own
+# adjustment misses connections its pool already holds: an idle worker then "lost
+# Redis" every 5 s and waited a growing backoff (up to a minute) before looking for
+# jobs again, so jobs waited too.
+WORKER_SOCKET_TIMEOUT = 420
+
+
+def worker_connection(app: Flask) -> redis.Redis:
+    """A connection of its own for one RQ worker, whose reads may block for minutes."""
+    return redis.Redis.from_url(app.config["REDIS_URL"], socket_timeout=WORKER_SOCKET_TIMEOUT)
 
 
 class SweepTicker(threading.Thread):
@@ -96,7 +107,7 @@ def run_worker(app: Flask, burst: bool = False) -> None:
                 # inside the retry too.
                 worker = Worker(
                     [runner.queue],
-                    connection=runner.connection,
+                    connection=worker_connection(app),
                     maintenance_interval=app.config["WORKER_MAINTENANCE_INTERVAL"],
                 )
                 holder["worker"] = worker

@@ -242,3 +242,18 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(app, own_redis, worke
     _wait_settled(app, campaign_id, 5 * SWEEP + 40, workers)
     _settled_once(app, campaign_id, ids)
     assert len(workers.alive()) == 1, workers.tail()
+
+
+def test_an_idle_worker_keeps_waiting_for_jobs_past_the_clients_default_timeout(
+    make_app, redis_url
+):
+    """RQ blocks on Redis for minutes waiting for a job. With redis-py's default 5-second
+    read timeout an idle `flask worker` "lost Redis" every 5 s and slept a growing
+    backoff before looking again (found running the pledge-surge bench)."""
+    from payments.worker import worker_connection
+
+    app = make_app(JOB_RUNNER="rq", REDIS_URL=redis_url)
+    connection = worker_connection(app)
+    connection.ping()  # a connection the pool already holds, as the worker's would
+    assert connection.blpop(["counterfund:test-no-jobs"], 6) is None
+    connection.close()
