@@ -26,7 +26,6 @@ def init_app(app: Flask, migrations: str) -> None:
         time_left_filter,
     )
     from core.money import Money
-    from core.outbox import deliver_after_request
     from core.outbox import health as outbox_health
     from core.security import init_security
     from core.urls import public_url_for
@@ -45,7 +44,6 @@ def init_app(app: Flask, migrations: str) -> None:
     # the page is stored with the security and API headers they add.
     page_cache.init_app(app)
     init_security(app)
-    app.after_request(deliver_after_request)
     app.after_request(after_api_request)
     app.extensions.setdefault("health_checks", {})["outbox"] = outbox_health
 

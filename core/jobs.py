@@ -14,6 +14,7 @@ JOB_RUNNER chooses how jobs run:
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -97,11 +98,20 @@ def app_job(fn: Callable) -> Callable:
 
 
 def enqueue_after_commit(
-    func: Callable, *args, at: datetime | None = None, job_id: str | None = None
+    func: Callable,
+    *args,
+    at: datetime | None = None,
+    job_id: str | None = None,
+    coalesce: bool = False,
 ) -> None:
+    """With `coalesce`, one job of this id at a time: it is not queued again in the same
+    transaction, nor in RQ while one is waiting or running (the job must then do all
+    there is to do, not only this transaction's share)."""
     db.session.connection()  # a transaction under way, so a rollback is seen
     pending = db.session.info.setdefault("after_commit_jobs", [])
-    pending.append((func, args, at, job_id))
+    if coalesce and any(queued[3] == job_id for queued in pending):
+        return
+    pending.append((func, args, at, job_id, coalesce))
 
 
 @event.listens_for(Session, "after_commit")
@@ -110,8 +120,21 @@ def _after_commit(session: Session) -> None:
     if not jobs:
         return
     runner = current_app.extensions["job_runner"]
-    for func, args, at, job_id in jobs:
-        runner.enqueue(func, *args, at=at, job_id=job_id)
+    for func, args, at, job_id, coalesce in jobs:
+        try:
+            if coalesce:
+                runner.enqueue_once(func, job_id)
+            else:
+                runner.enqueue(func, *args, at=at, job_id=job_id)
+        except Exception as exc:
+            # The change is committed whatever happens here: failing the request would
+            # only hide that from the person who made it. What the job would have done
+            # is left waiting in the database, for the sweep.
+            log.error(
+                "could not queue job %s (%s); the sweep picks up what it left",
+                getattr(func, "__name__", func),
+                type(exc).__name__,
+            )
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -125,7 +148,16 @@ def _after_rollback(session: Session, previous_transaction) -> None:
 # ---- runners -------------------------------------------------------------------------
 
 
-class EagerRunner:
+class _RunsEveryCopy:
+    def enqueue(self, func, *args, at=None, job_id=None):
+        raise NotImplementedError
+
+    def enqueue_once(self, func, job_id):
+        """No queue to look into: each copy runs (the job finds nothing left to do)."""
+        self.enqueue(func)
+
+
+class EagerRunner(_RunsEveryCopy):
     """Runs each job at once, in the caller's thread (tests and the CLI)."""
 
     def __init__(self, app: Flask):
@@ -149,7 +181,7 @@ class EagerRunner:
             self._running = False
 
 
-class ThreadRunner:
+class ThreadRunner(_RunsEveryCopy):
     """A daemon thread that runs due jobs and a periodic sweep (the embedded default)."""
 
     def __init__(self, app: Flask, sweep: Callable | None, interval: float):
@@ -229,6 +261,17 @@ class RQRunner:
             self.queue.enqueue_at(at, func, *args, **options)
         else:
             self.queue.enqueue(func, *args, **options)
+
+    def enqueue_once(self, func, job_id):
+        from rq.exceptions import DuplicateJobError
+
+        # Refused while one is waiting or running: that one will see this transaction's
+        # work. Its record goes when it ends (result_ttl=0), or a minute after it fails,
+        # so that the next can be queued.
+        with contextlib.suppress(DuplicateJobError):
+            self.queue.enqueue(
+                func, job_id=job_id, unique=True, result_ttl=0, failure_ttl=60, job_timeout=3600
+            )
 
 
 def init_jobs(app: Flask, sweep: Callable | None = None) -> None:

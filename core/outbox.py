@@ -1,10 +1,12 @@
 """Email through a transactional outbox.
 
 Services `queue()` a message in the same transaction as the change it reports, so an
-email is never sent for a change that was rolled back. After the request (or job)
-commits, `deliver_pending()` sends what is waiting: by SMTP when SMTP_HOST is set,
-otherwise as .eml files under the instance folder (the demo's "mailbox"). Logs name the
-message id and topic only, never the recipient or a link.
+email is never sent for a change that was rolled back. Once that transaction commits, a
+job (`deliver_waiting`: the RQ worker in production, the web process's thread in the
+embedded default, at once in tests) sends it, so a request never waits for mail; the
+sweep's `deliver_pending()` sends whatever a lost job left waiting. By SMTP when
+SMTP_HOST is set, otherwise as .eml files under the instance folder (the demo's
+"mailbox"). Logs name the message id and topic only, never the recipient or a link.
 
 One bad message never stops the others: a message that fails is retried with
 exponential backoff (OUTBOX_RETRY_SECONDS, doubling, at most six hours apart) and,
@@ -23,12 +25,13 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
-from flask import current_app, g, has_request_context
+from flask import current_app
 from sqlalchemy import Integer, String, Text, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.clock import utcnow
 from core.extensions import Model, changed, db
+from core.jobs import app_job, enqueue_after_commit
 from core.text import single_line
 from core.types import UTCDateTime
 
@@ -77,9 +80,17 @@ def queue(
     )
     db.session.add(message)
     db.session.flush()
-    if has_request_context():
-        g.setdefault("outbox_ids", []).append(message.id)
+    enqueue_after_commit(deliver_waiting, job_id="outbox-delivery", coalesce=True)
     return message
+
+
+@app_job
+def deliver_waiting() -> None:
+    """The job: send every message that waits, until none does. One such job is queued
+    at a time however many requests queue mail meanwhile (a surge of pledges makes a
+    few jobs, not one per pledge); a message committed as it ends waits for the sweep."""
+    while deliver_pending(limit=500):
+        pass
 
 
 def queue_many(messages: list[tuple[str, str, str, str, str, str]]) -> None:
@@ -264,15 +275,3 @@ def _send(message: OutboxMessage) -> None:
         _send_smtp([email])
     else:
         (outbox_folder() / f"{message.id:08d}.eml").write_bytes(bytes(email))
-
-
-def deliver_after_request(response):
-    """after_request hook: the view has committed; send what it queued."""
-    ids = g.pop("outbox_ids", None)
-    if ids and response.status_code < 500:
-        try:
-            deliver_pending(ids)
-        except Exception as exc:  # delivery is retried by the next sweep
-            db.session.rollback()
-            log.error("outbox: delivery failed (%s); messages stay queued", type(exc).__name__)
-    return response

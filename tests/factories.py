@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from accounts.models import User
 from campaigns.models import BudgetLine, Campaign, Organizer
-from core import clock
+from core import clock, outbox
 from core.clock import utcnow
 from core.extensions import db
 from core.money import Money, MoneyError
@@ -82,6 +82,8 @@ def register(client, email="ada@example.org", name="Ada", password=DEFAULT_PASSW
     )
     assert response.status_code == 200, response.get_data(as_text=True)[:2000]
     assert "Check your inbox" in response.get_data(as_text=True)
+    with client.application.app_context():
+        outbox.deliver_pending()  # under RQ (no worker in tests), as the worker would
     mails = mail_to(client.application, email.lower())
     [mail] = [m for m in mails if "/register/confirm/" in m][-1:]
     response = client.get(link_in(mail, "/register/confirm/"))

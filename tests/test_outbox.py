@@ -13,7 +13,7 @@ from campaigns.models import Campaign
 from core import clock, outbox
 from core.extensions import db
 from core.text import single_line
-from tests.factories import create_draft, register
+from tests.factories import campaign, create_draft, mail_to, make_campaign, pledge, register
 
 
 def _eml(app, message_id: int):
@@ -27,9 +27,9 @@ def _eml(app, message_id: int):
 def test_a_title_with_line_breaks_still_makes_a_valid_subject(app, title):
     with app.app_context():
         message = outbox.queue("sup@example.org", f"Your pledge to {title}", "body", "t")
-        db.session.commit()
-        assert outbox.deliver_pending() == 1
+        db.session.commit()  # its delivery job runs once the message is committed
         email = _eml(app, message.id)
+        assert outbox.deliver_pending() == 0  # nothing left waiting
     assert email["Subject"] == f"Your pledge to {single_line(title)}"
     assert "\n" not in email["Subject"] and "\u2028" not in email["Subject"]
     assert email["Date"]
@@ -38,15 +38,14 @@ def test_a_title_with_line_breaks_still_makes_a_valid_subject(app, title):
 def test_a_poisoned_message_never_blocks_ten_good_ones(app):
     with app.app_context():
         poisoned = outbox.queue("a@example.org", "Poisoned", "body", "poison")
-        good = [
-            outbox.queue(f"s{n}@example.org", f"Receipt {n}", "body", "receipt") for n in range(10)
-        ]
-        db.session.commit()
         # A real failure of the real sending path, for this message only: its file's
         # place in the mailbox is taken by a folder.
         folder = outbox.outbox_folder()
         (folder / f"{poisoned.id:08d}.eml").mkdir()
-        assert outbox.deliver_pending() == 10
+        good = [
+            outbox.queue(f"s{n}@example.org", f"Receipt {n}", "body", "receipt") for n in range(10)
+        ]
+        db.session.commit()  # one delivery job for the eleven, after the commit
         assert all(_eml(app, m.id) is not None for m in good)
         db.session.refresh(poisoned)
         assert poisoned.delivered_at is None and poisoned.attempts == 1
@@ -61,7 +60,6 @@ def test_a_poisoned_message_never_blocks_ten_good_ones(app):
         assert poisoned.attempts == app.config["OUTBOX_MAX_ATTEMPTS"]
         later = outbox.queue("late@example.org", "Later", "body", "receipt")
         db.session.commit()
-        assert outbox.deliver_pending() == 1
         assert _eml(app, later.id) is not None
         assert [m.id for m in outbox.set_aside()] == [poisoned.id]
         _ok, report = outbox.health()
@@ -78,9 +76,8 @@ def test_a_poisoned_message_never_blocks_ten_good_ones(app):
 def test_backoff_waits_before_the_next_attempt(app):
     with app.app_context():
         message = outbox.queue("a@example.org", "Poisoned", "body", "poison")
-        db.session.commit()
         (outbox.outbox_folder() / f"{message.id:08d}.eml").mkdir()
-        outbox.deliver_pending()
+        db.session.commit()  # the delivery job's attempt fails
         outbox.deliver_pending()  # not due yet: no second attempt
         db.session.refresh(message)
         assert message.attempts == 1
@@ -113,27 +110,74 @@ def test_single_line_fields_are_cleaned_at_input(app, inserted, becomes):
 
 def test_purge_deletes_delivered_mail_past_its_age_and_keeps_the_rest(app):
     with app.app_context():
-        old = outbox.queue("a@example.org", "Old", "delivered long ago")
+        outbox.queue("a@example.org", "Old", "delivered long ago")
         waiting = outbox.queue("b@example.org", "Waiting", "never delivered")
-        db.session.commit()
-        old_id, waiting_id = old.id, waiting.id
-        outbox.deliver_pending([old_id])
+        waiting_id = waiting.id
         db.session.execute(
             update(outbox.OutboxMessage)
             .where(outbox.OutboxMessage.id == waiting_id)
             .values(next_attempt_at=clock.utcnow() + timedelta(days=365))
         )
-        db.session.commit()
+        db.session.commit()  # the delivery job sends the one that is due
     clock.freeze(clock.utcnow() + timedelta(days=31))
     recent_id = None
     with app.app_context():
         recent = outbox.queue("c@example.org", "Recent", "delivered today")
         db.session.commit()
         recent_id = recent.id
-        outbox.deliver_pending([recent_id])
     result = app.test_cli_runner().invoke(args=["outbox", "purge", "--older-than", "30"])
     assert result.exit_code == 0 and "Deleted 1 delivered" in result.output
     with app.app_context():
         left = set(db.session.scalars(select(outbox.OutboxMessage.id)))
     assert left == {waiting_id, recent_id}
     assert app.test_cli_runner().invoke(args=["outbox", "purge", "--older-than", "-1"]).exit_code
+
+
+def test_pledges_are_answered_before_their_emails_are_sent_and_one_job_sends_them(
+    make_app, redis_url
+):
+    """In production the request only queues the message; an RQ worker sends it (a
+    surge of pledges does not wait for mail)."""
+    from redis import Redis
+    from rq import Queue, SimpleWorker
+
+    app = make_app(JOB_RUNNER="rq", REDIS_URL=redis_url, JOB_QUEUE="mail-test")
+    slug = campaign(app, make_campaign(app)).slug
+    for n in range(3):
+        response = pledge(app.test_client(), slug, email=f"surge{n}@example.org")
+        assert response.status_code == 302
+    assert mail_to(app, "surge0@example.org") == []
+    with app.app_context():
+        waiting = db.session.scalars(
+            select(outbox.OutboxMessage.delivered_at).where(
+                outbox.OutboxMessage.topic == "pledge-confirmation"
+            )
+        ).all()
+        assert waiting == [None, None, None]
+    connection = Redis.from_url(redis_url)
+    mail_queue = Queue("mail-test", connection=connection)
+    assert mail_queue.count == 1  # one delivery job waits for the three
+    with app.app_context():
+        SimpleWorker([mail_queue], connection=connection).work(burst=True)
+    for n in range(3):
+        [sent] = mail_to(app, f"surge{n}@example.org")
+        assert "Thank you for backing" in sent
+    # The job's record went with it: the next pledge queues a new one.
+    pledge(app.test_client(), slug, email="later@example.org")
+    assert mail_queue.count == 1
+    connection.close()
+
+
+def test_a_pledge_stands_when_redis_is_down_and_its_email_waits_for_the_sweep(make_app):
+    """The job that sends the email cannot be queued (Redis refuses connections): the
+    pledge is committed already, so the supporter still gets its page, and the message
+    waits for the sweep instead of being lost with a 500."""
+    app = make_app(JOB_RUNNER="rq", REDIS_URL="redis://127.0.0.1:9/0", JOB_QUEUE="mail-test")
+    slug = campaign(app, make_campaign(app)).slug
+    response = pledge(app.test_client(), slug, email="down@example.org")
+    assert response.status_code == 302
+    assert mail_to(app, "down@example.org") == []
+    with app.app_context():
+        assert outbox.deliver_pending() == 1  # what the sweep runs
+    [sent] = mail_to(app, "down@example.org")
+    assert "Thank you for backing" in sent
