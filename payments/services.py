@@ -129,17 +129,20 @@ def adjust_totals(campaign: Campaign, delta_amount: int, delta_backers: int) -> 
         ]
     else:
         conditions = [Campaign.id == campaign.id, open_and_live]
-    result = changed(
+    totals = db.session.execute(
         update(Campaign)
         .where(*conditions)
         .values(
             pledged_amount=Campaign.pledged_amount + delta_amount,
             backer_count=Campaign.backer_count + delta_backers,
         )
+        .returning(Campaign.pledged_amount, Campaign.backer_count)
         .execution_options(synchronize_session=False)
-    )
-    if result == 1:
-        db.session.expire(campaign, ["pledged_amount", "backer_count"])
+    ).first()
+    if totals is not None:
+        # The row as written: what the rest of the transaction shows, without a re-read.
+        set_committed_value(campaign, "pledged_amount", totals.pledged_amount)
+        set_committed_value(campaign, "backer_count", totals.backer_count)
         return
     db.session.refresh(campaign)
     if not accepting_pledges(campaign):
@@ -315,13 +318,19 @@ def card_saved(pledge: Pledge, saved: SavedCard) -> bool:
         return False
     if pledge.status != PledgeStatus.PENDING:
         return pledge.status == PledgeStatus.ACTIVE  # a replay: nothing to do
-    adjust_totals(pledge.campaign, pledge.amount, 1)
-    pledge.provider_payment_method_id = saved.payment_method_id
-    pledge.card_brand, pledge.card_last4 = saved.brand[:20], saved.last4[:4]
-    pledge.card_tag = card_tag(saved.fingerprint)
-    pledge.activated_at = utcnow()
-    lifecycle.move_or_raise(pledge, "activated")
+    card = {
+        "provider_payment_method_id": saved.payment_method_id,
+        "card_brand": saved.brand[:20],
+        "card_last4": saved.last4[:4],
+        "card_tag": card_tag(saved.fingerprint),
+        "activated_at": utcnow(),
+    }
+    # The email first: from the activation on, rows every pledge to this campaign
+    # writes (its totals, its day's total) stay locked until the commit, and in a
+    # surge all the other pledges wait for them.
     emails.confirmation(pledge)
+    lifecycle.move_or_raise(pledge, "activated", values=card)
+    adjust_totals(pledge.campaign, pledge.amount, 1)
     signals.pledge_activated.send(pledge)
     return True
 

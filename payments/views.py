@@ -21,6 +21,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from campaigns.models import Campaign
 from core.clock import utcnow
@@ -82,7 +83,10 @@ def _simulated() -> bool:
 @limiter.limit(lambda: current_app.config["PLEDGE_RATE_LIMIT"], methods=["POST"])
 @payment_page
 def pledge(slug: str):
-    campaign = db.session.scalar(select(Campaign).where(Campaign.slug == slug))
+    campaign = db.session.scalar(
+        # Every pledge asks whether the campaign recurs: one query, not two.
+        select(Campaign).where(Campaign.slug == slug).options(joinedload(Campaign.recurrence))
+    )
     if campaign is None or campaign.is_draft:
         abort(404)
     if not services.accepting_pledges(campaign):
@@ -175,6 +179,8 @@ def _create_pledge(campaign: Campaign, form: PledgeForm):
             pledge, created = services.start_pledge(campaign, user=user, **_pledge_details(form))
             if created and _simulated():
                 services.save_simulated_card(pledge, form.card_number.data)
+            # Known before the commit, which expires the pledge (no re-read after it).
+            active, next_step = pledge.status == PledgeStatus.ACTIVE, _next_step(pledge)
     except IntegrityError:
         # A parallel double submit won the race: show its pledge.
         raced = db.session.scalar(
@@ -188,13 +194,11 @@ def _create_pledge(campaign: Campaign, form: PledgeForm):
         return None
     if not work.committed:
         return None
-    if not created:  # the same form sent twice: show the pledge it already made
-        return redirect(_next_step(pledge))
-    if pledge.status == PledgeStatus.ACTIVE:
+    if created and active:  # (the same form sent twice shows the pledge it already made)
         flash(
             _("Thank you! Your pledge is active. Nothing is charged until the deadline."), "success"
         )
-    return redirect(_next_step(pledge))
+    return redirect(next_step)
 
 
 def _next_step(pledge: Pledge) -> str:
