@@ -124,7 +124,10 @@ def run_worker(app: Flask, burst: bool = False) -> None:
                         worker.register_death()
                 backoff = min(backoff * 2, 30)
                 continue
-            if burst or worker._stop_requested:
+            # Told to stop (SIGTERM, SIGINT): RQ marks it in `_stop_requested` only
+            # when a job was running; an idle worker just leaves its loop, with the
+            # request's date set.
+            if burst or worker._stop_requested or worker._shutdown_requested_date:
                 return
             # work() returned without being asked to stop: start again.
             backoff = 1.0

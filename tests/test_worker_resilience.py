@@ -257,3 +257,26 @@ def test_an_idle_worker_keeps_waiting_for_jobs_past_the_clients_default_timeout(
     connection.ping()  # a connection the pool already holds, as the worker's would
     assert connection.blpop(["counterfund:test-no-jobs"], 6) is None
     connection.close()
+
+
+def test_an_idle_worker_stops_when_told_to(app, own_redis, tmp_path):
+    """SIGTERM (systemd's stop, a deploy) asks for a warm shutdown. An idle RQ worker
+    answers it by leaving its loop without marking the stop, and `flask worker` took
+    that for an unexpected return and started a new worker: it never stopped."""
+    workers = Workers(app, own_redis.url, tmp_path)
+    workers.env["SWEEP_INTERVAL"] = "3600"  # idle: no sweep under way when told
+    workers.start(1)
+    [process] = workers.processes
+    deadline = time.monotonic() + 60
+    while "Listening on" not in workers.tail():
+        assert time.monotonic() < deadline, workers.tail()
+        time.sleep(0.2)
+    time.sleep(6)  # waiting for a job in Redis by now, its scheduler started
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"still running after SIGTERM\n{workers.tail()}") from None
+    finally:
+        workers.stop()  # SIGKILL for what is left
+    assert process.returncode == 0, workers.tail()
