@@ -14,7 +14,6 @@ JOB_RUNNER chooses how jobs run:
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import logging
@@ -104,8 +103,8 @@ def enqueue_after_commit(
     job_id: str | None = None,
     coalesce: bool = False,
 ) -> None:
-    """With `coalesce`, one job of this id at a time: it is not queued again in the same
-    transaction, nor in RQ while one is waiting or running (the job must then do all
+    """With `coalesce`, one job of this name (`job_id`) waits at a time: it is not queued
+    again in the same transaction, nor in RQ until it starts (so the job must do all
     there is to do, not only this transaction's share)."""
     db.session.connection()  # a transaction under way, so a rollback is seen
     pending = db.session.info.setdefault("after_commit_jobs", [])
@@ -263,15 +262,24 @@ class RQRunner:
             self.queue.enqueue(func, *args, **options)
 
     def enqueue_once(self, func, job_id):
-        from rq.exceptions import DuplicateJobError
+        # A flag, not RQ's unique job id: a finishing job cleans up its id's records
+        # and could take a new job of the same id with it. The job drops the flag as it
+        # starts, so work committed from then on queues the next one.
+        flag = f"counterfund:queued:{job_id}"
+        if self.connection.set(flag, 1, nx=True, ex=ONCE_FLAG_SECONDS):
+            self.queue.enqueue(_run_once, flag, func, result_ttl=0, job_timeout=3600)
 
-        # Refused while one is waiting or running: that one will see this transaction's
-        # work. Its record goes when it ends (result_ttl=0), or a minute after it fails,
-        # so that the next can be queued.
-        with contextlib.suppress(DuplicateJobError):
-            self.queue.enqueue(
-                func, job_id=job_id, unique=True, result_ttl=0, failure_ttl=60, job_timeout=3600
-            )
+
+ONCE_FLAG_SECONDS = 300  # should the job be lost, the sweep does its work meanwhile
+
+
+def _run_once(flag: str, func: Callable) -> None:
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is not None:
+        job.connection.delete(flag)
+    func()
 
 
 def init_jobs(app: Flask, sweep: Callable | None = None) -> None:
