@@ -2,11 +2,16 @@
 
     .venv/bin/python bench/pledge_surge.py [--seconds 20] [--connections 32]
 
-Needs wrk (`apt-get install wrk`) and PostgreSQL at 127.0.0.1 (BENCH_DATABASE_URL).
-Traffic goes only to 127.0.0.1 and stops after --seconds. It reports pledges/s next
-to the same server's rate on /bench/insert (one INSERT + COMMIT per request), then
-checks that every pledge the server accepted is in the database and that the
-campaign's totals equal the sum of its active pledges.
+Needs wrk (`apt-get install wrk`), PostgreSQL at 127.0.0.1 (BENCH_DATABASE_URL) and
+Redis (BENCH_REDIS_URL, a database of its own that the bench empties). The app runs as
+in production: REDIS_URL set, so jobs go to RQ and an RQ worker (`flask worker`, at
+the lowest CPU priority, as a mail worker beside a busy web server would be) sends the
+confirmation emails. Traffic goes only to 127.0.0.1 and stops after --seconds. It
+reports pledges/s next to the same server's rate on /bench/insert (one INSERT +
+COMMIT per request), then checks that every pledge the server accepted is in the
+database, that the campaign's totals equal the sum of its active pledges, and that
+every active pledge's confirmation email was sent (waiting at most --drain seconds
+after the surge for the worker to catch up).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import psycopg
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -106,12 +112,27 @@ def wrk(path: str, seconds: int, connections: int, run: str, port: int) -> dict:
     }
 
 
+def drain_mail(url: str, limit: int) -> float | None:
+    """Seconds until no email waits (None if some still wait after `limit`)."""
+    started = time.monotonic()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() - started < limit:
+            waiting = conn.execute(
+                "SELECT count(*) FROM outbox_messages WHERE delivered_at IS NULL"
+            ).fetchone()[0]
+            if waiting == 0:
+                return time.monotonic() - started
+            time.sleep(0.5)
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--port", type=int, default=5099)
+    parser.add_argument("--drain", type=int, default=300)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -120,10 +141,13 @@ def main() -> int:
         "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/counterfund_bench"
     )
     reset_database(url)
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+    redis.Redis.from_url(redis_url).flushdb()
     instance = tempfile.mkdtemp(prefix="counterfund-surge-")
     env = {
         **os.environ,
         "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
         "COUNTERFUND_INSTANCE": instance,
         "PYTHONPATH": str(ROOT),
         # One client sends every pledge here; the per-client limit is for real traffic.
@@ -139,8 +163,20 @@ def main() -> int:
             str(args.workers),
             "--threads",
             "4",
+            # Each worker takes its share of wrk's keep-alive connections (otherwise
+            # one process may hold most of them and the rate depends on which).
+            "--worker-connections",
+            str(max(1, args.connections // args.workers)),
             "bench.surge_app:app",
         ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    mail_worker = subprocess.Popen(
+        ["nice", "-n", "19", str(ROOT / ".venv/bin/flask"), "--app", "app", "worker"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -159,6 +195,15 @@ def main() -> int:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+    try:
+        drained = drain_mail(url, args.drain)
+    finally:
+        os.killpg(mail_worker.pid, signal.SIGTERM)
+        try:
+            mail_worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(mail_worker.pid, signal.SIGKILL)
+            mail_worker.wait()
 
     with psycopg.connect(url) as conn:
         count, total = conn.execute(
@@ -169,6 +214,10 @@ def main() -> int:
         pledged, backers = conn.execute(
             "SELECT pledged_amount, backer_count FROM campaigns WHERE slug = %s", (slug,)
         ).fetchone()
+        confirmations = conn.execute(
+            "SELECT count(*) FROM outbox_messages"
+            " WHERE topic = 'pledge-confirmation' AND delivered_at IS NOT NULL"
+        ).fetchone()[0]
     print(
         f"trivial insert endpoint: {trivial['rate']:.1f} requests/s "
         f"(latency avg {trivial['latency_avg']}, max {trivial['latency_max']}; "
@@ -193,8 +242,21 @@ def main() -> int:
         f"accepted but missing: {lost}; stored while wrk stopped counting: {unanswered} "
         f"(at most {args.connections}); totals consistent: {consistent}"
     )
+    print(
+        f"confirmation emails sent: {confirmations} of {count}; the worker finished "
+        f"{drained:.1f} s after the surge"
+        if drained is not None
+        else f"confirmation emails sent: {confirmations} of {count}; still sending after "
+        f"{args.drain} s"
+    )
     shutil.rmtree(instance, ignore_errors=True)
-    ok = lost == 0 and unanswered <= args.connections and consistent and surge["other"] == 0
+    ok = (
+        lost == 0
+        and unanswered <= args.connections
+        and consistent
+        and surge["other"] == 0
+        and confirmations == count
+    )
     return 0 if ok else 1
 
 
