@@ -220,7 +220,10 @@ class ThreadRunner(_RunsEveryCopy):
         with self._wake:
             heapq.heappush(self._heap, (run_at, next(self._counter), func, args))
             self._wake.notify()
-        self.start()
+        # Not started here: the web process starts the thread (and its sweep) with its
+        # first request. A CLI command's jobs are left to that sweep; started from the
+        # command, the sweep raced it (the demo loader's mail started it, and it
+        # settled campaigns the loader was still pledging to).
 
     def _loop(self) -> None:
         while True:

@@ -135,3 +135,12 @@ def test_the_demo_has_a_final_quadratic_round_and_an_open_capped_one(app, tmp_pa
     page = client.get("/c/riverside-warehouse-strike-fund").get_data(as_text=True)
     assert "Matched by Riverside Food Co-op winter match" in page
     assert "Your €5.00 now brings about €5.00 of matching" in page
+
+
+def test_the_demo_loads_with_the_embedded_job_thread(make_app):
+    """`make run`'s own settings (no Redis: jobs in a thread of the web process). Mail
+    queued by the loader once started that thread, and its sweep settled campaigns
+    under the loader's feet ("This campaign is not taking pledges")."""
+    app = make_app(JOB_RUNNER="thread", SWEEP_INTERVAL=1)
+    result = app.test_cli_runner().invoke(args=["demo", "load"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
