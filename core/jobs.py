@@ -270,7 +270,14 @@ class RQRunner:
         # starts, so work committed from then on queues the next one.
         flag = f"counterfund:queued:{job_id}"
         if self.connection.set(flag, 1, nx=True, ex=ONCE_FLAG_SECONDS):
-            self.queue.enqueue(_run_once, flag, func, result_ttl=0, job_timeout=3600)
+            try:
+                self.queue.enqueue(_run_once, flag, func, result_ttl=0, job_timeout=3600)
+            except Exception:
+                # No job took the flag: leaving it would keep the next ones from being
+                # queued for its whole lifetime. (If Redis is gone, this fails too and
+                # the flag expires on its own.)
+                self.connection.delete(flag)
+                raise
 
 
 ONCE_FLAG_SECONDS = 300  # should the job be lost, the sweep does its work meanwhile

@@ -168,6 +168,33 @@ def test_pledges_are_answered_before_their_emails_are_sent_and_one_job_sends_the
     connection.close()
 
 
+def test_a_delivery_job_that_could_not_be_queued_does_not_hold_back_the_next(
+    make_app, redis_url, monkeypatch
+):
+    """Redis took the "one job is waiting" flag but then failed the enqueue itself (it
+    went away between the two calls): the flag must not stay, or no email would be
+    queued for the flag's lifetime and mail would wait for the slow sweep."""
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from rq import Queue
+
+    app = make_app(JOB_RUNNER="rq", REDIS_URL=redis_url, JOB_QUEUE="mail-test")
+    slug = campaign(app, make_campaign(app)).slug
+    runner = app.extensions["job_runner"]
+
+    def redis_went_away(*args, **kwargs):
+        raise RedisConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(runner.queue, "enqueue", redis_went_away)
+    assert pledge(app.test_client(), slug, email="first@example.org").status_code == 302
+    monkeypatch.undo()
+
+    assert pledge(app.test_client(), slug, email="second@example.org").status_code == 302
+    connection = Redis.from_url(redis_url)
+    assert Queue("mail-test", connection=connection).count == 1
+    connection.close()
+
+
 def test_a_pledge_stands_when_redis_is_down_and_its_email_waits_for_the_sweep(make_app):
     """The job that sends the email cannot be queued (Redis refuses connections): the
     pledge is committed already, so the supporter still gets its page, and the message
