@@ -8,19 +8,22 @@ currency and be in the log exactly once. The first bad entry is named.
 
 Speed (issue 17; docs/benchmarks.md): on PostgreSQL the database composes the leaf
 bytes (`_LEAF_BYTES_SQL`, held to `log.encode` by tests/test_ledger_verification.py on
-hostile text) and streams them with COPY in two halves of the log, from two backends
-sharing one snapshot, so both cores work while this process hashes. Leaf hashes are
-reduced a power-of-two block at a time, and only the root is compared: should it
-differ, a second, slower pass compares each entry with the leaf hash stored at append
-to name the first one altered. SQLite (the embedded default) composes leaves in Python.
+hostile text), a range of positions per query, two queries at a time on two backends
+sharing one snapshot, so both cores compose while this process hashes the ranges
+before. Leaf hashes are reduced a power-of-two block at a time, and only the root is
+compared: should it differ, a second, slower pass compares each entry with the leaf
+hash stored at append to name the first one altered. SQLite (the embedded default)
+composes leaves in Python.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from hashlib import sha256
+from operator import itemgetter
 
 from sqlalchemy import Connection, func, select
 
@@ -35,7 +38,8 @@ from ledger.models import (
 )
 from verifier.counterfund_verify import VerificationError, verify_checkpoint
 
-CHUNK = 4096  # leaves hashed per step; a power of two, so a full chunk is one subtree
+CHUNK = 4096  # leaves composed in Python per step (SQLite)
+RANGE = 65536  # leaves a backend composes per query: about 21 MB of leaf bytes
 
 # The leaf bytes of the entries at positions [low, high), composed exactly as
 # `log.encode(log.leaf_document(...))` composes them: keys sorted, no spaces, strings
@@ -63,8 +67,7 @@ LEFT JOIN LATERAL (
     || ',"currency":' || to_json(lp.currency)::text || '}', ',' ORDER BY lp.id) AS postings
   FROM ledger_postings lp WHERE lp.transaction_id = t.id
 ) p ON true
-WHERE l.leaf_index >= :low AND l.leaf_index < :high
-ORDER BY l.leaf_index
+WHERE l.leaf_index >= %(low)s AND l.leaf_index < %(high)s
 """
 
 
@@ -116,30 +119,34 @@ class _Missing(Exception):
         self.index = index
 
 
-def _checked(rows: list, start: int) -> list[bytes]:
-    """The leaf hashes (merkle.leaf_hash) of prefixed leaves that must be positions
-    start, start + 1, ..."""
-    if rows[0][0] != start or rows[-1][0] != start + len(rows) - 1:
+def _hashed(rows: list, start: int) -> list[bytes]:
+    """The leaf hashes (merkle.leaf_hash) of prefixed leaves, sorted by position, that
+    must be positions start, start + 1, ..."""
+    if rows and (rows[0][0] != start or rows[-1][0] != start + len(rows) - 1):
         raise _Missing(next(n for n, row in enumerate(rows, start) if row[0] != n))
     return [sha256(prefixed).digest() for _, prefixed in rows]
 
 
-def _copied(conn: Connection, low: int, high: int) -> Iterator[list]:
-    """(position, leaf bytes after RFC 6962's 0x00 leaf prefix) rows of [low, high),
-    CHUNK at a time, by COPY."""
+def _leaf_rows(conn: Connection, low: int, high: int) -> list:
+    """(position, leaf bytes after RFC 6962's 0x00 leaf prefix) of positions [low, high)
+    that are in the log, sorted by position (sorted here: the database would sort
+    the composed bytes, on disk)."""
     driver = conn.connection.driver_connection
     assert driver is not None  # a live connection inside its transaction
-    sql = _LEAF_BYTES_SQL.replace(":low", str(int(low))).replace(":high", str(int(high)))
-    with driver.cursor().copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)") as copy:
-        copy.set_types(["int8", "bytea"])
-        rows = []
-        for row in copy.rows():
-            rows.append(row)
-            if len(rows) == CHUNK:
-                yield rows
-                rows = []
-        if rows:
-            yield rows
+    with driver.cursor(binary=True) as cursor:
+        # Fetched whole: the driver loads a result in C, where reading a stream costs
+        # a Python step per row (most of this process's time when it did).
+        rows = cursor.execute(_LEAF_BYTES_SQL, {"low": low, "high": high}).fetchall()
+    rows.sort(key=itemgetter(0))
+    return rows
+
+
+def _range_hashes(conn: Connection, low: int, high: int) -> list[bytes]:
+    rows = _leaf_rows(conn, low, high)
+    hashes = _hashed(rows, low)
+    if len(hashes) != high - low:
+        raise _Missing(low + len(hashes))
+    return hashes
 
 
 def _composed_in_python() -> Iterator[list]:
@@ -155,14 +162,12 @@ def _composed_in_python() -> Iterator[list]:
 
 class _Rehash:
     """Leaf hashes in log order into a root builder, noting the root at the signed
-    size on the way. The second half of the log arrives alongside the first: its full
-    chunks are kept as subtree roots (a hash per CHUNK leaves) until the first is in."""
+    size on the way."""
 
     def __init__(self, signed_size: int):
         self.builder = _RootBuilder()
         self.signed_size = signed_size
         self.root_at_signed = merkle.empty_root() if signed_size == 0 else None
-        self.later: list[tuple[int, bytes] | list[bytes]] = []
 
     def add(self, hashes: list[bytes]) -> None:
         start = self.builder.count
@@ -172,50 +177,38 @@ class _Rehash:
             hashes = hashes[self.signed_size - start :]
         self.builder.add_leaves(hashes)
 
-    def keep(self, start: int, hashes: list[bytes]) -> None:
-        whole = len(hashes) == CHUNK and not start < self.signed_size < start + CHUNK
-        self.later.append((CHUNK, _subtree(hashes)) if whole else hashes)
-
-    def add_kept(self) -> None:
-        for piece in self.later:
-            if isinstance(piece, tuple):
-                self.builder.add_subtree(*piece)
-            else:
-                self.add(piece)
-        self.later = []
-
 
 def _rehash(conns: list[Connection] | None, size: int, signed_size: int) -> _Rehash:
     """Re-hash positions [0, size); raises _Missing at the first absent position."""
     rehash = _Rehash(signed_size)
-    half = (size // 2) // CHUNK * CHUNK if conns else 0
-    half = half or size  # a log under two chunks is read in one stream
-    first = _copied(conns[0], 0, half) if conns else _composed_in_python()
-    second = _copied(conns[1], half, size) if conns and half < size else iter(())
-    try:
-        _read_both(rehash, first, second, half, size)
-    finally:  # ends an unfinished COPY, so the connection can answer again
-        for stream in (first, second):
-            getattr(stream, "close", lambda: None)()
+    if conns:
+        _rehash_ranges(rehash, conns, size)
+    else:
+        for rows in _composed_in_python():
+            rehash.add(_hashed(rows, rehash.builder.count))
+    if rehash.builder.count != size:
+        raise _Missing(rehash.builder.count)
     return rehash
 
 
-def _read_both(rehash: _Rehash, first: Iterator, second: Iterator, half: int, size: int) -> None:
-    later_start = half
-    for rows in first:  # read both streams in turn, so both backends keep working
-        rehash.add(_checked(rows, rehash.builder.count))
-        more = next(second, None)
-        if more is not None:
-            rehash.keep(later_start, _checked(more, later_start))
-            later_start += len(more)
-    if rehash.builder.count != half:
-        raise _Missing(rehash.builder.count)
-    for more in second:
-        rehash.keep(later_start, _checked(more, later_start))
-        later_start += len(more)
-    rehash.add_kept()
-    if rehash.builder.count != size:
-        raise _Missing(rehash.builder.count)
+def _rehash_ranges(rehash: _Rehash, conns: list[Connection], size: int) -> None:
+    """A range of the log at a time from each connection in turn, so every backend
+    composes while this thread builds the tree from the ranges before."""
+    ranges = [(low, min(size, low + RANGE)) for low in range(0, size, RANGE)]
+    pending: deque[Future] = deque()
+    with ExitStack() as stack:
+        readers = [stack.enter_context(ThreadPoolExecutor(max_workers=1)) for _ in conns]
+        try:
+            for n, (low, high) in enumerate(ranges):
+                reader = n % len(conns)
+                pending.append(readers[reader].submit(_range_hashes, conns[reader], low, high))
+                if len(pending) > len(conns):  # bounded: one range ahead per connection
+                    rehash.add(pending.popleft().result())
+            while pending:
+                rehash.add(pending.popleft().result())
+        finally:
+            for waiting in pending:  # after a missing entry, the rest is not needed
+                waiting.cancel()
 
 
 @contextmanager
@@ -237,6 +230,13 @@ def _snapshot() -> Iterator[list[Connection]]:
         for conn in conns:
             # Compiling this one query's expressions costs more than it saves.
             conn.exec_driver_sql("SET LOCAL jit = off")
+        for conn in conns[:2]:
+            # Each query composes one range of positions: a lookup by key per entry,
+            # where the planner would scan every transaction for each range. Both
+            # cores already work, one query each.
+            for setting in ("enable_hashjoin", "enable_mergejoin"):
+                conn.exec_driver_sql(f"SET LOCAL {setting} = off")
+            conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
         yield conns
 
 

@@ -1,7 +1,8 @@
 """`flask ledger verify` at speed (issue 17): on PostgreSQL the database composes each
-leaf and streams the log in two halves; only roots are compared, and a second pass
-names the entry when one differs. Held here to what it replaced: the leaf bytes
-`log.encode` makes, and every way the log can be wrong named as before."""
+leaf, a range of the log per query on two connections in turn; only roots are
+compared, and a second pass names the entry when one differs. Held here to what it
+replaced: the leaf bytes `log.encode` makes, and every way the log can be wrong named
+as before."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def test_the_database_composes_every_leaf_byte_for_byte_as_python_does(app, entr
         _append(entries, start)
         size = log.tree_size()
         with verification._snapshot() as conns:
-            composed = [row for rows in verification._copied(conns[0], 0, size) for row in rows]
+            composed = verification._leaf_rows(conns[0], 0, size)
         expected = [b"\x00" + leaf for _, leaf, _ in log.entries(0, size)]
         assert [bytes(leaf) for _, leaf in composed] == expected
         assert [index for index, _ in composed] == list(range(size))
@@ -86,18 +87,19 @@ def _verified(app) -> tuple[bool, list[str]]:
 
 
 @POSTGRESQL_ONLY
-def test_a_log_long_enough_for_two_streams_verifies_and_names_an_entry_in_either(app):
-    """Twice the chunk and then some, a checkpoint inside the second half, an entry
-    appended after it: every root is compared, and an alteration in either half (or
-    in the unsigned tail) is named by position."""
-    count = 2 * verification.CHUNK + 1000
+def test_a_log_of_several_ranges_verifies_and_names_an_entry_in_any(app, monkeypatch):
+    """Two ranges and then some, read on both connections, the checkpoint inside the
+    third range, an entry appended after it: every root is compared, and an
+    alteration in any range (or in the unsigned tail) is named by position."""
+    monkeypatch.setattr(verification, "RANGE", 1024)  # 65,536 in use: a slow test
+    count = 2 * verification.RANGE + 500
     _bulk(app, count)
     with app.app_context():
         _append([("tail", "", "x", 5)], count)  # after the last checkpoint
     ok, report = _verified(app)
     assert ok, report
     assert report[0] == f"{count + 1} entries re-hashed and balanced"
-    for position in (7, verification.CHUNK + 3001, count):
+    for position in (7, verification.RANGE + 301, count):
         _tamper(
             app,
             "UPDATE ledger_transactions SET memo = memo || '!' WHERE id = "
@@ -127,6 +129,17 @@ def test_a_missing_entry_is_named(app):
     _tamper(app, "DELETE FROM ledger_leaves WHERE leaf_index = 17")
     ok, report = _verified(app)
     assert not ok and report == ["entry 17 is missing from the log"]
+
+
+@pytest.mark.parametrize("position", [0, 15, 16, 23])
+def test_a_missing_entry_is_named_wherever_it_falls_in_a_range(app, monkeypatch, position):
+    """Ranges of 8 read on two connections in turn: the first position of a range,
+    the last (the range comes back short but without a gap) and one inside."""
+    monkeypatch.setattr(verification, "RANGE", 8)
+    _bulk(app, 40)
+    _tamper(app, f"DELETE FROM ledger_leaves WHERE leaf_index = {position}")
+    ok, report = _verified(app)
+    assert not ok and report == [f"entry {position} is missing from the log"]
 
 
 def test_stored_tree_nodes_that_disagree_with_the_entries_are_reported(app):
