@@ -10,9 +10,11 @@ Speed (issue 17; docs/benchmarks.md): on PostgreSQL the database composes the le
 bytes (`_LEAF_BYTES_SQL`, held to `log.encode` by tests/test_ledger_verification.py on
 hostile text), a range of positions per query, two queries at a time on two backends
 sharing one snapshot, so both cores compose while this process hashes the ranges
-before. Leaf hashes are reduced a power-of-two block at a time, and only the root is
-compared: should it differ, a second, slower pass compares each entry with the leaf
-hash stored at append to name the first one altered. SQLite (the embedded default)
+before. Each entry's postings are summed as its leaf is composed (those in several
+currencies are summed per currency afterwards). Leaf hashes are reduced a
+power-of-two block at a time, and only the root is compared: should it differ, a
+second, slower pass compares each entry with the leaf hash stored at append to name
+the first one altered. SQLite (the embedded default)
 composes leaves in Python.
 """
 
@@ -24,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from hashlib import sha256
 from operator import itemgetter
+from typing import NamedTuple
 
 from sqlalchemy import Connection, func, select
 
@@ -57,14 +60,18 @@ SELECT l.leaf_index,
     || ',"time":"'
     || to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
     || '","version":1}',
-    'UTF8')
+    'UTF8'),
+  CASE WHEN p.first_currency IS DISTINCT FROM p.last_currency THEN NULL
+    ELSE coalesce(p.total, 0) = 0 END
 FROM ledger_leaves l
 JOIN ledger_transactions t ON t.id = l.transaction_id
 LEFT JOIN campaigns c ON c.id = t.campaign_id
 LEFT JOIN LATERAL (
   SELECT string_agg(
     '{"account":' || to_json(lp.account)::text || ',"amount":' || lp.amount
-    || ',"currency":' || to_json(lp.currency)::text || '}', ',' ORDER BY lp.id) AS postings
+    || ',"currency":' || to_json(lp.currency)::text || '}', ',' ORDER BY lp.id) AS postings,
+    sum(lp.amount) AS total, min(lp.currency) AS first_currency,
+    max(lp.currency) AS last_currency
   FROM ledger_postings lp WHERE lp.transaction_id = t.id
 ) p ON true
 WHERE l.leaf_index >= %(low)s AND l.leaf_index < %(high)s
@@ -124,13 +131,14 @@ def _hashed(rows: list, start: int) -> list[bytes]:
     must be positions start, start + 1, ..."""
     if rows and (rows[0][0] != start or rows[-1][0] != start + len(rows) - 1):
         raise _Missing(next(n for n, row in enumerate(rows, start) if row[0] != n))
-    return [sha256(prefixed).digest() for _, prefixed in rows]
+    return [sha256(row[1]).digest() for row in rows]
 
 
 def _leaf_rows(conn: Connection, low: int, high: int) -> list:
-    """(position, leaf bytes after RFC 6962's 0x00 leaf prefix) of positions [low, high)
-    that are in the log, sorted by position (sorted here: the database would sort
-    the composed bytes, on disk)."""
+    """(position, leaf bytes after RFC 6962's 0x00 leaf prefix, balanced) of positions
+    [low, high) that are in the log, sorted by position (sorted here: the database
+    would sort the composed bytes, on disk). Balanced is None for postings in several
+    currencies (summed per currency by `_first_unbalanced`)."""
     driver = conn.connection.driver_connection
     assert driver is not None  # a live connection inside its transaction
     with driver.cursor(binary=True) as cursor:
@@ -141,12 +149,26 @@ def _leaf_rows(conn: Connection, low: int, high: int) -> list:
     return rows
 
 
-def _range_hashes(conn: Connection, low: int, high: int) -> list[bytes]:
+class _Range(NamedTuple):
+    hashes: list[bytes]  # of the positions from the range's start up to the first missing
+    missing: int | None
+    unbalanced: int | None  # the first position whose postings do not sum to zero
+    mixed: list[int]  # positions with postings in several currencies
+
+
+def _read_range(conn: Connection, low: int, high: int) -> _Range:
     rows = _leaf_rows(conn, low, high)
-    hashes = _hashed(rows, low)
-    if len(hashes) != high - low:
-        raise _Missing(low + len(hashes))
-    return hashes
+    try:
+        hashes, missing = _hashed(rows, low), None
+    except _Missing as gap:
+        missing = gap.index
+        rows = rows[: missing - low]
+        hashes = _hashed(rows, low)
+    if missing is None and len(rows) != high - low:
+        missing = low + len(rows)  # the range came back short, without a gap
+    unbalanced = next((row[0] for row in rows if row[2] is False), None)
+    mixed = [row[0] for row in rows if row[2] is None]
+    return _Range(hashes, missing, unbalanced, mixed)
 
 
 def _composed_in_python() -> Iterator[list]:
@@ -162,12 +184,24 @@ def _composed_in_python() -> Iterator[list]:
 
 class _Rehash:
     """Leaf hashes in log order into a root builder, noting the root at the signed
-    size on the way."""
+    size on the way, and the balances the database reported with the leaves."""
 
     def __init__(self, signed_size: int):
         self.builder = _RootBuilder()
         self.signed_size = signed_size
         self.root_at_signed = merkle.empty_root() if signed_size == 0 else None
+        self.balances_read = False  # SQLite: the balances are summed afterwards
+        self.unbalanced: int | None = None
+        self.mixed: list[int] = []
+
+    def add_range(self, found: _Range) -> None:
+        self.balances_read = True
+        if self.unbalanced is None:
+            self.unbalanced = found.unbalanced
+            self.mixed += found.mixed
+        self.add(found.hashes)
+        if found.missing is not None:
+            raise _Missing(found.missing)
 
     def add(self, hashes: list[bytes]) -> None:
         start = self.builder.count
@@ -178,9 +212,8 @@ class _Rehash:
         self.builder.add_leaves(hashes)
 
 
-def _rehash(conns: list[Connection] | None, size: int, signed_size: int) -> _Rehash:
+def _rehash(rehash: _Rehash, conns: list[Connection] | None, size: int) -> None:
     """Re-hash positions [0, size); raises _Missing at the first absent position."""
-    rehash = _Rehash(signed_size)
     if conns:
         _rehash_ranges(rehash, conns, size)
     else:
@@ -188,7 +221,6 @@ def _rehash(conns: list[Connection] | None, size: int, signed_size: int) -> _Reh
             rehash.add(_hashed(rows, rehash.builder.count))
     if rehash.builder.count != size:
         raise _Missing(rehash.builder.count)
-    return rehash
 
 
 def _rehash_ranges(rehash: _Rehash, conns: list[Connection], size: int) -> None:
@@ -201,11 +233,11 @@ def _rehash_ranges(rehash: _Rehash, conns: list[Connection], size: int) -> None:
         try:
             for n, (low, high) in enumerate(ranges):
                 reader = n % len(conns)
-                pending.append(readers[reader].submit(_range_hashes, conns[reader], low, high))
+                pending.append(readers[reader].submit(_read_range, conns[reader], low, high))
                 if len(pending) > len(conns):  # bounded: one range ahead per connection
-                    rehash.add(pending.popleft().result())
+                    rehash.add_range(pending.popleft().result())
             while pending:
-                rehash.add(pending.popleft().result())
+                rehash.add_range(pending.popleft().result())
         finally:
             for waiting in pending:  # after a missing entry, the rest is not needed
                 waiting.cancel()
@@ -214,15 +246,15 @@ def _rehash_ranges(rehash: _Rehash, conns: list[Connection], size: int) -> None:
 @contextmanager
 def _snapshot() -> Iterator[list[Connection]]:
     """Connections that all read one snapshot: one consistent view of the log however
-    long verifying takes. Three on PostgreSQL (the balances are summed while the two
-    halves of the log stream), the session's own on SQLite."""
+    long verifying takes. Two on PostgreSQL, each composing ranges of the log in
+    turn; the session's own on SQLite."""
     if db.engine.dialect.name != "postgresql":
         yield [db.session.connection()]
         return
     options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
     with ExitStack() as stack:
         conns = [
-            stack.enter_context(db.engine.connect().execution_options(**options)) for _ in range(3)
+            stack.enter_context(db.engine.connect().execution_options(**options)) for _ in range(2)
         ]
         snapshot = conns[0].exec_driver_sql("SELECT pg_export_snapshot()").scalar()
         for conn in conns[1:]:
@@ -230,7 +262,6 @@ def _snapshot() -> Iterator[list[Connection]]:
         for conn in conns:
             # Compiling this one query's expressions costs more than it saves.
             conn.exec_driver_sql("SET LOCAL jit = off")
-        for conn in conns[:2]:
             # Each query composes one range of positions: a lookup by key per entry,
             # where the planner would scan every transaction for each range. Both
             # cores already work, one query each.
@@ -240,11 +271,27 @@ def _snapshot() -> Iterator[list[Connection]]:
         yield conns
 
 
-def _first_unbalanced(conn: Connection) -> int | None:
+def _first_unbalanced(conn: Connection, rehash: _Rehash) -> int | None:
     """The position of the first transaction whose postings do not sum to zero in
-    some currency (one grouped query)."""
+    some currency. The database told, with each leaf, those in one currency; those in
+    several are summed per currency here (all of them on SQLite)."""
+    if not rehash.balances_read:
+        return _first_unbalanced_among(conn, None)
+    before = [n for n in rehash.mixed if rehash.unbalanced is None or n < rehash.unbalanced]
+    for start in range(0, len(before), 1000):
+        found = _first_unbalanced_among(conn, before[start : start + 1000])
+        if found is not None:
+            return found
+    return rehash.unbalanced
+
+
+def _first_unbalanced_among(conn: Connection, positions: list[int] | None) -> int | None:
+    in_log = select(LedgerLeaf.transaction_id)
+    if positions is not None:  # only their postings are summed, not the whole ledger's
+        in_log = in_log.where(LedgerLeaf.leaf_index.in_(positions))
     unbalanced = (
         select(LedgerPosting.transaction_id)
+        .where(LedgerPosting.transaction_id.in_(in_log))
         .group_by(LedgerPosting.transaction_id, LedgerPosting.currency)
         .having(func.sum(LedgerPosting.amount) != 0)
     )
@@ -283,11 +330,11 @@ def _named(conn: Connection, index: int, problem: str) -> str:
 
 def verify_all() -> tuple[bool, list[str]]:
     """Returns (ok, report); see the module docstring for what is checked."""
-    with _snapshot() as conns, ThreadPoolExecutor(max_workers=1) as background:
-        return _verify(conns, background)
+    with _snapshot() as conns:
+        return _verify(conns)
 
 
-def _verify(conns: list[Connection], background: ThreadPoolExecutor) -> tuple[bool, list[str]]:
+def _verify(conns: list[Connection]) -> tuple[bool, list[str]]:
     conn = conns[0]
     checkpoint = conn.execute(
         select(LedgerCheckpoint.note).order_by(LedgerCheckpoint.tree_size.desc()).limit(1)
@@ -302,16 +349,17 @@ def _verify(conns: list[Connection], background: ThreadPoolExecutor) -> tuple[bo
             return False, [f"the latest checkpoint does not verify: {exc}"]
     last = conn.scalar(select(func.max(LedgerLeaf.leaf_index)))
     size = 0 if last is None else last + 1
-    # Summed by the database while the log streams (the waiting thread holds no lock).
-    unbalanced_soon = background.submit(_first_unbalanced, conns[-1])
+    rehash = _Rehash(signed_size)
     try:
-        rehash = _rehash(conns[:2] if len(conns) > 1 else None, size, signed_size)
+        _rehash(rehash, conns if len(conns) > 1 else None, size)
     except _Missing as missing:
-        unbalanced = unbalanced_soon.result()
+        unbalanced = _first_unbalanced(conn, rehash)
         if unbalanced is not None and unbalanced < missing.index:
             return False, [_named(conn, unbalanced, "does not balance")]
         return False, [f"entry {missing.index} is missing from the log"]
-    problem = _entry_problem(conn, rehash, size, signed_size, signed_root, unbalanced_soon.result())
+    problem = _entry_problem(
+        conn, rehash, size, signed_size, signed_root, _first_unbalanced(conn, rehash)
+    )
     if problem:
         return False, [problem]
     report = [f"{size} entries re-hashed and balanced"]

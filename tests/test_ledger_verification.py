@@ -68,8 +68,9 @@ def test_the_database_composes_every_leaf_byte_for_byte_as_python_does(app, entr
         with verification._snapshot() as conns:
             composed = verification._leaf_rows(conns[0], 0, size)
         expected = [b"\x00" + leaf for _, leaf, _ in log.entries(0, size)]
-        assert [bytes(leaf) for _, leaf in composed] == expected
-        assert [index for index, _ in composed] == list(range(size))
+        assert [bytes(leaf) for _, leaf, _ in composed] == expected
+        assert [index for index, _, _ in composed] == list(range(size))
+        assert all(balanced is True for _, _, balanced in composed)
 
 
 def _tamper(app, statement: str, **params) -> None:
@@ -122,6 +123,87 @@ def test_an_unbalanced_entry_is_named_before_a_later_altered_one(app):
     _tamper(app, "UPDATE ledger_transactions SET memo = 'changed' WHERE id = 30")
     ok, report = _verified(app)
     assert not ok and report == ["entry 5 (5-bulk) does not balance"]
+
+
+def _append_in_two_currencies(app, reference: str) -> None:
+    with app.app_context():
+        ledger.record_many(
+            [
+                ledger.Entry(
+                    EntryKind.ADJUSTMENT,
+                    None,
+                    reference,
+                    (
+                        ("a", Money(100, "EUR")),
+                        ("b", Money(-100, "EUR")),
+                        ("a", Money(70, "USD")),
+                        ("b", Money(-70, "USD")),
+                    ),
+                    "",
+                    "",
+                )
+            ]
+        )
+        db.session.commit()
+        log.sequence()
+
+
+def _shift(app, reference: str, currency: str, amount: int) -> None:
+    """Changes the first posting in `currency` of the transaction `reference`."""
+    _tamper(
+        app,
+        "UPDATE ledger_postings SET amount = amount + :amount WHERE id = (SELECT min(p.id)"
+        " FROM ledger_postings p JOIN ledger_transactions t ON t.id = p.transaction_id"
+        " WHERE t.reference = :reference AND p.currency = :currency)",
+        amount=amount,
+        reference=reference,
+        currency=currency,
+    )
+
+
+def test_entries_in_several_currencies_are_summed_per_currency(app, monkeypatch):
+    """The database sums each entry's postings as it composes the leaf, but an entry
+    in two currencies can sum to zero overall and still not balance (EUR +5, USD -5):
+    it is named, before a later entry that plainly does not balance."""
+    monkeypatch.setattr(verification, "RANGE", 8)
+    _bulk(app, 20)
+    _append_in_two_currencies(app, "mixed-20")
+    _append_in_two_currencies(app, "mixed-21")
+    with app.app_context():
+        _append([("tail", "", "x", 5) for _ in range(10)], 22)
+        log.sequence()
+    ok, report = _verified(app)
+    assert ok, report  # balanced in each currency: nothing to report
+    _shift(app, "mixed-21", "EUR", 5)
+    _shift(app, "mixed-21", "USD", -5)
+    _shift(app, "26-tail", "EUR", 1)
+    ok, report = _verified(app)
+    assert not ok and report == ["entry 21 (mixed-21) does not balance"]
+    _shift(app, "mixed-21", "EUR", -5)
+    _shift(app, "mixed-21", "USD", 5)
+    ok, report = _verified(app)
+    assert not ok and report == ["entry 26 (26-tail) does not balance"]
+
+
+@pytest.mark.parametrize(("unbalanced", "missing", "named"), [(3, 20, 3), (20, 3, 3)])
+def test_of_an_unbalanced_and_a_missing_entry_the_first_is_named(
+    app, monkeypatch, unbalanced, missing, named
+):
+    monkeypatch.setattr(verification, "RANGE", 8)
+    _bulk(app, 40)
+    _tamper(
+        app,
+        "UPDATE ledger_postings SET amount = amount + 1 WHERE id = "
+        f"(SELECT min(p.id) FROM ledger_postings p JOIN ledger_leaves l"
+        f" ON l.transaction_id = p.transaction_id WHERE l.leaf_index = {unbalanced})",
+    )
+    _tamper(app, f"DELETE FROM ledger_leaves WHERE leaf_index = {missing}")
+    ok, report = _verified(app)
+    assert not ok
+    if named == unbalanced:
+        assert report == [f"entry {named} ({named}-bulk) does not balance"]
+    else:
+        assert report == [f"entry {named} is missing from the log"]
 
 
 def test_a_missing_entry_is_named(app):
