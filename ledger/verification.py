@@ -14,8 +14,7 @@ before. Each entry's postings are summed as its leaf is composed (those in sever
 currencies are summed per currency afterwards). Leaf hashes are reduced a
 power-of-two block at a time, and only the root is compared: should it differ, a
 second, slower pass compares each entry with the leaf hash stored at append to name
-the first one altered. SQLite (the embedded default)
-composes leaves in Python.
+the first one altered. SQLite (the embedded default) composes leaves in Python.
 """
 
 from __future__ import annotations
