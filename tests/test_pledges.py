@@ -143,6 +143,34 @@ def test_other_currency_is_refused(app, client):
     assert pledges(app) == []
 
 
+@pytest.mark.parametrize(
+    ("language", "advice"),
+    [("en", "reload the page"), ("de", "Lade die Seite neu")],
+)
+def test_a_form_whose_hidden_key_was_changed_says_to_reload_it(app, client, language, advice):
+    """The submission key is hidden: a page that changed it (or a forged post) cannot
+    be told to correct a highlighted field, as none is shown. It is told to reload the
+    page, in its language, and nothing is stored."""
+    slug = live_campaign(app)
+    data = {
+        "amount": "25",
+        "confirmed_amount": "2500",
+        "card_number": "4242424242424242",
+        "email": "s@example.org",
+        "visibility": "anonymous",
+        "submission_key": "short",
+        "currency_code": "EUR",
+    }
+    response = submit(client, f"/c/{slug}/pledge", data, headers={"Accept-Language": language})
+    assert response.status_code == 422
+    alert = re.search(
+        r'class="form-errors" role="alert">(.*?)</div>', response.get_data(as_text=True), re.S
+    ).group(1)
+    assert advice in alert
+    assert "highlighted" not in alert and "markierten" not in alert  # no field is
+    assert pledges(app) == []
+
+
 def test_guest_needs_an_email(app, client):
     slug = live_campaign(app)
     response = pledge(client, slug, email="")
