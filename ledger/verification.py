@@ -125,11 +125,19 @@ class _Missing(Exception):
         self.index = index
 
 
-def _hashed(rows: list, start: int) -> list[bytes]:
-    """The leaf hashes (merkle.leaf_hash) of prefixed leaves, sorted by position, that
-    must be positions start, start + 1, ..."""
+def _first_gap(rows: list, start: int) -> int | None:
+    """The first position missing from rows sorted by position that must be positions
+    start, start + 1, ... (None when none is missing before the last row)."""
     if rows and (rows[0][0] != start or rows[-1][0] != start + len(rows) - 1):
-        raise _Missing(next(n for n, row in enumerate(rows, start) if row[0] != n))
+        return next(n for n, row in enumerate(rows, start) if row[0] != n)
+    return None
+
+
+def _hashed(rows: list, start: int) -> list[bytes]:
+    """The leaf hashes (merkle.leaf_hash) of prefixed leaves at start, start + 1, ..."""
+    gap = _first_gap(rows, start)
+    if gap is not None:
+        raise _Missing(gap)
     return [sha256(row[1]).digest() for row in rows]
 
 
@@ -157,14 +165,12 @@ class _Range(NamedTuple):
 
 def _read_range(conn: Connection, low: int, high: int) -> _Range:
     rows = _leaf_rows(conn, low, high)
-    try:
-        hashes, missing = _hashed(rows, low), None
-    except _Missing as gap:
-        missing = gap.index
+    missing = _first_gap(rows, low)
+    if missing is not None:
         rows = rows[: missing - low]
-        hashes = _hashed(rows, low)
-    if missing is None and len(rows) != high - low:
+    elif len(rows) != high - low:
         missing = low + len(rows)  # the range came back short, without a gap
+    hashes = _hashed(rows, low)
     unbalanced = next((row[0] for row in rows if row[2] is False), None)
     mixed = [row[0] for row in rows if row[2] is None]
     return _Range(hashes, missing, unbalanced, mixed)
