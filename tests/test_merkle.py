@@ -115,3 +115,54 @@ def test_a_wrong_leaf_or_root_is_rejected():
         verify_consistency(
             4, 10, merkle.root(5, fetch), root, merkle.consistency_proof(4, 10, fetch)
         )
+
+
+# certificate-transparency's reference test tree (merkle_tree_test): eight leaves of
+# these bytes, and the root of every prefix of it. Hashing a leaf or a node another way
+# (another prefix byte, another order) would still agree with itself and with the
+# verifier built alongside; only known answers catch it.
+REFERENCE_LEAVES = [
+    b"",
+    b"\x00",
+    b"\x10",
+    b"\x20\x21",
+    b"\x30\x31",
+    b"\x40\x41\x42\x43",
+    bytes(range(0x50, 0x58)),
+    bytes(range(0x60, 0x70)),
+]
+REFERENCE_ROOTS = [
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+]
+EMPTY_ROOT = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_leaf_hashes_and_roots_are_the_reference_implementations():
+    hashes = [merkle.leaf_hash(leaf) for leaf in REFERENCE_LEAVES]
+    nodes = merkle.new_nodes(0, hashes, lambda keys: {})
+
+    def fetch(keys):
+        return {k: nodes[k] for k in keys}
+
+    assert [merkle.root(size, fetch).hex() for size in range(1, 9)] == REFERENCE_ROOTS
+    assert [root_of(hashes[:size]).hex() for size in range(1, 9)] == REFERENCE_ROOTS
+    assert merkle.root(0, fetch).hex() == merkle.empty_root().hex() == EMPTY_ROOT
+
+
+def test_proofs_are_refused_outside_the_tree():
+    _, fetch = _stored(5)
+    for index in (-1, 5, 6):
+        with pytest.raises(ValueError, match=r"^index must be inside the tree$"):
+            merkle.inclusion_proof(index, 5, fetch)
+    for first, second in ((0, 5), (-1, 5), (6, 5)):
+        with pytest.raises(ValueError, match=r"^sizes must satisfy 0 < first <= second$"):
+            merkle.consistency_proof(first, second, fetch)
+    assert merkle.consistency_proof(5, 5, fetch) == []
+    assert len(merkle.inclusion_proof(4, 5, fetch)) == 1  # the last leaf's sibling: the first 4
