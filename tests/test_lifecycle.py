@@ -3,15 +3,20 @@ pledge's status can change, and payments.lifecycle is its only writer."""
 
 from __future__ import annotations
 
+import enum
 import re
+from datetime import timedelta
 from itertools import product
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from campaigns.models import CAMPAIGN_MACHINE, Campaign, CampaignStatus
+from core.clock import utcnow
 from core.extensions import db
+from core.states import StateMachine, Transition
 from ledger.disbursements import DISBURSEMENT_MACHINE, DisbursementStatus
 from payments import lifecycle
 from payments.models import Pledge, PledgeEvent, PledgeStatus
@@ -200,3 +205,287 @@ def test_every_event_of_a_pledge_has_words_for_its_supporter():
 
     kinds = {t.event for t in lifecycle.TRANSITIONS} | lifecycle.NOTES
     assert kinds <= set(EVENT_LABELS), kinds - set(EVENT_LABELS)
+
+
+# ---- Each argument of the writers does what it says (mutation testing found these
+# unchecked: the state tests above would pass with an amount or a limit ignored). ----
+
+S = PledgeStatus
+
+
+def _pledges(app, count: int) -> list[int]:
+    """`count` active pledges of 10, 11, 12 … euros to one campaign, oldest first."""
+    slug = live_campaign(app)
+    client = app.test_client()
+    for n in range(count):
+        response = pledge(client, slug, amount=str(10 + n), email=f"s{n}@example.org")
+        assert response.status_code == 302
+    with app.app_context():
+        return list(db.session.scalars(select(Pledge.id).order_by(Pledge.id)))
+
+
+def _last_event_id() -> int:
+    return db.session.scalar(select(func.coalesce(func.max(PledgeEvent.id), 0)))
+
+
+def _events_after(event_id: int) -> list[tuple]:
+    return [
+        (e.pledge_id, e.kind, e.from_status, e.to_status, e.amount, e.detail)
+        for e in db.session.scalars(
+            select(PledgeEvent).where(PledgeEvent.id > event_id).order_by(PledgeEvent.id)
+        )
+    ]
+
+
+def _statuses(ids: list[int]) -> list[str]:
+    rows = db.session.execute(select(Pledge.id, Pledge.status).where(Pledge.id.in_(ids)))
+    by_id = {row.id: row.status for row in rows}
+    return [by_id[i] for i in ids]
+
+
+def test_a_move_of_listed_pledges_stops_at_its_limit_and_records_what_it_is_told(app):
+    p1, p2, p3, p4 = _pledges(app, 4)
+    with app.app_context():
+        _put(p2, S.FAILED)
+        _put(p4, S.CHARGED)
+        before = _last_event_id()
+        moved = lifecycle.move(
+            "charge_claimed",
+            [p1, p2, p3, p4],
+            values={"charge_key": "claim-1", "charge_attempts": Pledge.charge_attempts + 1},
+            returning=(Pledge.charge_key, Pledge.amount, Pledge.charge_attempts),
+            limit=2,
+            amount=lambda row: row.amount * 2,
+            detail=lambda row: f"{row.charge_key}/{row.charge_attempts}",
+        )
+        db.session.commit()
+        # Sources are taken in the table's order (active, then failed): the two active
+        # pledges reach the limit, so the failed one is left for the next claim.
+        assert [(r.id, r.status, r.amount, r.charge_key) for r in moved] == [
+            (p1, "charging", 1000, "claim-1"),
+            (p3, "charging", 1200, "claim-1"),
+        ]
+        assert _statuses([p1, p2, p3, p4]) == ["charging", "failed", "charging", "charged"]
+        assert _events_after(before) == [
+            (p1, "charge_claimed", "active", "charging", 2000, "claim-1/1"),
+            (p3, "charge_claimed", "active", "charging", 2400, "claim-1/1"),
+        ]
+        before = _last_event_id()
+        rest = lifecycle.move("charge_claimed", [p2, p4], detail="second round")
+        db.session.commit()
+        assert [(r.id, r.status, r.amount) for r in rest] == [(p2, "charging", 1100)]
+        assert _events_after(before) == [
+            (p2, "charge_claimed", "failed", "charging", 1100, "second round")
+        ]
+
+
+def test_a_move_chosen_by_query_asks_each_source_for_what_is_still_wanted(app):
+    p1, p2, p3, p4 = _pledges(app, 4)
+    with app.app_context():
+        _put(p2, S.FAILED)
+        _put(p4, S.FAILED)
+        asked = []
+
+        def oldest(source, wanted):
+            asked.append((source, wanted))
+            return (
+                select(Pledge.id).where(Pledge.status == source).order_by(Pledge.id).limit(wanted)
+            )
+
+        moved = lifecycle.move("charge_claimed", oldest, limit=3)
+        db.session.commit()
+        assert asked == [(S.ACTIVE, 3), (S.FAILED, 1)]
+        assert [r.id for r in moved] == [p1, p3, p2]
+        assert _statuses([p1, p2, p3, p4]) == ["charging", "charging", "charging", "failed"]
+        asked.clear()
+        before = _last_event_id()
+        assert [r.id for r in lifecycle.move("charge_claimed", oldest)] == [p4]
+        assert asked == [(S.ACTIVE, None), (S.FAILED, None)]
+        assert _events_after(before) == [(p4, "charge_claimed", "failed", "charging", 1300, "")]
+
+
+def test_moving_one_loaded_pledge_writes_its_values_and_event_and_keeps_it_in_step(app):
+    (pledge_id,) = _pledges(app, 1)
+    with app.app_context():
+        loaded = db.session.get(Pledge, pledge_id)
+        attempts = loaded.charge_attempts
+        before = _last_event_id()
+        left = lifecycle.move_pledge(
+            loaded,
+            "charge_claimed",
+            values={"charge_key": "claim-7", "charge_attempts": Pledge.charge_attempts + 1},
+            amount=777,
+            detail="on session",
+        )
+        assert left == S.ACTIVE
+        # In step without a refresh: the object's attributes were set from the row.
+        assert (loaded.status, loaded.charge_key, loaded.charge_attempts) == (
+            S.CHARGING,
+            "claim-7",
+            attempts + 1,
+        )
+        db.session.commit()
+        assert _events_after(before) == [
+            (pledge_id, "charge_claimed", "active", "charging", 777, "on session")
+        ]
+        stored = db.session.execute(
+            select(Pledge.charge_key, Pledge.charge_attempts).where(Pledge.id == pledge_id)
+        ).one()
+        assert tuple(stored) == ("claim-7", attempts + 1)
+        # Without an amount, the event carries the pledge's.
+        before = _last_event_id()
+        assert lifecycle.move_pledge(loaded, "charge_charged") == S.CHARGING
+        db.session.commit()
+        assert _events_after(before) == [
+            (pledge_id, "charge_charged", "charging", "charged", 1000, "")
+        ]
+        with pytest.raises(lifecycle.StaleState, match=f"pledge {pledge_id} is no longer charged"):
+            lifecycle.move_or_raise(loaded, "activated")
+        assert _events_after(before)[1:] == []
+        lifecycle.move_or_raise(loaded, "refunded", values={"failure_code": "by request"})
+        db.session.commit()
+        assert db.session.scalar(select(Pledge.failure_code).where(Pledge.id == pledge_id)) == (
+            "by request"
+        )
+
+
+def test_a_bulk_move_with_values_of_its_own_moves_all_and_records_each(app):
+    p1, p2, p3 = _pledges(app, 3)
+    with app.app_context():
+        for pid in (p1, p2, p3):
+            _put(pid, S.CHARGING)
+        before = _last_event_id()
+        lifecycle.move_each(
+            "charge_charged",
+            [
+                {"pid": p1, "charge": "ch_1", "got": 1000},
+                {"pid": p2, "charge": "ch_2", "got": 990},
+            ],
+            values={"provider_charge_id": bindparam("charge"), "charged_amount": bindparam("got")},
+            amount=lambda p: p["got"],
+            detail=lambda p: p["charge"],
+        )
+        db.session.commit()
+        assert _statuses([p1, p2, p3]) == ["charged", "charged", "charging"]
+        charges = db.session.execute(
+            select(Pledge.provider_charge_id, Pledge.charged_amount)
+            .where(Pledge.id.in_([p1, p2]))
+            .order_by(Pledge.id)
+        ).all()
+        assert [tuple(c) for c in charges] == [("ch_1", 1000), ("ch_2", 990)]
+        assert _events_after(before) == [
+            (p1, "charge_charged", "charging", "charged", 1000, "ch_1"),
+            (p2, "charge_charged", "charging", "charged", 990, "ch_2"),
+        ]
+        # Without amount and detail functions the events carry none.
+        before = _last_event_id()
+        lifecycle.move_each("charge_failed", [{"pid": p3}])
+        db.session.commit()
+        assert _events_after(before) == [(p3, "charge_failed", "charging", "failed", None, "")]
+        # A guard that a pledge does not meet makes the whole batch refuse.
+        _put(p3, S.CHARGING)
+        with pytest.raises(lifecycle.PartialMove, match="0 of 1 pledges moved"):
+            lifecycle.move_each(
+                "charge_charged", [{"pid": p3}], guard=(Pledge.__table__.c.amount > 5000,)
+            )
+        db.session.rollback()
+        assert _statuses([p3]) == ["charging"]
+
+
+def test_period_charges_open_active_once_per_period_with_their_events(app):
+    (parent,) = _pledges(app, 1)
+    with app.app_context():
+        assert lifecycle.begin_period_charges([]) == []
+        source = db.session.get(Pledge, parent)
+        copied = {
+            name: getattr(source, name)
+            for name in ("campaign_id", "guest_email", "amount", "currency", "backend")
+        }
+        now = utcnow()
+        rows = [
+            {
+                **copied,
+                "amount": amount,
+                "public_id": f"period-charge-{period}",
+                "submission_key": f"period-{period}-of-{parent}",
+                "parent_id": parent,
+                "period": period,
+                "activated_at": now,
+                "retry_until": now + timedelta(days=3),
+                "created_at": now,
+            }
+            for period, amount in ((2, 500), (1, 700))
+        ]
+        before = _last_event_id()
+        opened = lifecycle.begin_period_charges(rows)
+        db.session.commit()
+        keyed = db.session.execute(
+            select(Pledge.submission_key, Pledge.id).where(Pledge.id.in_(opened))
+        )
+        by_key = {row.submission_key: row.id for row in keyed}
+        assert opened == [by_key[f"period-2-of-{parent}"], by_key[f"period-1-of-{parent}"]]
+        assert _statuses(opened) == ["active", "active"]
+        assert _events_after(before) == [
+            (opened[0], "period_charge_opened", None, "active", 500, ""),
+            (opened[1], "period_charge_opened", None, "active", 700, ""),
+        ]
+        again = [{**rows[1], "public_id": "again", "submission_key": "again"}]
+        with pytest.raises(IntegrityError):
+            lifecycle.begin_period_charges(again)
+        db.session.rollback()
+
+
+def test_a_pledge_begins_pending_and_notes_change_no_state(app):
+    p1, p2 = _pledges(app, 2)
+    with app.app_context():
+        created = db.session.execute(
+            select(PledgeEvent.kind, PledgeEvent.from_status, PledgeEvent.to_status)
+            .add_columns(PledgeEvent.amount, PledgeEvent.detail)
+            .where(PledgeEvent.pledge_id == p2)
+            .order_by(PledgeEvent.id)
+        ).first()
+        assert tuple(created) == ("created", None, "pending", 1100, "")
+        before = _last_event_id()
+        lifecycle.note(p1, "reminder_sent")
+        lifecycle.note([p1, p2], "amount_changed", amount=1500, detail="from 10 to 15")
+        db.session.commit()
+        assert _events_after(before) == [
+            (p1, "reminder_sent", None, None, None, ""),
+            (p1, "amount_changed", None, None, 1500, "from 10 to 15"),
+            (p2, "amount_changed", None, None, 1500, "from 10 to 15"),
+        ]
+        assert _statuses([p1, p2]) == ["active", "active"]
+
+
+class _Door(enum.StrEnum):
+    OPEN = "open"
+    AJAR = "ajar"
+    SHUT = "shut"
+
+
+def test_a_state_machine_lists_each_source_once_in_table_order_and_refuses_twin_events():
+    machine = StateMachine(
+        "door",
+        [_Door.OPEN],
+        [
+            Transition("push", (_Door.AJAR, _Door.OPEN), _Door.SHUT),
+            Transition("slam", (_Door.OPEN,), _Door.SHUT),
+            Transition("nudge", (_Door.SHUT,), _Door.AJAR),
+        ],
+    )
+    assert (machine.name, machine.initial) == ("door", (_Door.OPEN,))
+    assert machine.sources_of(_Door.SHUT) == (_Door.AJAR, _Door.OPEN)
+    assert machine.sources_of(_Door.OPEN) == ()
+    assert machine.by_event["slam"].sources == (_Door.OPEN,)
+    assert machine.pairs == {("ajar", "shut"), ("open", "shut"), ("shut", "ajar")}
+    assert machine.allowed("open", "shut") and not machine.allowed("shut", "open")
+    assert machine.diagram().splitlines() == [
+        "stateDiagram-v2",
+        "    [*] --> open",
+        "    ajar --> shut: push",
+        "    open --> shut: push",
+        "    open --> shut: slam",
+        "    shut --> ajar: nudge",
+    ]
+    with pytest.raises(ValueError, match=r"^door: two transitions share an event name$"):
+        StateMachine("door", [], [Transition("push", (_Door.OPEN,), _Door.SHUT)] * 2)
