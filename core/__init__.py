@@ -19,6 +19,7 @@ def init_app(app: Flask, migrations: str) -> None:
     from core.extensions import babel, csrf, db, limiter, login_manager, migrate
     from core.i18n import (
         LOCALE_NAMES,
+        LocalizedRequest,
         datetime_filter,
         iso_datetime_filter,
         money_filter,
@@ -39,6 +40,7 @@ def init_app(app: Flask, migrations: str) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
+    app.request_class = LocalizedRequest
     login_manager.init_app(app)
     # Before the other after_request hooks: Flask runs them last-registered first, so
     # the page is stored with the security and API headers they add.

@@ -155,3 +155,25 @@ def test_money_dates_and_form_errors_follow_the_locale(app):
         headers={"Accept-Language": "es"},
     )
     assert "Este campo es obligatorio" in spanish.get_data(as_text=True)
+
+
+def test_wtforms_own_messages_come_from_one_catalog_per_language(app):
+    """Flask-WTF loads WTForms' catalog (its built-in messages) from disk for each
+    request that shows a form unless the request already holds it: each language's
+    catalog is loaded once and every request in that language shares it."""
+    from flask import request
+    from flask_wtf.i18n import translations
+
+    seen = {}
+    for locale, message in (
+        ("de", "Keine gültige Auswahl."),
+        ("es", "Opción inválida."),
+        ("de", "Keine gültige Auswahl."),
+        ("pt-BR", "Escolha inválida."),
+        ("en", "Not a valid choice."),
+    ):
+        with app.test_request_context(headers={"Accept-Language": locale}):
+            assert translations.gettext("Not a valid choice.") == message
+            catalog = request.wtforms_translations
+            assert seen.setdefault(locale, catalog) is catalog
+    assert len({id(c) for c in seen.values()}) == 4
