@@ -163,6 +163,27 @@ def test_a_form_whose_hidden_key_was_changed_says_to_reload_it(app, client, lang
     assert pledges(app) == []
 
 
+@pytest.mark.parametrize(
+    ("language", "message"), [("en", "Not a valid choice."), ("de", "Keine gültige Auswahl.")]
+)
+def test_a_visibility_that_is_not_offered_is_shown_as_the_fields_error(
+    app, client, language, message
+):
+    """The visibility radios are drawn by hand: their error (a changed or forged form)
+    must show beside them, in the visitor's language, not only "correct the highlighted
+    fields" with nothing highlighted."""
+    slug = live_campaign(app)
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
+    response = pledge(client, slug, visibility="everyone")
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    fieldset = re.search(r'<fieldset class="choices-error">(.*?)</fieldset>', page, re.S)
+    assert fieldset is not None, page
+    assert f'<p class="error" id="visibility-error" role="alert">{message}</p>' in fieldset[1]
+    assert fieldset[1].count('aria-describedby="visibility-error"') == 3
+    assert pledges(app) == []
+
+
 def test_guest_needs_an_email(app, client):
     slug = live_campaign(app)
     response = pledge(client, slug, email="")
