@@ -224,6 +224,8 @@ def _errors(response) -> str:
         ({"slug": "Bad Slug!"}, "lower-case letters"),
         ({"sources-0-url": "javascript:alert(1)"}, "http:// or https://"),
         ({"sources-0-url": "ftp://example.org/file"}, "http:// or https://"),
+        ({"sources-0-title": "t" * 201}, "longer than 200"),
+        ({"budget_lines-0-item": "i" * 161}, "longer than 160"),
         ({"budget_lines-0-amount": "x"}, "not a number"),
         ({"budget_lines-0-item": ""}, "Say what this amount pays for"),
         ({"goal": "6000"}, "say why"),
