@@ -591,3 +591,76 @@ def test_the_in_browser_proof_check_speaks_the_visitors_language(app):
     assert "Verified in your browser" not in verified and "1" in verified
     script = (ROOT / "static" / "js" / "verify-proof.js").read_text()
     assert "Verified in your browser" not in script  # no English left in the script
+
+
+def test_a_leaf_is_encoded_exactly_as_docs_auditors_shows_it():
+    """The leaf format is public (docs/auditors.md): anyone's verifier re-encodes each
+    entry byte for byte. Our encoder must produce the documented bytes — version 1,
+    sorted keys, no spaces, non-ASCII text as UTF-8 — or every auditor's check fails."""
+    from datetime import datetime
+
+    documented = re.search(
+        r'```json\n(\{"campaign".*\})\n```', (ROOT / "docs" / "auditors.md").read_text()
+    ).group(1)
+    doc = log.leaf_document(
+        kind=EntryKind.PLEDGE_CHARGE,
+        campaign="riverside-warehouse-strike-fund",
+        reference="charge-3f0c…",
+        counterparty="night shift",
+        memo="Pledge charged at the deadline",
+        created_at=datetime(2026, 12, 12, 20, 6, 1, 123456),
+        postings=[
+            {"account": "supporters", "amount": -2500, "currency": "EUR"},
+            {"account": "campaign:1", "amount": 2500, "currency": "EUR"},
+        ],
+    )
+    assert log.encode(doc) == documented.encode("utf-8")
+    assert "…".encode() in log.encode(doc)
+
+
+def test_tree_nodes_are_fetched_whatever_their_number_and_a_missing_one_is_named(app):
+    from ledger.models import LedgerTreeNode
+
+    with app.app_context():
+        # Nodes far above any real tree's (level 40), enough for several queries' worth.
+        keys = [(40, index) for index in range(1200)]
+        db.session.add_all(
+            LedgerTreeNode(level=level, index=index, hash=index.to_bytes(32, "big"))
+            for level, index in keys
+        )
+        db.session.flush()
+        found = log.fetch_nodes(reversed(keys))
+        assert found == {key: key[1].to_bytes(32, "big") for key in keys}
+        missing = [(41, index) for index in range(7, 0, -1)]
+        with pytest.raises(LookupError) as refused:
+            log.fetch_nodes([keys[0], *missing])
+        assert str(refused.value) == (
+            "tree nodes missing: [(41, 1), (41, 2), (41, 3), (41, 4), (41, 5)]"
+        )
+        db.session.rollback()
+
+
+def test_a_campaigns_exports_hold_its_entries_only(app):
+    cid = _settled_ledger(app)
+    with app.app_context():
+        from campaigns.models import Campaign
+
+        slug = db.session.get(Campaign, cid).slug
+        ledger.record(
+            EntryKind.ADJUSTMENT,
+            campaign_id=None,
+            reference="platform-correction",
+            postings=[("platform", Money(-5, "EUR")), ("payee:bank", Money(5, "EUR"))],
+        )
+        db.session.commit()
+    client = app.test_client()
+    everything = json.loads(client.get("/ledger/export.json").get_data(as_text=True))
+    mine = json.loads(client.get(f"/c/{slug}/ledger/export.json").get_data(as_text=True))
+    assert len(everything["entries"]) == 5
+    assert [e["transaction"]["reference"] for e in everything["entries"]][-1] == (
+        "platform-correction"
+    )
+    assert len(mine["entries"]) == 4
+    assert {e["transaction"]["campaign"] for e in mine["entries"]} == {slug}
+    rows = client.get(f"/c/{slug}/ledger/export.csv").get_data(as_text=True).splitlines()
+    assert len(rows) == 1 + 8 and not any("platform-correction" in row for row in rows)
