@@ -664,3 +664,88 @@ def test_a_campaigns_exports_hold_its_entries_only(app):
     assert {e["transaction"]["campaign"] for e in mine["entries"]} == {slug}
     rows = client.get(f"/c/{slug}/ledger/export.csv").get_data(as_text=True).splitlines()
     assert len(rows) == 1 + 8 and not any("platform-correction" in row for row in rows)
+
+
+def _platform_entries(count: int) -> None:
+    first = log.tree_size()
+    for n in range(first, first + count):
+        ledger.record(
+            EntryKind.ADJUSTMENT,
+            campaign_id=None,
+            reference=f"platform-{n}",
+            postings=[("platform", Money(-5, "EUR")), ("payee:bank", Money(5, "EUR"))],
+        )
+    db.session.commit()
+
+
+def test_the_sequencer_signs_only_a_tree_that_extends_the_last_checkpoint(app):
+    """Before signing, the sequencer proves the tree consistent with the last signed
+    checkpoint: one whose root this tree does not extend (a rewritten history) stops
+    it, and keeps stopping it as the log grows, until an operator looks."""
+    from ledger.models import LedgerCheckpoint
+
+    with app.app_context():
+        _platform_entries(2)
+        assert log.latest_checkpoint() is None
+        db.session.add(LedgerCheckpoint(tree_size=1, root_hash=b"\x07" * 32, note="forged"))
+        db.session.commit()
+        for _ in range(2):
+            with pytest.raises(RuntimeError, match=r"^refusing to sign an inconsistent tree: "):
+                log.sequence()
+            db.session.rollback()
+            assert log.latest_checkpoint().note == "forged"
+            _platform_entries(1)
+
+
+def test_the_sequencer_says_how_many_entries_each_checkpoint_adds(app):
+    with app.app_context():
+        _platform_entries(1)
+        assert log.sequence() == 1
+        assert log.sequence() == 0
+        _platform_entries(3)
+        assert log.sequence() == 3
+        assert log.latest_checkpoint().tree_size == 4
+        assert log.latest_checkpoint().root_hash == merkle.root(4, log.fetch_nodes)
+
+
+def test_a_configured_signing_key_signs_the_checkpoints(app):
+    """Production sets LEDGER_SIGNING_KEY (base64 of a 32-byte seed): checkpoints are
+    signed with that key, and the published verifier key is its public key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from ledger import signing
+    from verifier.counterfund_verify import verify_checkpoint
+
+    seed = bytes(range(32))
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key()
+    app.config["LEDGER_SIGNING_KEY"] = base64.b64encode(seed).decode()
+    try:
+        with app.app_context():
+            _platform_entries(1)
+            log.sequence()
+            note = log.latest_checkpoint().note
+            key = signing.verifier_key()
+            assert key.endswith(
+                "+"
+                + base64.b64encode(
+                    b"\x01" + public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+                ).decode()
+            )
+            assert verify_checkpoint(note, key)[1] == 1
+    finally:
+        del app.config["LEDGER_SIGNING_KEY"]
+
+
+def test_a_seed_file_with_stray_characters_is_refused(tmp_path):
+    from ledger import signing
+
+    seed = base64.b64encode(bytes(range(32))).decode()
+    good = tmp_path / "good"
+    good.write_text(seed + "\n")
+    assert signing.read_seed(good) == bytes(range(32))
+    for text in (seed[:10] + "*" + seed[10:], seed[:-4], "", "not base64 at all"):
+        bad = tmp_path / "bad"
+        bad.write_text(text)
+        with pytest.raises(signing.SigningKeyError, match=r"does not hold a base64 Ed25519 seed"):
+            signing.read_seed(bad)
