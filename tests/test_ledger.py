@@ -749,3 +749,18 @@ def test_a_seed_file_with_stray_characters_is_refused(tmp_path):
         bad.write_text(text)
         with pytest.raises(signing.SigningKeyError, match=r"does not hold a base64 Ed25519 seed"):
             signing.read_seed(bad)
+
+
+def test_a_configured_signing_key_that_is_not_a_seed_stops_the_start(tmp_path):
+    from ledger import signing
+
+    seed = base64.b64encode(bytes(range(32))).decode()
+    missing_file = {"LEDGER_SIGNING_KEY_FILE": str(tmp_path / "never-read")}
+    signing.check_key({"LEDGER_SIGNING_KEY": seed, **missing_file})
+    for text in (seed[:10] + "*" + seed[10:], seed[:-4], base64.b64encode(b"x" * 33).decode()):
+        with pytest.raises(
+            signing.SigningKeyError,
+            match=r"^LEDGER_SIGNING_KEY is not a base64 Ed25519 seed of 32 bytes$",
+        ):
+            signing.check_key({"LEDGER_SIGNING_KEY": text, **missing_file})
+    assert not (tmp_path / "never-read").exists()
