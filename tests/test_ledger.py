@@ -697,8 +697,27 @@ def test_the_sequencer_signs_only_a_tree_that_extends_the_last_checkpoint(app):
             _platform_entries(1)
 
 
+def test_the_sequencer_checks_against_the_latest_checkpoint_not_an_older_one(app):
+    from ledger.models import LedgerCheckpoint
+
+    with app.app_context():
+        _platform_entries(1)
+        assert log.sequence() == 1  # genuine, at 1
+        _platform_entries(1)
+        db.session.add(LedgerCheckpoint(tree_size=2, root_hash=b"\x07" * 32, note="forged"))
+        db.session.commit()
+        _platform_entries(1)
+        with pytest.raises(RuntimeError, match=r"^refusing to sign an inconsistent tree: "):
+            log.sequence()
+        db.session.rollback()
+
+
 def test_the_sequencer_says_how_many_entries_each_checkpoint_adds(app):
     with app.app_context():
+        # An empty log is signed too (size 0), and grows from there.
+        assert log.sequence() == 0
+        assert log.latest_checkpoint().tree_size == 0
+        assert log.sequence() == 0
         _platform_entries(1)
         assert log.sequence() == 1
         assert log.sequence() == 0
@@ -747,8 +766,12 @@ def test_a_seed_file_with_stray_characters_is_refused(tmp_path):
     for text in (seed[:10] + "*" + seed[10:], seed[:-4], "", "not base64 at all"):
         bad = tmp_path / "bad"
         bad.write_text(text)
-        with pytest.raises(signing.SigningKeyError, match=r"does not hold a base64 Ed25519 seed"):
+        with pytest.raises(signing.SigningKeyError) as refused:
             signing.read_seed(bad)
+        assert str(refused.value) == (
+            f"{bad} does not hold a base64 Ed25519 seed of 32 bytes; restore it from a "
+            "backup (the published verifier key depends on it)"
+        )
 
 
 def test_a_configured_signing_key_that_is_not_a_seed_stops_the_start(tmp_path):
