@@ -6,6 +6,7 @@ from babel import Locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
+from flask_wtf.i18n import translations as wtforms_translations
 from wtforms import (
     BooleanField,
     DateTimeLocalField,
@@ -91,13 +92,23 @@ def currency_choices():
     ]
 
 
-class BudgetLineForm(Form):
+class _Row(Form):
+    """A row of the campaign form (FieldList of FormField): WTForms builds it with a
+    meta of its own, not the FlaskForm's, so WTForms' built-in messages ("Field cannot
+    be longer than…") would stay English. It takes the same translations."""
+
+    class Meta:
+        def get_translations(self, form):
+            return wtforms_translations
+
+
+class BudgetLineForm(_Row):
     item = SingleLineField(_l("What it pays for"), validators=[Optional(), Length(max=160)])
     amount = StringField(_l("Amount"), validators=[Optional(), Length(max=20)])
     required = BooleanField(_l("Required"), default=True)
 
 
-class SourceForm(Form):
+class SourceForm(_Row):
     title = SingleLineField(_l("Source title"), validators=[Optional(), Length(max=200)])
     url = URLField(_l("Link (http or https)"), validators=[Optional(), Length(max=2000)])
 

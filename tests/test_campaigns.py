@@ -241,6 +241,27 @@ def test_bad_campaign_input_saves_nothing(app, organizer, overrides, expected):
     assert _count(app, Campaign) == 0
 
 
+@pytest.mark.parametrize(
+    ("field", "language", "message"),
+    [
+        ("budget_lines-0-item", "de", "Feld kann nicht länger als 160 Zeichen sein."),
+        ("sources-0-title", "de", "Feld kann nicht länger als 200 Zeichen sein."),
+        ("sources-0-title", "es", "El campo no puede tener más de 200 caracteres."),
+    ],
+)
+def test_a_budget_or_source_rows_own_errors_speak_the_visitors_language(
+    app, organizer, field, language, message
+):
+    """Budget lines and sources are forms inside the campaign form: WTForms gives them
+    no translations of their own, so their built-in messages stayed in English."""
+    organizer.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
+    too_long = "x" * (161 if field.startswith("budget") else 201)
+    response = create_draft(organizer, **{field: too_long})
+    assert response.status_code == 422
+    assert message in _errors(response), _errors(response)
+    assert _count(app, Campaign) == 0
+
+
 def test_budget_that_does_not_add_up_is_fine_when_explained(app, organizer):
     response = create_draft(organizer, goal="6000", budget_note="A reserve for appeals.")
     assert response.status_code == 302
