@@ -1,13 +1,13 @@
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
 from accounts.passwords import MAX_LENGTH, MIN_LENGTH, password_problem
+from core.forms import PageForm
 from core.text import SingleLineField
 
 
-class RegisterForm(FlaskForm):
+class RegisterForm(PageForm):
     email = EmailField(_l("Email address"), validators=[DataRequired(), Length(max=254)])
     display_name = SingleLineField(
         _l("Display name"),
@@ -35,23 +35,23 @@ class RegisterForm(FlaskForm):
             raise ValidationError(problem)
 
 
-class LoginForm(FlaskForm):
+class LoginForm(PageForm):
     email = EmailField(_l("Email address"), validators=[DataRequired(), Length(max=254)])
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=MAX_LENGTH)])
     submit = SubmitField(_l("Log in"))
 
 
-class LoginLinkForm(FlaskForm):
+class LoginLinkForm(PageForm):
     email = EmailField(_l("Email address"), validators=[DataRequired(), Length(max=254)])
     submit = SubmitField(_l("Email me a login link"))
 
 
-class ProfileForm(FlaskForm):
+class ProfileForm(PageForm):
     display_name = SingleLineField(_l("Display name"), validators=[DataRequired(), Length(max=80)])
     submit = SubmitField(_l("Save"))
 
 
-class PasswordChangeForm(FlaskForm):
+class PasswordChangeForm(PageForm):
     current_password = PasswordField(
         _l("Current password"), validators=[DataRequired(), Length(max=MAX_LENGTH)]
     )
@@ -68,11 +68,11 @@ class PasswordChangeForm(FlaskForm):
             raise ValidationError(problem)
 
 
-class LogoutForm(FlaskForm):
+class LogoutForm(PageForm):
     submit = SubmitField(_l("Log out"))
 
 
-class EmailChangeForm(FlaskForm):
+class EmailChangeForm(PageForm):
     email = EmailField(_l("New email address"), validators=[DataRequired(), Length(max=254)])
     current_password = PasswordField(
         _l("Current password"), validators=[DataRequired(), Length(max=MAX_LENGTH)]
@@ -80,7 +80,7 @@ class EmailChangeForm(FlaskForm):
     submit = SubmitField(_l("Send a confirmation link"))
 
 
-class CloseAccountForm(FlaskForm):
+class CloseAccountForm(PageForm):
     current_password = PasswordField(
         _l("Current password"), validators=[DataRequired(), Length(max=MAX_LENGTH)]
     )

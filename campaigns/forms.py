@@ -4,7 +4,6 @@ from typing import Any
 
 from babel import Locale
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from flask_wtf.i18n import translations as wtforms_translations
 from wtforms import (
@@ -32,6 +31,7 @@ from wtforms.validators import (
 
 from campaigns.models import FUNDING_LABELS, KIND_LABELS, ROLE_LABELS, OrganizerRole
 from campaigns.periods import MAX_PERIODS
+from core.forms import PageForm
 from core.i18n import current_locale
 from core.money import PLEDGE_CURRENCIES, Money, MoneyError, currency_name
 from core.text import SingleLineField
@@ -113,7 +113,7 @@ class SourceForm(_Row):
     url = URLField(_l("Link (http or https)"), validators=[Optional(), Length(max=2000)])
 
 
-class CampaignForm(FlaskForm):
+class CampaignForm(PageForm):
     title = SingleLineField(_l("Title"), validators=[DataRequired(), Length(max=120)])
     slug = StringField(
         _l("Web address"),
@@ -284,7 +284,7 @@ class CampaignForm(FlaskForm):
         return sources
 
 
-class UpdateForm(FlaskForm):
+class UpdateForm(PageForm):
     title = SingleLineField(_l("Title"), validators=[DataRequired(), Length(max=160)])
     body = TextAreaField(
         _l("Message"),
@@ -295,7 +295,7 @@ class UpdateForm(FlaskForm):
     submit = SubmitField(_l("Post update"))
 
 
-class AddOrganizerForm(FlaskForm):
+class AddOrganizerForm(PageForm):
     email = StringField(
         _l("Their email address"),
         validators=[DataRequired(), Length(max=254)],
@@ -310,7 +310,7 @@ class AddOrganizerForm(FlaskForm):
     submit = SubmitField(_l("Send the invitation"))
 
 
-class ReportForm(FlaskForm):
+class ReportForm(PageForm):
     reason = TextAreaField(
         _l("What is wrong with this campaign?"),
         validators=[DataRequired(), Length(min=10, max=2000)],
@@ -318,14 +318,14 @@ class ReportForm(FlaskForm):
     submit = SubmitField(_l("Send report"))
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(PageForm):
     """A bare CSRF-protected POST: launch, cancel, remove, suspend, restore."""
 
     reason = TextAreaField(_l("Reason"), validators=[Optional(), Length(max=2000)])
     submit = SubmitField(_l("Confirm"))
 
 
-class SuspendForm(FlaskForm):
+class SuspendForm(PageForm):
     reason = TextAreaField(
         _l("Reason (the campaign's organizers receive it)"),
         validators=[

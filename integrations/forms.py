@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import SelectChoice, SelectField, SelectMultipleField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from core.forms import PageForm
 from core.text import SingleLineField
 from integrations.models import SCOPE_LABELS, WebhookEvent
 from integrations.tokens import EXPIRY_DAYS
@@ -16,7 +16,7 @@ class CheckboxesField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-class TokenForm(FlaskForm):
+class TokenForm(PageForm):
     name = SingleLineField(
         _l("Name"),
         validators=[DataRequired(), Length(max=80)],
@@ -45,7 +45,7 @@ EVENT_LABELS = {
 }
 
 
-class WebhookForm(FlaskForm):
+class WebhookForm(PageForm):
     url = StringField(
         _l("Address (https://…)"),
         validators=[DataRequired(), Length(max=2000)],

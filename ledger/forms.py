@@ -1,13 +1,13 @@
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
+from core.forms import PageForm
 from core.text import SingleLineField
 
 
-class DisbursementForm(FlaskForm):
+class DisbursementForm(PageForm):
     payee = SingleLineField(
         _l("Paid to"),
         validators=[Optional(), Length(max=120)],
@@ -31,5 +31,5 @@ class DisbursementForm(FlaskForm):
     submit = SubmitField(_l("Record for approval"))
 
 
-class DecisionForm(FlaskForm):
+class DecisionForm(PageForm):
     submit = SubmitField(_l("Confirm"))

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
@@ -16,6 +15,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from accounts.services import AccountError, normalise_email
+from core.forms import PageForm
 from core.i18n import current_locale
 from core.money import Money, MoneyError
 from core.text import SingleLineField
@@ -53,7 +53,7 @@ class AmountMixin:
         return False
 
 
-class PledgeForm(AmountMixin, FlaskForm):
+class PledgeForm(AmountMixin, PageForm):
     submission_key = HiddenField(validators=[DataRequired(), Length(min=16, max=64)])
     # Sent back by the form; a pledge in any other currency than the campaign's is refused.
     currency_code = HiddenField(validators=[Optional(), Length(max=3)])
@@ -109,13 +109,13 @@ class PledgeForm(AmountMixin, FlaskForm):
                 raise ValidationError(str(exc.message)) from None
 
 
-class AmountForm(AmountMixin, FlaskForm):
+class AmountForm(AmountMixin, PageForm):
     amount = StringField(_l("New amount"), validators=[DataRequired(), Length(max=32)])
     confirmed_amount = HiddenField(validators=[Optional(), Length(max=20)])
     submit = SubmitField(_l("Change amount"))
 
 
-class CardForm(FlaskForm):
+class CardForm(PageForm):
     card_number = StringField(
         _l("Card number (demo)"),
         validators=[DataRequired(), Length(max=30)],
@@ -124,11 +124,11 @@ class CardForm(FlaskForm):
     submit = SubmitField(_l("Save card"))
 
 
-class CancelForm(FlaskForm):
+class CancelForm(PageForm):
     submit = SubmitField(_l("Cancel my pledge"))
 
 
-class DisputeEvidenceForm(FlaskForm):
+class DisputeEvidenceForm(PageForm):
     """Operators' answer to a dispute, sent to the processor only (not kept here)."""
 
     explanation = TextAreaField(
@@ -138,7 +138,7 @@ class DisputeEvidenceForm(FlaskForm):
     submit = SubmitField(_l("Send to the payment processor"))
 
 
-class LinkRequestForm(FlaskForm):
+class LinkRequestForm(PageForm):
     email = EmailField(
         _l("Email address you pledged with"), validators=[DataRequired(), Length(max=254)]
     )

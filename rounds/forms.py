@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import (
     DateTimeLocalField,
     IntegerField,
@@ -14,13 +13,14 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from campaigns.forms import currency_choices
+from core.forms import PageForm
 from core.i18n import current_locale
 from core.money import Money, MoneyError
 from core.text import SingleLineField
 from rounds.models import ROUND_ROLE_LABELS, RULE_LABELS, RoundRole
 
 
-class RoundForm(FlaskForm):
+class RoundForm(PageForm):
     name = SingleLineField(_l("Name"), validators=[DataRequired(), Length(max=120)])
     funder = SingleLineField(
         _l("Funder"),
@@ -101,7 +101,7 @@ class RoundForm(FlaskForm):
         return None if any(self[name].errors for name in self.AMOUNTS) else found
 
 
-class PoolForm(FlaskForm):
+class PoolForm(PageForm):
     amount = StringField(_l("Amount received"), validators=[DataRequired(), Length(max=20)])
     receipt = SingleLineField(
         _l("Receipt"),
@@ -114,12 +114,12 @@ class PoolForm(FlaskForm):
     submit = SubmitField(_l("Record the money"))
 
 
-class ApplyForm(FlaskForm):
+class ApplyForm(PageForm):
     campaign = SelectField(_l("Campaign"), choices=[])
     submit = SubmitField(_l("Apply"))
 
 
-class RefuseForm(FlaskForm):
+class RefuseForm(PageForm):
     reason = SingleLineField(
         _l("Reason"),
         validators=[DataRequired(), Length(max=500)],
@@ -128,7 +128,7 @@ class RefuseForm(FlaskForm):
     submit = SubmitField(_l("Refuse"))
 
 
-class InviteForm(FlaskForm):
+class InviteForm(PageForm):
     email = StringField(_l("Their email address"), validators=[DataRequired(), Length(max=254)])
     role = SelectField(
         _l("Role"),
