@@ -382,8 +382,13 @@ def _watch_writes() -> None:
             table = getattr(state.statement, "table", None)
             _touched_public(state.session, {getattr(table, "name", "")})
 
+    # SQLAlchemy sends the commit and rollback events for savepoints too. Releasing one
+    # commits nothing, and rolling one back leaves the transaction's earlier writes in
+    # place: the version moves, and the mark is cleared, only with the transaction.
     @event.listens_for(Session, "before_commit")
     def before_commit(session_):
+        if session_.in_nested_transaction():
+            return
         pending = {
             getattr(obj, "__tablename__", "")
             for obj in (*session_.new, *session_.dirty, *session_.deleted)
@@ -400,6 +405,8 @@ def _watch_writes() -> None:
 
     @event.listens_for(Session, "after_commit")
     def after_commit(session_):
+        if session_.in_nested_transaction():
+            return
         wrote = session_.info.pop("public_write", False)
         if wrote and has_app_context() and current_app.config["PAGE_CACHE"]:
             try:
@@ -409,7 +416,8 @@ def _watch_writes() -> None:
 
     @event.listens_for(Session, "after_rollback")
     def after_rollback(session_):
-        session_.info.pop("public_write", None)
+        if not session_.in_nested_transaction():
+            session_.info.pop("public_write", None)
 
 
 _watching = False

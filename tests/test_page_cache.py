@@ -266,3 +266,57 @@ def test_with_redis_down_rate_limited_routes_still_answer_and_limit(make_app):
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert answers[0].headers["X-RateLimit-Limit"] == "3"
     assert pledge(app.test_client(), slug, amount="12").status_code == 302
+
+
+class _Abandoned(Exception):
+    pass
+
+
+def _renamed(app, slug: str, title: str):
+    from sqlalchemy import select
+
+    from campaigns.models import Campaign
+
+    row = db.session.scalar(select(Campaign).where(Campaign.slug == slug))
+    row.title = title
+    db.session.flush()
+
+
+@pytest.mark.parametrize("in_redis", [False, True], ids=["in-process", "redis"])
+def test_a_savepoint_that_fails_does_not_hide_the_write_before_it(make_app, redis_url, in_redis):
+    """A transaction writes a public row, then tries something in a savepoint that is
+    rolled back (a duplicate opt-out, a balance row a parallel writer created), then
+    commits: its write is public, so the next anonymous page must show it. The
+    savepoint's rollback used to clear the transaction's "wrote a public row" mark."""
+    app = make_app(**({"REDIS_URL": redis_url} if in_redis else {}))
+    slug = live_campaign(app)
+    visitor = app.test_client()
+    _warm(visitor, f"/c/{slug}")
+    with app.app_context():
+        _renamed(app, slug, "Renamed before a savepoint that failed")
+        with pytest.raises(_Abandoned), db.session.begin_nested():
+            raise _Abandoned
+        db.session.commit()
+    html, state = _seen(visitor, f"/c/{slug}")
+    assert state == "miss" and "Renamed before a savepoint that failed" in html
+
+
+@pytest.mark.parametrize("in_redis", [False, True], ids=["in-process", "redis"])
+def test_a_write_in_a_savepoint_refreshes_pages_when_its_transaction_commits(
+    make_app, redis_url, in_redis
+):
+    """Releasing a savepoint commits nothing: a page rendered between the release and the
+    transaction's commit shows the old row, so it must not be stored as the page after
+    the write (the version moved at the release, and not again at the commit)."""
+    app = make_app(**({"REDIS_URL": redis_url} if in_redis else {}))
+    slug = live_campaign(app)
+    visitor = app.test_client()
+    _warm(visitor, f"/c/{slug}")
+    with app.app_context():
+        with db.session.begin_nested():
+            _renamed(app, slug, "Renamed in a savepoint")
+        meanwhile, _state = _seen(visitor, f"/c/{slug}")
+        assert "Renamed in a savepoint" not in meanwhile  # not committed yet
+        db.session.commit()
+    html, state = _seen(visitor, f"/c/{slug}")
+    assert state == "miss" and "Renamed in a savepoint" in html
