@@ -8,6 +8,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -787,3 +789,77 @@ def test_a_configured_signing_key_that_is_not_a_seed_stops_the_start(tmp_path):
         ):
             signing.check_key({"LEDGER_SIGNING_KEY": text, **missing_file})
     assert not (tmp_path / "never-read").exists()
+
+
+def test_two_writers_appending_at_once_take_consecutive_leaves(app, backend):
+    """The log has one writer at a time (PostgreSQL's advisory lock; SQLite's write
+    lock): a transaction appending while another has appended and not yet committed
+    waits for it, then takes the next leaf. Without the lock it read the same tree size,
+    took the same leaf and failed on commit. The two touch different accounts, so no
+    balance row makes them wait for each other instead (nor, since savepoints no longer
+    bump it, the page-version row)."""
+    outcome: dict[str, str] = {}
+    first_appended, second_started = threading.Event(), threading.Event()
+
+    def write(name: str, accounts: tuple[str, str]) -> None:
+        with app.app_context():
+            try:
+                if name == "second":
+                    first_appended.wait(10)
+                    second_started.set()
+                ledger.record(
+                    EntryKind.ADJUSTMENT,
+                    campaign_id=None,
+                    reference=name,
+                    postings=[(accounts[0], Money(-5, "EUR")), (accounts[1], Money(5, "EUR"))],
+                )
+                if name == "first":
+                    first_appended.set()
+                    second_started.wait(10)
+                    _until_someone_waits(backend)
+                db.session.commit()
+                outcome[name] = "committed"
+            except Exception as error:  # the outcome is what the test looks at
+                db.session.rollback()
+                outcome[name] = repr(error)
+
+    threads = [
+        threading.Thread(target=write, args=("first", ("platform", "payee:a"))),
+        threading.Thread(target=write, args=("second", ("processor", "payee:b"))),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcome == {"first": "committed", "second": "committed"}
+    with app.app_context():
+        leaves = db.session.execute(
+            sa.text(
+                "SELECT t.reference FROM ledger_leaves l"
+                " JOIN ledger_transactions t ON t.id = l.transaction_id ORDER BY l.leaf_index"
+            )
+        ).scalars()
+        assert list(leaves) == ["first", "second"]
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["ledger", "checkpoint"]).exit_code == 0
+    verified = runner.invoke(args=["ledger", "verify"])
+    assert verified.exit_code == 0, verified.output
+
+
+def _until_someone_waits(backend: str) -> None:
+    """Until another backend waits for the log's lock, which this transaction holds
+    (PostgreSQL); or a moment for the other writer to reach SQLite's write lock."""
+    if backend != "postgresql":
+        time.sleep(0.3)
+        return
+    with db.engine.connect() as observer:
+        for _ in range(200):
+            waiting = observer.execute(
+                sa.text("SELECT locktype FROM pg_locks WHERE NOT granted")
+            ).scalars()
+            if kinds := set(waiting):
+                # Waiting on anything else (a row both touch) would hide a missing lock.
+                assert kinds == {"advisory"}, kinds
+                return
+            time.sleep(0.05)
+    raise AssertionError("the second writer never waited for the first")
