@@ -6,12 +6,13 @@ a page's own form and the header's log-out form both drew `id="csrf_token"`)."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter, deque
 from html.parser import HTMLParser
-from urllib.parse import urldefrag, urlsplit
+from urllib.parse import parse_qs, urldefrag, urlsplit
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from accounts.models import User
 from campaigns.demo import DEMO_PASSWORD
@@ -20,7 +21,8 @@ from tests.factories import login
 
 REFERENCES = ("for", "aria-describedby", "aria-labelledby", "aria-controls")
 NOT_PAGES = (".csv", ".json", ".zip", ".atom", ".svg", ".txt", ".xml")
-PAGES_PER_VISITOR = 150
+PAGES_PER_VISITOR = 300
+SAME_SHAPE = 3  # pages per path shape (/ledger/entry/N, /c/S?page=N) crawled
 
 
 class _Markup(HTMLParser):
@@ -58,16 +60,18 @@ def _problems(html: str) -> tuple[list[str], list[str], list[str]]:
     return duplicates, dangling, markup.links
 
 
-def _crawl(client, starts: list[str]) -> dict[str, list[str]]:
-    """Problems by page, for every page of this site reachable by links from `starts`."""
+def _crawl(client, starts: list[str]) -> tuple[dict[str, list[str]], set[str]]:
+    """Problems by page, for the pages of this site reachable by links from `starts`
+    (a few of each shape); and the pages visited."""
     seen: set[str] = set(starts)
+    shapes: Counter[str] = Counter()
     queue = deque(starts)
     found: dict[str, list[str]] = {}
-    visited = 0
-    while queue and visited < PAGES_PER_VISITOR:
+    visited: set[str] = set()
+    while queue and len(visited) < PAGES_PER_VISITOR:
         path = queue.popleft()
         response = client.get(path)
-        visited += 1
+        visited.add(path)
         page = response.get_data(as_text=True) if response.mimetype == "text/html" else ""
         response.close()  # files (receipts, covers) are sent from open file handles
         if response.status_code != 200 or not page:
@@ -84,11 +88,28 @@ def _crawl(client, starts: list[str]) -> dict[str, list[str]]:
                 NOT_PAGES
             ):
                 continue
-            if link not in seen:
+            shape = re.sub(r"\d+", "N", parts.path) + "?" + ",".join(sorted(parse_qs(parts.query)))
+            if link not in seen and shapes[shape] < SAME_SHAPE:
                 seen.add(link)
+                shapes[shape] += 1
                 queue.append(link)
-    assert visited > 10, f"the crawl from {starts} reached only {visited} pages"
-    return found
+    assert len(visited) > 10, f"the crawl from {starts} reached only {visited}"
+    return found, visited
+
+
+def _manage_pages(app) -> list[str]:
+    """One pledge page of each kind the demo has: each status, one-off or standing,
+    a period's charge or not (pledges made without an account open by their link)."""
+    from payments.models import Pledge
+    from payments.services import manage_url
+
+    with app.test_request_context():
+        pages = {}
+        for row in db.session.scalars(select(Pledge).where(Pledge.user_id.is_(None))):
+            kind = (row.status, row.recurring, row.parent_id is None)
+            pages.setdefault(kind, manage_url(row))
+    assert len(pages) >= 5, pages
+    return list(pages.values())
 
 
 @pytest.fixture
@@ -117,10 +138,14 @@ def demo(app):
 def test_every_page_names_each_id_once_and_refers_to_ids_it_has(demo, visitor):
     client = demo.test_client()
     starts = ["/", "/campaigns", "/ledger", "/rounds"]
+    if visitor is None:  # a supporter's own pages, reached by the emailed link
+        starts += _manage_pages(demo)
     if visitor:
         login(client, visitor, DEMO_PASSWORD)
         starts += ["/dashboard", "/account", "/account/tokens", "/campaigns/new", "/moderation/"]
-    problems = _crawl(client, starts)
+    problems, visited = _crawl(client, starts)
+    if visitor == "council@example.org":  # runs both demo rounds, moderates
+        assert {"/rounds/1/manage", "/rounds/2/manage", "/moderation/"} <= visited
     assert not problems, "\n".join(
         f"{page}: {'; '.join(found)}" for page, found in problems.items()
     )
