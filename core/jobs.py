@@ -115,6 +115,8 @@ def enqueue_after_commit(
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: nothing is committed yet
     jobs = session.info.pop("after_commit_jobs", None)
     if not jobs:
         return

@@ -41,6 +41,26 @@ def test_jobs_wait_for_the_commit_and_vanish_on_rollback(app):
     assert RAN == [2]
 
 
+def test_jobs_wait_for_the_transaction_not_a_savepoint_inside_it(app):
+    """SQLAlchemy sends its commit event when a savepoint is released too (the ledger
+    takes one for an account's first posting): the jobs of the transaction so far ran
+    then, before anything they were about was committed, and a savepoint rolled back
+    later did not take them back."""
+    RAN.clear()
+    with app.app_context():
+        enqueue_after_commit(remember, 1)
+        with db.session.begin_nested():
+            pass
+        assert RAN == []
+        db.session.rollback()
+        enqueue_after_commit(remember, 2)
+        with db.session.begin_nested():
+            enqueue_after_commit(remember, 3)
+        assert RAN == []
+        db.session.commit()
+    assert RAN == [2, 3]
+
+
 def test_launch_schedules_the_decision_at_the_deadline_in_rq(make_app, redis_url):
     from redis import Redis
     from rq import Queue
