@@ -4,7 +4,8 @@ Photos from phones carry GPS positions and camera serials in EXIF; a strike's
 organizers may not want either published, nor a treasurer's receipt to say where it
 was photographed. Images are decoded and re-encoded from their pixels alone (EXIF,
 XMP, ICC-less text chunks and JPEG comments dropped); PDFs are rewritten page by page
-without their document information or XMP metadata. Dimensions are read from the
+without their document information, XMP or annotation authors, their JPEG photos
+re-encoded from pixels. Dimensions are read from the
 header and checked before any pixel is decoded, so a small file that unpacks to
 billions of pixels is refused cheaply.
 """
@@ -63,8 +64,18 @@ def reencode_image(data: bytes, *, max_pixels: int, max_side: int) -> tuple[byte
     return out.getvalue(), "jpg"
 
 
-def strip_pdf(data: bytes) -> bytes:
-    """The same pages without the document's metadata (author, software, XMP)."""
+# Where a PDF says who made it, beyond its document information: on pages, images and
+# forms (XMP, an editor's private data, a thumbnail), and on annotations (their author,
+# times and id). The annotations themselves (a comment, a "paid" stamp) stay.
+_OBJECT_AUTHORSHIP = ("/Metadata", "/PieceInfo", "/LastModified", "/Thumb")
+_ANNOTATION_AUTHORSHIP = ("/T", "/M", "/CreationDate", "/NM")
+
+
+def strip_pdf(data: bytes, *, max_pixels: int) -> bytes:
+    """The same pages without what says who made them and where: the document's
+    information and XMP, the pages', images' and forms' own, annotations' authors, and
+    the EXIF (GPS, camera) of photos embedded as JPEG, which are re-encoded from their
+    pixels as image uploads are. A scanner app's receipt carries all of these."""
     from pypdf import PdfReader, PdfWriter
     from pypdf.errors import PyPdfError
 
@@ -73,9 +84,64 @@ def strip_pdf(data: bytes) -> bytes:
         writer = PdfWriter()
         for page in reader.pages:
             writer.add_page(page)
+        seen: set[int] = set()
+        for page in writer.pages:
+            _strip_object(page, seen, max_pixels)
+            for annotation in page.get("/Annots") or []:
+                annotation = annotation.get_object()
+                _drop(annotation, _ANNOTATION_AUTHORSHIP)
+                for appearance in (annotation.get("/AP") or {}).values():
+                    _strip_object(appearance.get_object(), seen, max_pixels)
         writer.metadata = None
+        # What was dropped above is still among the writer's objects, and would be
+        # written unless those that nothing refers to any more are removed.
+        writer.compress_identical_objects(remove_duplicates=False, remove_unreferenced=True)
         out = BytesIO()
         writer.write(out)
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError):
+    except UploadError:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError, AttributeError):
         raise UploadError(_l("This PDF could not be read.")) from None
     return out.getvalue()
+
+
+def _drop(entries, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        entries.pop(key, None)
+
+
+def _strip_object(pdf_object, seen: set[int], max_pixels: int) -> None:
+    """A page, form or image, and the forms and images it draws (each once)."""
+    if id(pdf_object) in seen or not hasattr(pdf_object, "get"):
+        return
+    seen.add(id(pdf_object))
+    _drop(pdf_object, _OBJECT_AUTHORSHIP)
+    if pdf_object.get("/Subtype") == "/Image":
+        _reencode_jpeg(pdf_object, max_pixels)
+        if "/SMask" in pdf_object:
+            _strip_object(pdf_object["/SMask"].get_object(), seen, max_pixels)
+        return
+    resources = pdf_object.get("/Resources")
+    drawn = resources.get_object().get("/XObject") if resources is not None else None
+    for xobject in drawn.get_object().values() if drawn is not None else ():
+        _strip_object(xobject.get_object(), seen, max_pixels)
+
+
+def _reencode_jpeg(image, max_pixels: int) -> None:
+    """A JPEG image's pixels alone: its EXIF, XMP, comments and appended pictures go."""
+    from pypdf.generic import NameObject, StreamObject
+
+    if image.get("/Filter") not in ("/DCTDecode", ["/DCTDecode"]):
+        return  # other encodings hold pixels only
+    with Image.open(BytesIO(image._data)) as photo:  # the stream as stored: a JPEG file
+        if photo.width * photo.height > max_pixels:
+            raise UploadError(_l("The image has too many pixels."))
+        photo.load()
+        clean = photo.copy() if photo.mode in ("L", "RGB") else photo.convert("RGB")
+    clean.info = {}
+    out = BytesIO()
+    clean.save(out, "JPEG", quality=90)
+    StreamObject.set_data(image, out.getvalue())  # stored as is: still DCTDecode
+    if clean.mode != photo.mode:  # CMYK (its /Decode was for four channels)
+        image[NameObject("/ColorSpace")] = NameObject("/DeviceRGB")
+        image.pop("/Decode", None)

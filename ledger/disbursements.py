@@ -125,7 +125,7 @@ def store_receipt(stream) -> tuple[str, str]:
         if data.startswith(magic):
             try:
                 if extension == "pdf":
-                    clean = strip_pdf(data)
+                    clean = strip_pdf(data, max_pixels=current_app.config["COVER_IMAGE_MAX_PIXELS"])
                 else:
                     clean, extension = reencode_image(
                         data,

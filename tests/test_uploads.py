@@ -56,6 +56,79 @@ def test_pdf_receipts_lose_their_document_metadata(app):
     assert len(PdfReader(io.BytesIO(stored)).pages) == 1
 
 
+def _scanned_pdf() -> bytes:
+    """A receipt as a phone's scanner app makes it: the photo (its EXIF, with GPS)
+    embedded as a JPEG image, the page's own XMP, a comment signed by its author, and
+    an editor's private data on the page."""
+    from pypdf.generic import (
+        ArrayObject,
+        DictionaryObject,
+        FloatObject,
+        NameObject,
+        NumberObject,
+        StreamObject,
+        TextStringObject,
+    )
+
+    def stream(data: bytes, **entries) -> StreamObject:
+        made = StreamObject()
+        made.set_data(data)
+        made.update({NameObject(f"/{k}"): v for k, v in entries.items()})
+        return made
+
+    writer = PdfWriter()
+    page = writer.add_blank_page(width=200, height=200)
+    photo = stream(
+        _photo(),
+        Type=NameObject("/XObject"),
+        Subtype=NameObject("/Image"),
+        Width=NumberObject(60),
+        Height=NumberObject(40),
+        ColorSpace=NameObject("/DeviceRGB"),
+        BitsPerComponent=NumberObject(8),
+        Filter=NameObject("/DCTDecode"),
+        Metadata=writer._add_object(stream(b"<x:xmpmeta>Image of Jane Striker</x:xmpmeta>")),
+    )
+    page[NameObject("/Resources")] = DictionaryObject(
+        {NameObject("/XObject"): DictionaryObject({NameObject("/Im0"): writer._add_object(photo)})}
+    )
+    page[NameObject("/Contents")] = writer._add_object(stream(b"q 60 0 0 40 0 0 cm /Im0 Do Q"))
+    page[NameObject("/Metadata")] = writer._add_object(
+        stream(b"<x:xmpmeta><dc:creator>Page by Jane Striker</dc:creator></x:xmpmeta>")
+    )
+    note = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Annot"),
+            NameObject("/Subtype"): NameObject("/Text"),
+            NameObject("/Rect"): ArrayObject([FloatObject(0)] * 2 + [FloatObject(10)] * 2),
+            NameObject("/T"): TextStringObject("Comment by Jane Striker"),
+            NameObject("/Contents"): TextStringObject("paid in cash"),
+        }
+    )
+    page[NameObject("/Annots")] = ArrayObject([writer._add_object(note)])
+    page[NameObject("/PieceInfo")] = DictionaryObject(
+        {NameObject("/Editor"): TextStringObject("Private data of Jane Striker")}
+    )
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_a_scanned_pdf_receipt_loses_the_photos_exif_and_every_authors_name(app):
+    data = _scanned_pdf()
+    assert data.count(b"Jane Striker") == 4 and b"PhoneMaker" in data
+    with app.app_context():
+        name, _mimetype = store_receipt(io.BytesIO(data))
+        stored = (receipts_folder() / name).read_bytes()
+    assert b"Jane Striker" not in stored
+    assert b"PhoneMaker" not in stored and b"Exif" not in stored
+    page = PdfReader(io.BytesIO(stored)).pages[0]
+    [photo] = page.images  # the photo itself is still there, and still a photo
+    assert photo.image.size == (60, 40) and not photo.image.getexif()
+    [note] = page["/Annots"]
+    assert note.get_object()["/Contents"] == "paid in cash"
+
+
 def test_a_broken_pdf_receipt_is_refused(app):
     with app.app_context(), pytest.raises(DisbursementError, match="could not be read"):
         store_receipt(io.BytesIO(b"%PDF-1.4 nothing else"))
