@@ -100,7 +100,8 @@ def strip_pdf(data: bytes, *, max_pixels: int) -> bytes:
         writer.write(out)
     except UploadError:
         raise
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError, AttributeError):
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError, AttributeError, SyntaxError):
+        # OSError covers Pillow's UnidentifiedImageError for a photo that is not a JPEG.
         raise UploadError(_l("This PDF could not be read.")) from None
     return out.getvalue()
 
@@ -133,9 +134,17 @@ def _reencode_jpeg(image, max_pixels: int) -> None:
 
     if image.get("/Filter") not in ("/DCTDecode", ["/DCTDecode"]):
         return  # other encodings hold pixels only
-    with Image.open(BytesIO(image._data)) as photo:  # the stream as stored: a JPEG file
+    too_many = UploadError(_l("The image has too many pixels."))
+    try:
+        with warnings.catch_warnings():
+            # As in reencode_image: the size check below decides, not Pillow's warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            photo = Image.open(BytesIO(image._data))  # the stream as stored: a JPEG file
+    except Image.DecompressionBombError:
+        raise too_many from None
+    with photo:
         if photo.width * photo.height > max_pixels:
-            raise UploadError(_l("The image has too many pixels."))
+            raise too_many
         photo.load()
         clean = photo.copy() if photo.mode in ("L", "RGB") else photo.convert("RGB")
     clean.info = {}

@@ -56,7 +56,7 @@ def test_pdf_receipts_lose_their_document_metadata(app):
     assert len(PdfReader(io.BytesIO(stored)).pages) == 1
 
 
-def _scanned_pdf() -> bytes:
+def _scanned_pdf(photo_bytes: bytes | None = None) -> bytes:
     """A receipt as a phone's scanner app makes it: the photo (its EXIF, with GPS)
     embedded as a JPEG image, the page's own XMP, a comment signed by its author, and
     an editor's private data on the page."""
@@ -79,7 +79,7 @@ def _scanned_pdf() -> bytes:
     writer = PdfWriter()
     page = writer.add_blank_page(width=200, height=200)
     photo = stream(
-        _photo(),
+        photo_bytes or _photo(),
         Type=NameObject("/XObject"),
         Subtype=NameObject("/Image"),
         Width=NumberObject(60),
@@ -127,6 +127,30 @@ def test_a_scanned_pdf_receipt_loses_the_photos_exif_and_every_authors_name(app)
     assert photo.image.size == (60, 40) and not photo.image.getexif()
     [note] = page["/Annots"]
     assert note.get_object()["/Contents"] == "paid in cash"
+
+
+def _jpeg_claiming(width: int, height: int) -> bytes:
+    """A small JPEG whose header claims another size (as a decompression bomb's does)."""
+    data = bytearray(_photo())
+    frame = data.index(b"\xff\xc0")  # SOF0: length, precision, then height and width
+    data[frame + 5 : frame + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("side", [6000, 20000])  # over the limit; over twice Pillow's own
+def test_a_pdf_receipt_whose_photo_unpacks_to_too_many_pixels_is_refused(app, side):
+    with app.app_context():
+        with pytest.raises(DisbursementError, match="too many pixels"):
+            store_receipt(io.BytesIO(_scanned_pdf(_jpeg_claiming(side, side))))
+        assert not list(receipts_folder().glob("*"))
+
+
+@pytest.mark.parametrize("photo", [b"\xff\xd8 not a JPEG after all", _photo()[:200]])
+def test_a_pdf_receipt_whose_photo_cannot_be_decoded_is_refused(app, photo):
+    with app.app_context():
+        with pytest.raises(DisbursementError, match="could not be read"):
+            store_receipt(io.BytesIO(_scanned_pdf(photo)))
+        assert not list(receipts_folder().glob("*"))
 
 
 def test_a_broken_pdf_receipt_is_refused(app):
