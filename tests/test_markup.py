@@ -22,7 +22,7 @@ from tests.factories import login
 REFERENCES = ("for", "aria-describedby", "aria-labelledby", "aria-controls")
 NOT_PAGES = (".csv", ".json", ".zip", ".atom", ".svg", ".txt", ".xml")
 PAGES_PER_VISITOR = 300
-SAME_SHAPE = 3  # pages per path shape (/ledger/entry/N, /c/S?page=N) crawled
+SAME_SHAPE = 3  # pages crawled per shape: numbers as N (/ledger/entry/N, /rounds/N/manage)
 
 
 class _Markup(HTMLParser):
@@ -50,11 +50,10 @@ def _problems(html: str) -> tuple[list[str], list[str], list[str]]:
     counts = Counter(markup.ids)
     duplicates = sorted(f'id="{i}" {n} times' for i, n in counts.items() if n > 1)
     dangling = sorted(
-        {f'<{tag} {name}="{target}">' for tag, name, target in markup.references}
-        - {
+        {
             f'<{tag} {name}="{target}">'
             for tag, name, target in markup.references
-            if target in counts
+            if target not in counts
         }
     )
     return duplicates, dangling, markup.links
