@@ -25,16 +25,21 @@ class UploadError(ValueError):
     pass
 
 
+def _opened(data: bytes) -> Image.Image:
+    """An image file with its header read and nothing decoded. Pillow only warns below
+    twice its pixel limit (and raises DecompressionBombError above it): the callers'
+    own size check decides."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(BytesIO(data))
+
+
 def reencode_image(data: bytes, *, max_pixels: int, max_side: int) -> tuple[bytes, str]:
     """Pixels only, as PNG (with transparency) or JPEG. Returns (bytes, extension)."""
     Image.MAX_IMAGE_PIXELS = max_pixels
     too_many = UploadError(_l("The image has too many pixels."))
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns below twice its limit: the size check below decides.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            probe = Image.open(BytesIO(data))  # reads the header, decodes nothing
-        with probe:
+        with _opened(data) as probe:
             if probe.format not in IMAGE_FORMATS:
                 raise UploadError(_l("Use a JPEG, PNG or WebP image."))
             width, height = probe.size
@@ -136,10 +141,7 @@ def _reencode_jpeg(image, max_pixels: int) -> None:
         return  # other encodings hold pixels only
     too_many = UploadError(_l("The image has too many pixels."))
     try:
-        with warnings.catch_warnings():
-            # As in reencode_image: the size check below decides, not Pillow's warning.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            photo = Image.open(BytesIO(image._data))  # the stream as stored: a JPEG file
+        photo = _opened(image._data)  # the stream as stored: a JPEG file
     except Image.DecompressionBombError:
         raise too_many from None
     with photo:
