@@ -42,6 +42,7 @@ from campaigns.periods import (
 )
 from core.clock import utcnow
 from core.extensions import db
+from core.i18n import format_money
 from core.money import Money
 from core.signed import make_token, read_token
 from core.urls import public_url_for
@@ -200,7 +201,7 @@ def _goal_problem(goal: Money):
     if goal.amount <= 0:
         return _l("The goal must be more than zero.")
     if goal > max_goal:
-        return _l("The goal can be at most %(max)s.", max=max_goal.format())
+        return _l("The goal can be at most %(max)s.", max=format_money(max_goal))
     return None
 
 
@@ -217,8 +218,8 @@ def _budget_problem(draft: CampaignDraft):
     if draft.budget_lines and total != draft.goal.amount and not draft.budget_note.strip():
         return _l(
             "The budget adds up to %(total)s but the goal is %(goal)s: say why.",
-            total=Money(total, draft.goal.currency).format(),
-            goal=draft.goal.format(),
+            total=format_money(Money(total, draft.goal.currency)),
+            goal=format_money(draft.goal),
         )
     return None
 
@@ -323,14 +324,14 @@ def launch_terms(campaign: Campaign) -> list[tuple[str, str]]:
 
     budget = sum(line.amount for line in campaign.budget_lines)
     return [
-        (str(_l("Goal")), campaign.goal.format()),
+        (str(_l("Goal")), format_money(campaign.goal)),
         (str(_l("Funding model")), campaign.funding_label),
         (
             str(_l("Minimum number of backers")),
             str(campaign.min_backers) if campaign.min_backers else str(_l("None")),
         ),
         (str(_l("Deadline")), datetime_filter(campaign.deadline)),
-        (str(_l("Budget")), Money(budget, campaign.currency).format()),
+        (str(_l("Budget")), format_money(Money(budget, campaign.currency))),
     ]
 
 

@@ -41,6 +41,7 @@ from campaigns.models import (
     role_can,
 )
 from core.extensions import db, limiter
+from core.i18n import format_money
 from core.markdown import render_markdown
 from core.page_cache import cached_page
 from core.signed import LinkError
@@ -284,7 +285,7 @@ def cancel(slug: str):
                 "All %(num)d pledges (%(total)s) are released: nobody is charged, and every "
                 "supporter is told.",
                 campaign.backer_count,
-                total=campaign.pledged.format(),
+                total=format_money(campaign.pledged),
             )
         )
     return _confirm_page(

@@ -21,8 +21,8 @@ def init_app(app: Flask, migrations: str) -> None:
         LOCALE_NAMES,
         LocalizedRequest,
         datetime_filter,
+        format_money,
         iso_datetime_filter,
-        money_filter,
         select_locale,
         time_left_filter,
     )
@@ -53,8 +53,8 @@ def init_app(app: Flask, migrations: str) -> None:
     app.register_blueprint(outbox_cli)
     app.register_error_handler(HTTPException, handle_http_error)
 
-    app.jinja_env.filters["money"] = money_filter
-    app.jinja_env.filters["money_in"] = lambda amount, currency: money_filter(
+    app.jinja_env.filters["money"] = format_money
+    app.jinja_env.filters["money_in"] = lambda amount, currency: format_money(
         Money(int(amount), currency)
     )
     app.jinja_env.filters["datetime"] = datetime_filter

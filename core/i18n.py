@@ -47,8 +47,12 @@ def current_locale() -> str:
     return str(get_locale()) if has_request_context() else "en"
 
 
-def money_filter(money) -> str:
-    return money.format(locale=str(get_locale()))
+def format_money(money) -> str:
+    """An amount as its reader reads amounts: the visitor's locale, an email's
+    recipient's (`force_locale`), the default language where there is none. "€1.00" is
+    no number to a German reader, and "1.000" is a thousand to them."""
+    locale = get_locale()
+    return money.format(str(locale) if locale else "en")
 
 
 def iso_datetime_filter(text: str) -> str:

@@ -81,7 +81,7 @@ MAX_INPUT_LENGTH = 32
 MAX_MINOR_UNITS = 10**15
 
 
-def currency_name(code: str, locale: str = "en") -> str:
+def currency_name(code: str, locale: str) -> str:
     return get_currency_name(code, locale=locale)
 
 
@@ -154,7 +154,7 @@ class Money:
         return cls(0, currency)
 
     @classmethod
-    def parse(cls, text: str, currency: str, locale: str = "en") -> Money:
+    def parse(cls, text: str, currency: str, locale: str) -> Money:
         """Read what a person typed in major units, exactly, in their locale.
 
         "12,50" is twelve and a half in de/es/pt_BR and refused in en (where "," groups
@@ -242,7 +242,7 @@ class Money:
     def decimal(self) -> Decimal:
         return Decimal(self.amount).scaleb(-exponent(self.currency))
 
-    def input_value(self, locale: str = "en") -> str:
+    def input_value(self, locale: str) -> str:
         """The amount as a person would type it back into a form, in their locale
         (no grouping, the currency's decimals only when there are any)."""
         places = exponent(self.currency)
@@ -256,11 +256,14 @@ class Money:
             group_separator=False,
         )
 
-    def format(self, locale: str = "en") -> str:
+    def format(self, locale: str) -> str:
         return format_currency(self.decimal, self.currency, locale=locale)
 
     def as_json(self) -> dict:
         return {"amount": self.amount, "currency": self.currency}
 
     def __str__(self) -> str:
-        return self.format()
+        """For logs and operators: the same in every language ("12.50 EUR"). What a
+        person reads in a page or an email is formatted in their locale
+        (`core.i18n.format_money`, the `money` filter)."""
+        return f"{self.decimal} {self.currency}"

@@ -14,6 +14,7 @@ from accounts.models import User
 from campaigns.dashboard import Item
 from campaigns.models import Campaign, CampaignStatus, Permission, role_can
 from core.extensions import db
+from core.i18n import format_money
 from core.money import Money
 from ledger import services as ledger
 from ledger.disbursements import Disbursement, DisbursementStatus
@@ -62,7 +63,7 @@ def items(campaigns: Sequence[Campaign], user: User) -> dict[int, list[Item]]:
                     Item(
                         _(
                             "It holds %(m)s: record what you pay out, with the receipts.",
-                            m=Money(held, campaign.currency).format(),
+                            m=format_money(Money(held, campaign.currency)),
                         ),
                         url_for("disbursements.new", slug=campaign.slug),
                     )

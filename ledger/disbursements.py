@@ -18,6 +18,7 @@ from campaigns.models import Campaign, Permission, role_can
 from campaigns.notifications import tell_committee
 from core.clock import utcnow
 from core.extensions import Model, changed, db
+from core.i18n import format_money
 from core.images import UploadError, reencode_image, strip_pdf
 from core.money import Money
 from core.states import StateMachine, Transition
@@ -162,7 +163,7 @@ def record(
         raise DisbursementError(
             _l(
                 "The campaign holds %(m)s: a disbursement cannot be larger.",
-                m=Money(available, campaign.currency).format(),
+                m=format_money(Money(available, campaign.currency)),
             ),
             "amount",
         )
@@ -170,8 +171,8 @@ def record(
         raise DisbursementError(
             _l(
                 "The payees' amounts add up to %(total)s, not %(m)s.",
-                total=Money(sum(line.amount for line in batch), campaign.currency).format(),
-                m=amount.format(),
+                total=format_money(Money(sum(line.amount for line in batch), campaign.currency)),
+                m=format_money(amount),
             ),
             "batch",
         )

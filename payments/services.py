@@ -20,7 +20,7 @@ from accounts.models import User
 from campaigns.models import Campaign, CampaignStatus, FundingModel
 from core.clock import utcnow
 from core.extensions import changed, db
-from core.i18n import current_locale
+from core.i18n import current_locale, format_money
 from core.money import Money
 from core.work import RuleError
 from payments import emails, lifecycle, signals
@@ -50,9 +50,9 @@ def check_amount(campaign: Campaign, amount: Money) -> None:
         raise PledgeError(_l("This campaign collects %(c)s.", c=campaign.currency), "amount")
     low, high = pledge_limits(campaign.currency)
     if amount < low:
-        raise PledgeError(_l("The smallest pledge is %(m)s.", m=low.format()), "amount")
+        raise PledgeError(_l("The smallest pledge is %(m)s.", m=format_money(low)), "amount")
     if amount > high:
-        raise PledgeError(_l("The largest pledge is %(m)s.", m=high.format()), "amount")
+        raise PledgeError(_l("The largest pledge is %(m)s.", m=format_money(high)), "amount")
 
 
 def withdraw_from_totals(pledge: Pledge) -> None:

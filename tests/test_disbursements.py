@@ -11,6 +11,7 @@ from pypdf import PdfWriter
 from sqlalchemy import func, select
 
 from core.extensions import db
+from core.money import Money
 from ledger.disbursements import Disbursement
 from tests.factories import (
     join_committee,
@@ -59,7 +60,7 @@ def _funded(app):
     return slug, cid, owner, treasurer
 
 
-def _record(client, slug, amount="40", receipt=PDF, name="invoice.pdf"):
+def _record(client, slug, amount="40", receipt=PDF, name="invoice.pdf", headers=None):
     return submit(
         client,
         f"/c/{slug}/disbursements/new",
@@ -70,6 +71,7 @@ def _record(client, slug, amount="40", receipt=PDF, name="invoice.pdf"):
             "receipt": (io.BytesIO(receipt), name, "application/pdf"),
         },
         content_type="multipart/form-data",
+        headers=headers,
     )
 
 
@@ -311,3 +313,20 @@ def test_a_batch_that_cannot_be_read_is_refused_and_changes_nothing(app, lines, 
     assert refused.status_code == 422 and problem in refused.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(func.count(Disbursement.id))) == 0
+
+
+def test_a_treasurer_is_told_what_the_campaign_holds_in_their_locale(app):
+    """The balance quoted on the dashboard and in a refusal is written as the treasurer
+    reads amounts ("€98.50" is no German number)."""
+    slug, cid, _owner, treasurer = _funded(app)
+    german = {"Accept-Language": "de"}
+    held = Money(_balance(app, cid), "EUR")
+    dashboard = treasurer.get("/dashboard", headers=german).get_data(as_text=True)
+    assert held.format("de") in dashboard
+    assert held.format("en") not in dashboard
+    response = _record(treasurer, slug, amount="1.000", headers=german)
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert held.format("de") in page
+    assert held.format("en") not in page
+    assert _balance(app, cid) == held.amount

@@ -84,3 +84,19 @@ def test_the_html_part_names_its_language_as_browsers_read_it(app):
     with app.test_request_context():
         email = mail.compose("accounts/login_link", "pt_BR", name="Ana", link="x", minutes=15)
     assert '<html lang="pt-BR">' in email.html
+
+
+def test_committee_emails_write_amounts_the_way_their_reader_reads_them(app):
+    """A refund made at the processor and a disputed charge reach a German treasurer
+    as "10,00 €", never "€10.00"."""
+    from core import mail
+    from core.money import Money
+    from core.urls import public_request_context
+
+    context = {"name": "Kasse", "title": "Streikkasse", "status": "needs_response"}
+    with app.app_context(), public_request_context():
+        link = app.config["PUBLIC_URL"] + "/c/streikkasse"
+        for template in ("campaigns/refunded_elsewhere", "campaigns/disputed"):
+            email = mail.compose(template, "de", amount=Money(1000, "EUR"), link=link, **context)
+            assert "10,00\xa0€" in email.text, template
+            assert "€10.00" not in email.text and "10.00" not in email.text, template

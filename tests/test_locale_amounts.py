@@ -3,6 +3,8 @@ through the real forms: read exactly, confirmed before they are saved, or refuse
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.factories import (
@@ -106,3 +108,65 @@ def test_a_withdrawn_currency_is_not_offered_and_refused(app):
     response = create_draft(organizer, currency="DEM")
     assert response.status_code == 422
     assert campaign_row(app, "strike-fund-for-the-bakery-workers") is None
+
+
+# Amounts quoted inside messages are written the way the visitor reads amounts: a
+# German speaker told "€1.00" or "€100,000.00" reads a malformed number or one a
+# thousand times off.
+ENGLISH_AMOUNT = re.compile(r"€\d[\d,]*\.\d\d")
+
+
+def test_a_pledges_limits_are_quoted_in_the_visitors_locale(app, client):
+    slug = live_campaign(app)
+    too_small = _pledge_in(client, slug, "0,50", GERMAN)
+    assert too_small.status_code == 422
+    page = too_small.get_data(as_text=True)
+    assert "1,00\xa0€" in page
+    assert not ENGLISH_AMOUNT.findall(page)
+    too_large = _pledge_in(client, slug, "100.000,01", GERMAN)
+    assert too_large.status_code == 422
+    page = too_large.get_data(as_text=True)
+    assert "100.000,00\xa0€" in page
+    assert not ENGLISH_AMOUNT.findall(page)
+    assert pledges(app) == []
+
+
+def test_an_organizers_goal_and_budget_problems_are_quoted_in_their_locale(app):
+    organizer = app.test_client()
+    register(organizer, email="org@example.org", name="Organizers")
+    too_large = create_draft(
+        organizer,
+        goal="20.000.000",
+        **{"budget_lines-0-amount": "10.000.000", "budget_lines-1-amount": "10.000.000"},
+        headers=GERMAN,
+    )
+    assert too_large.status_code == 422
+    page = too_large.get_data(as_text=True)
+    assert "10.000.000,00\xa0€" in page
+    assert not ENGLISH_AMOUNT.findall(page)
+    unexplained = create_draft(
+        organizer,
+        goal="5.000,50",
+        budget_note="",
+        **{"budget_lines-0-amount": "4.000", "budget_lines-1-amount": "1.000"},
+        headers=GERMAN,
+    )
+    assert unexplained.status_code == 422
+    page = unexplained.get_data(as_text=True)
+    assert "5.000,00\xa0€" in page and "5.000,50\xa0€" in page
+    assert not ENGLISH_AMOUNT.findall(page)
+
+
+def test_the_launch_terms_are_quoted_in_the_organizers_locale(app):
+    organizer = app.test_client()
+    register(organizer, email="org@example.org", name="Organizers")
+    response = create_draft(
+        organizer,
+        goal="5.000,50",
+        **{"budget_lines-0-amount": "4.000", "budget_lines-1-amount": "1.000,50"},
+        headers=GERMAN,
+    )
+    slug = response.headers["Location"].rsplit("/", 1)[-1]
+    page = organizer.get(f"/c/{slug}/launch", headers=GERMAN).get_data(as_text=True)
+    assert page.count("5.000,50\xa0€") >= 2  # the goal and the budget
+    assert not ENGLISH_AMOUNT.findall(page)
