@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from babel.core import get_global
@@ -64,12 +63,12 @@ _PROCESSOR_CURRENCIES = frozenset(_PROCESSOR_CURRENCY_CODES.split())
 
 
 def _tender_today() -> frozenset[str]:
-    """ISO 4217 currencies legal tender somewhere today (CLDR): no Deutsche Mark."""
-    today = datetime.now(UTC).date()
+    """ISO 4217 currencies legal tender somewhere today (CLDR): no Deutsche Mark, no
+    US Dollar (Next day). Babel's defaults are today and tender only."""
     return frozenset(
         code
         for territory in get_global("territory_currencies")
-        for code in get_territory_currencies(territory, today, tender=True)
+        for code in get_territory_currencies(territory)
     )
 
 
@@ -100,7 +99,8 @@ def _strip_currency(text: str, currency: str, locale: str) -> str:
             text = text[len(symbol) :]
         elif text.endswith(symbol):
             text = text[: -len(symbol)]
-    return text.strip(" \u00a0\u202f")
+    # Any space between symbol and number: CLDR patterns use no-break and narrow spaces.
+    return text.strip()
 
 
 def _shorten(text: str) -> str:
@@ -108,7 +108,7 @@ def _shorten(text: str) -> str:
 
 
 def _misread_message(raw: str, exc: NumberFormatError, decimal_mark: str, group_mark: str):
-    suggestions = [s for s in (getattr(exc, "suggestions", None) or []) if s]
+    suggestions = [s for s in exc.suggestions or [] if s]
     rule = _l(
         "Here “%(dec)s” marks the decimals and “%(group)s” separates thousands.",
         dec=decimal_mark,
@@ -130,7 +130,7 @@ class MoneyError(ValueError):
 
 def validate_currency(code: str) -> str:
     code = (code or "").strip().upper()
-    if len(code) != 3 or not code.isalpha() or code not in CURRENCIES:
+    if code not in CURRENCIES:
         raise MoneyError(_l("%(code)s is not an ISO 4217 currency code", code=code or "''"))
     return code
 
@@ -246,15 +246,11 @@ class Money:
         """The amount as a person would type it back into a form, in their locale
         (no grouping, the currency's decimals only when there are any)."""
         places = exponent(self.currency)
-        if self.amount % 10**places == 0:
-            places = 0
-        return format_decimal(
-            self.decimal,
-            format="0." + "0" * places if places else "0",
-            locale=locale,
-            decimal_quantization=False,
-            group_separator=False,
-        )
+        whole = self.amount % 10**places == 0
+        # The pattern has no grouping and exactly the amount's decimals, so babel neither
+        # groups nor rounds.
+        pattern = "0" if whole else "0." + "0" * places
+        return format_decimal(self.decimal, format=pattern, locale=locale)
 
     def format(self, locale: str) -> str:
         return format_currency(self.decimal, self.currency, locale=locale)

@@ -7,6 +7,7 @@ from core.money import (
     PLEDGE_CURRENCIES,
     Money,
     MoneyError,
+    _tender_today,
     currency_name,
     exponent,
     validate_currency,
@@ -233,6 +234,36 @@ def test_amounts_accept_signs_and_currency_marks_exactly():
     for text in ("+-5", "1a", ".", ",", "--", "5+", "1_000"):
         with pytest.raises(MoneyError, match="is not a number"):
             Money.parse(text, "EUR", "en")
+
+
+@pytest.mark.parametrize(
+    ("typed", "currency", "locale"),
+    [
+        # Where a currency's symbol is part of its code, the code goes whole: stripping
+        # the symbol first would leave "12 GT" or "$12".
+        ("12 GTQ", "GTQ", "es_GT"),
+        ("Q12", "GTQ", "es_GT"),
+        ("12 HNL", "HNL", "es_HN"),
+        ("L12", "HNL", "es_HN"),
+        ("MOP$12", "MOP", "en_MO"),
+        ("12 MOP", "MOP", "en_MO"),
+        # Any space between the mark and the number (tab, thin, narrow no-break).
+        ("€\t12", "EUR", "en"),
+        ("12\u2009€", "EUR", "de"),
+        ("12\u202f€", "EUR", "de"),
+    ],
+)
+def test_a_currency_code_or_symbol_is_taken_off_whole(typed, currency, locale):
+    assert Money.parse(typed, currency, locale) == Money.from_major(12, currency)
+
+
+def test_only_currencies_legal_tender_today_are_offered():
+    tender = _tender_today()
+    assert {"EUR", "USD", "BRL", "GTQ", "JPY"} <= tender
+    # Withdrawn (the Deutsche Mark, the French franc), or never legal tender anywhere
+    # (US Dollar (Next day), the offshore yuan).
+    assert not {"DEM", "FRF", "USN", "CNH"} & tender
+    assert "DEM" not in PLEDGE_CURRENCIES and "EUR" in PLEDGE_CURRENCIES
 
 
 def test_refusals_say_exactly_what_was_understood():
