@@ -287,8 +287,8 @@ def test_auditor_pages_filters_and_exports(app):
     campaign_page = client.get(f"/c/{slug}/ledger").get_data(as_text=True)
     raised = 2000 + 3500
     fees = sum(a * 150 // 10_000 + 25 for a in (2000, 3500))
-    assert Money(raised, "EUR").format() in campaign_page
-    assert Money(raised - fees, "EUR").format() in campaign_page
+    assert Money(raised, "EUR").format("en") in campaign_page
+    assert Money(raised - fees, "EUR").format("en") in campaign_page
     csv_text = client.get(f"/c/{slug}/ledger/export.csv").get_data(as_text=True)
     assert csv_text.splitlines()[0].startswith("index,time,kind")
     assert len(csv_text.splitlines()) == 1 + 8  # two postings for each of four entries
