@@ -35,7 +35,8 @@ def _split(n: int) -> int:
 def _perfect(start: int, end: int) -> Node | None:
     size = end - start
     if size & (size - 1) == 0 and start % size == 0:
-        return (size.bit_length() - 1, start // size)
+        level = size.bit_length() - 1
+        return (level, start >> level)
     return None
 
 
@@ -74,11 +75,13 @@ def _inclusion_ranges(m: int, start: int, end: int) -> list[tuple[int, int]]:
 def _consistency_ranges(m: int, n: int) -> list[tuple[int, int]]:
     """RFC 9162 2.1.4.1 SUBPROOF(m, D[0:n], true) as ranges."""
     ranges: list[tuple[int, int]] = []
-    start, end, complete = 0, n, True
+    start, end = 0, n
     while True:
         size = end - start
         if m == size:
-            if not complete:
+            # The RFC's flag b: a range still starting at 0 is the old tree itself,
+            # whose root the verifier has; once the walk went right it is not.
+            if start != 0:
                 ranges.append((start, end))
             break
         k = _split(size)
@@ -89,7 +92,6 @@ def _consistency_ranges(m: int, n: int) -> list[tuple[int, int]]:
             ranges.append((start, start + k))
             m -= k
             start += k
-            complete = False
     return list(reversed(ranges))
 
 
