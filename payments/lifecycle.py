@@ -21,7 +21,6 @@ from sqlalchemy import Row, Select, Table, bindparam, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import ColumnElement
 
-from core.clock import utcnow
 from core.extensions import db
 from core.states import StateMachine, Transition
 from payments.models import Pledge, PledgeEvent, PledgeStatus
@@ -309,12 +308,13 @@ def begin(pledge: Pledge) -> None:
 
 def begin_period_charges(rows: list[dict[str, Any]]) -> list[int]:
     """Insert one period's charges of standing pledges (rows of Pledge column values
-    without a status), each `active` with its `period_charge_opened` event. The unique
-    (parent_id, period) index refuses a second charge of a pledge for a period."""
+    without a status), each `active` with its `period_charge_opened` event; returns
+    their ids, in no particular order. The unique (parent_id, period) index refuses a
+    second charge of a pledge for a period."""
     if not rows:
         return []
     opened = db.session.execute(
-        insert(Pledge).returning(Pledge.id, Pledge.amount, sort_by_parameter_order=True),
+        insert(Pledge).returning(Pledge.id, Pledge.amount),
         [{**row, "status": PERIOD_CHARGE_INITIAL} for row in rows],
     ).all()
     _insert_events(
@@ -355,9 +355,8 @@ def _event_row(
 
 
 def _insert_events(rows: list[dict[str, Any]]) -> None:
-    if rows:
-        now = utcnow()
-        db.session.execute(insert(PledgeEvent), [r | {"created_at": now} for r in rows])
+    if rows:  # each stamped by the column's default, core.clock's time
+        db.session.execute(insert(PledgeEvent), rows)
 
 
 def diagram() -> str:

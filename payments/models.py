@@ -134,7 +134,8 @@ class Pledge(Model):
     guest_email: Mapped[str | None] = mapped_column(String(254))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(20), default=PledgeStatus.PENDING, index=True)
+    # No default: a pledge begins only through payments.lifecycle.begin, which sets it.
+    status: Mapped[str] = mapped_column(String(20), index=True)
     visibility: Mapped[str] = mapped_column(String(20), default=Visibility.ANONYMOUS)
     public_name: Mapped[str] = mapped_column(String(80), default="")
     public_message: Mapped[str] = mapped_column(Text, default="")
@@ -256,7 +257,8 @@ class PledgeEvent(Model):
     from_status: Mapped[str | None] = mapped_column(String(20))
     to_status: Mapped[str | None] = mapped_column(String(20))
     amount: Mapped[int | None] = mapped_column(BigInteger)
-    detail: Mapped[str] = mapped_column(Text, default="")
+    # No default: payments.lifecycle writes every event, and says what it has to say.
+    detail: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     pledge: Mapped[Pledge] = relationship(back_populates="events")
