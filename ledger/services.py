@@ -83,8 +83,10 @@ def record_many(entries: list[Entry]) -> list[int]:
             deltas[(account, money.currency)] += money.amount
         if any(sums.values()):
             raise LedgerError(f"postings of {entry.reference} do not balance: {dict(sums)}")
-    # Credits before debits, so an account is never checked half-way through.
-    for (account, currency), delta in sorted(deltas.items(), key=lambda item: -item[1]):
+    # Each account moves once, by its entries' sum, so the order checks nothing: it is
+    # the order rows are locked in, the same for every writer (by account, then
+    # currency), so that two transactions never wait for each other.
+    for (account, currency), delta in sorted(deltas.items()):
         if delta:
             _move_balance(account, Money(delta, currency))
     now = utcnow()

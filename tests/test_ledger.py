@@ -846,20 +846,101 @@ def test_two_writers_appending_at_once_take_consecutive_leaves(app, backend):
     assert verified.exit_code == 0, verified.output
 
 
-def _until_someone_waits(backend: str) -> None:
-    """Until another backend waits for the log's lock, which this transaction holds
-    (PostgreSQL); or a moment for the other writer to reach SQLite's write lock."""
+def _until_someone_waits(backend: str, kind: str = "advisory", waiting: int = 1) -> None:
+    """Until `waiting` backends wait for a lock of `kind` (PostgreSQL: the log's
+    advisory lock unless told otherwise); or a moment for the other writer to reach
+    SQLite's write lock."""
     if backend != "postgresql":
         time.sleep(0.3)
         return
     with db.engine.connect() as observer:
         for _ in range(200):
-            waiting = observer.execute(
+            kinds = observer.execute(
                 sa.text("SELECT locktype FROM pg_locks WHERE NOT granted")
             ).scalars()
-            if kinds := set(waiting):
+            if len(found := list(kinds)) >= waiting:
                 # Waiting on anything else (a row both touch) would hide a missing lock.
-                assert kinds == {"advisory"}, kinds
+                assert set(found) == {kind}, found
                 return
             time.sleep(0.05)
-    raise AssertionError("the second writer never waited for the first")
+    raise AssertionError(f"{waiting} writer(s) never waited for a {kind} lock")
+
+
+def _record_in_thread(app, name, postings, outcome, campaign_id=None):
+    """A worker recording one entry in a transaction of its own; `outcome[name]` says
+    whether it committed (or what stopped it)."""
+
+    def write():
+        with app.app_context():
+            try:
+                ledger.record(
+                    EntryKind.ADJUSTMENT,
+                    campaign_id=campaign_id,
+                    reference=name,
+                    postings=postings,
+                )
+                db.session.commit()
+                outcome[name] = "committed"
+            except Exception as error:  # the outcome is what the test looks at
+                db.session.rollback()
+                outcome[name] = repr(error)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_charge_and_a_refund_of_one_campaign_at_once_do_not_deadlock(app, backend):
+    """Balances are locked in one order, whatever the entry: by account name. Credits
+    first, as before, locked a charge's campaign before the supporters' account and a
+    refund's supporters' account before the campaign: with a third transaction holding
+    the fees' row for a moment, the two waited for each other and PostgreSQL killed
+    one (a settlement job or a refund webhook failing with a deadlock)."""
+    cid = make_campaign(app)
+    account = ledger.campaign_account(cid)
+    with app.app_context():
+        ledger.record(
+            EntryKind.ADJUSTMENT,
+            campaign_id=cid,
+            reference="opening",
+            postings=[
+                (ledger.SUPPORTERS, Money(-1000, "EUR")),
+                (account, Money(970, "EUR")),
+                (ledger.PROCESSOR_FEES, Money(30, "EUR")),
+            ],
+        )
+        db.session.commit()
+    outcome: dict[str, str] = {}
+    with app.app_context(), db.engine.connect() as fees_holder:
+        fees_holder.execute(
+            sa.text("UPDATE ledger_balances SET balance = balance WHERE account = :a"),
+            {"a": ledger.PROCESSOR_FEES},
+        )
+        charge = _record_in_thread(
+            app,
+            "charge",
+            [
+                (ledger.SUPPORTERS, Money(-100, "EUR")),
+                (account, Money(97, "EUR")),
+                (ledger.PROCESSOR_FEES, Money(3, "EUR")),
+            ],
+            outcome,
+            campaign_id=cid,
+        )
+        _until_someone_waits(backend, "transactionid")
+        refund = _record_in_thread(
+            app,
+            "refund",
+            [(account, Money(-50, "EUR")), (ledger.SUPPORTERS, Money(50, "EUR"))],
+            outcome,
+            campaign_id=cid,
+        )
+        _until_someone_waits(backend, "transactionid", waiting=2)
+        fees_holder.commit()
+    charge.join(30)
+    refund.join(30)
+    assert outcome == {"charge": "committed", "refund": "committed"}
+    with app.app_context():
+        assert ledger.balance(account, "EUR") == 970 + 97 - 50
+        assert ledger.balance(ledger.SUPPORTERS, "EUR") == -1000 - 100 + 50
