@@ -119,7 +119,7 @@ def record_many(entries: list[Entry]) -> list[int]:
     )
     # Into the Merkle log in the same transaction: no entry is ever outside it.
     log.append(list(zip(ids, entries, strict=True)), now)
-    entries_recorded.send(None, entries=entries)
+    entries_recorded.send(entries=entries)
     return list(ids)
 
 

@@ -41,11 +41,7 @@ def check_key(config) -> None:
     """At start-up: a configured or stored key must be a 32-byte seed (an empty or
     truncated file from a crash must stop the app, not sign with junk)."""
     if config.get("LEDGER_SIGNING_KEY"):
-        try:
-            seed = base64.b64decode(config["LEDGER_SIGNING_KEY"], validate=True)
-        except ValueError:
-            seed = b""
-        if len(seed) != 32:
+        if _seed(config["LEDGER_SIGNING_KEY"]) is None:
             raise SigningKeyError("LEDGER_SIGNING_KEY is not a base64 Ed25519 seed of 32 bytes")
         return
     path = Path(config["LEDGER_SIGNING_KEY_FILE"])
@@ -57,13 +53,18 @@ class SigningKeyError(RuntimeError):
     """The key file is empty or malformed: refuse to sign rather than sign with junk."""
 
 
-def read_seed(path: Path) -> bytes:
-    text = path.read_text().strip()
+def _seed(text: str) -> bytes | None:
+    """The 32-byte seed `text` is the base64 of, or None."""
     try:
         seed = base64.b64decode(text, validate=True)
     except ValueError:
-        seed = b""
-    if len(seed) != 32:
+        return None
+    return seed if len(seed) == 32 else None
+
+
+def read_seed(path: Path) -> bytes:
+    seed = _seed(path.read_text().strip())
+    if seed is None:
         raise SigningKeyError(
             f"{path} does not hold a base64 Ed25519 seed of 32 bytes; "
             "restore it from a backup (the published verifier key depends on it)"

@@ -944,3 +944,104 @@ def test_a_charge_and_a_refund_of_one_campaign_at_once_do_not_deadlock(app, back
     with app.app_context():
         assert ledger.balance(account, "EUR") == 970 + 97 - 50
         assert ledger.balance(ledger.SUPPORTERS, "EUR") == -1000 - 100 + 50
+
+
+def test_an_entry_keeps_its_campaign_counterparty_and_memo_and_balances_per_currency(app):
+    """What `record` is given is what the ledger holds; a balance is one account in
+    one currency; a campaign's totals are its own account's postings only."""
+    from ledger.models import LedgerTransaction
+
+    first, second = make_campaign(app), make_campaign(app)
+    with app.app_context():
+        mine = ledger.campaign_account(first)
+        described = ledger.record(
+            EntryKind.ADJUSTMENT,
+            campaign_id=first,
+            reference="described",
+            postings=[(ledger.PLATFORM, Money(-700, "EUR")), (mine, Money(700, "EUR"))],
+            counterparty="Print Co-operative",
+            memo="Leaflets",
+        )
+        bare = ledger.record(
+            EntryKind.ADJUSTMENT,
+            campaign_id=second,
+            reference="bare",
+            postings=[
+                (ledger.PLATFORM, Money(-300, "USD")),
+                (ledger.campaign_account(second), Money(300, "USD")),
+            ],
+        )
+        ledger.record(
+            EntryKind.ADJUSTMENT,
+            campaign_id=first,
+            reference="dollars",
+            postings=[(ledger.PLATFORM, Money(-50, "USD")), (mine, Money(50, "USD"))],
+        )
+        db.session.commit()
+        stored = {
+            t.reference: (t.campaign_id, t.counterparty, t.memo)
+            for t in db.session.scalars(select(LedgerTransaction))
+        }
+        assert stored["described"] == (first, "Print Co-operative", "Leaflets")
+        assert stored["bare"] == (second, "", "")
+        assert (described.reference, bare.reference) == ("described", "bare")
+        assert ledger.balance(mine, "EUR") == 700
+        assert ledger.balance(mine, "USD") == 50
+        assert ledger.balance(mine, "GBP") == 0
+        assert ledger.campaign_totals(first) == {"adjustment": 750}
+        assert ledger.campaign_totals(second) == {"adjustment": 300}
+
+
+def test_an_entry_that_does_not_balance_is_refused_with_its_reason(app):
+    from ledger.models import LedgerTransaction
+
+    with app.app_context():
+        refusals = {
+            "needs at least two postings": [(ledger.PLATFORM, Money(0, "EUR"))],
+            r"postings of odd do not balance: \{'EUR': 1\}": [
+                (ledger.PLATFORM, Money(-5, "EUR")),
+                ("payee:x", Money(6, "EUR")),
+            ],
+        }
+        for reason, postings in refusals.items():
+            with pytest.raises(ledger.LedgerError, match=f"^a transaction {reason}$|^{reason}$"):
+                ledger.record(
+                    EntryKind.ADJUSTMENT, campaign_id=None, reference="odd", postings=postings
+                )
+        assert db.session.scalar(select(sa.func.count(LedgerTransaction.id))) == 0
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_two_first_postings_to_one_account_at_once_both_count(app, backend):
+    """Two workers post to an account that has no balance row yet: the second's INSERT
+    of the row waits for the first's, is refused once the first commits, and the
+    second then adds to the row the first made: 5 + 5, nothing lost or doubled."""
+    outcome: dict[str, str] = {}
+    postings = [("a:new", Money(5, "EUR")), (ledger.PLATFORM, Money(-5, "EUR"))]
+    with app.app_context():
+        ledger.record(EntryKind.ADJUSTMENT, campaign_id=None, reference="first", postings=postings)
+        second = _record_in_thread(app, "second", postings, outcome)
+        _until_someone_waits(backend, "transactionid")
+        db.session.commit()
+    second.join(30)
+    assert outcome == {"second": "committed"}
+    with app.app_context():
+        assert ledger.balance("a:new", "EUR") == 10
+        assert ledger.balance(ledger.PLATFORM, "EUR") == -10
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["ledger", "checkpoint"]).exit_code == 0
+    verified = runner.invoke(args=["ledger", "verify"])
+    assert verified.exit_code == 0, verified.output
+
+
+def test_a_key_file_removed_under_a_running_app_does_not_change_its_key(app):
+    """The published verifier key depends on the key the app started with: losing the
+    file while it runs must not make it sign with a fresh one."""
+    from pathlib import Path
+
+    from ledger import signing
+
+    with app.app_context():
+        before = signing.verifier_key()
+        Path(app.config["LEDGER_SIGNING_KEY_FILE"]).unlink()
+        assert signing.verifier_key() == before
