@@ -1045,3 +1045,24 @@ def test_a_key_file_removed_under_a_running_app_does_not_change_its_key(app):
         before = signing.verifier_key()
         Path(app.config["LEDGER_SIGNING_KEY_FILE"]).unlink()
         assert signing.verifier_key() == before
+
+
+def test_a_campaign_account_cannot_start_below_zero_nor_go_there(app):
+    from ledger.models import LedgerTransaction
+
+    cid = make_campaign(app)
+    with app.app_context():
+        account = ledger.campaign_account(cid)
+        below = f"^{account} cannot go below zero in EUR$"
+        out = [(account, Money(-1, "EUR")), (ledger.PLATFORM, Money(1, "EUR"))]
+        with pytest.raises(ledger.LedgerError, match=below):  # its first posting
+            ledger.record(EntryKind.ADJUSTMENT, campaign_id=cid, reference="a", postings=out)
+        into = [(account, Money(1, "EUR")), (ledger.PLATFORM, Money(-1, "EUR"))]
+        ledger.record(EntryKind.ADJUSTMENT, campaign_id=cid, reference="b", postings=into)
+        ledger.record(EntryKind.ADJUSTMENT, campaign_id=cid, reference="c", postings=out)
+        assert ledger.balance(account, "EUR") == 0  # all of it may go
+        with pytest.raises(ledger.LedgerError, match=below):
+            ledger.record(EntryKind.ADJUSTMENT, campaign_id=cid, reference="d", postings=out)
+        db.session.commit()
+        references = db.session.scalars(select(LedgerTransaction.reference)).all()
+        assert sorted(references) == ["b", "c"]
