@@ -240,3 +240,87 @@ def test_stored_tree_nodes_that_disagree_with_the_entries_are_reported(app):
     )
     ok, report = _verified(app)
     assert not ok and report == ["the stored tree nodes no longer match the entries' leaves"]
+
+
+def test_a_history_rewritten_with_every_hash_recomputed_is_caught_by_the_signature(app):
+    """An operator rewrites an entry and then every stored hash to match it: the leaf,
+    the nodes above it, the whole tree. Only the signed checkpoint still holds the old
+    root, and that is what verification must go by."""
+    from ledger import merkle
+
+    _bulk(app, 8)
+    _tamper(
+        app,
+        "UPDATE ledger_transactions SET memo = 'rewritten' WHERE id = "
+        "(SELECT transaction_id FROM ledger_leaves WHERE leaf_index = 5)",
+    )
+    with app.app_context():
+        leaves = [merkle.leaf_hash(leaf) for _, leaf, _ in log.entries(0, 8)]
+        nodes = merkle.new_nodes(0, leaves, lambda wanted: {})
+    for (level, index), value in nodes.items():
+        _tamper(
+            app,
+            'UPDATE ledger_tree_nodes SET hash = :value WHERE level = :level AND "index" = :i',
+            value=value,
+            level=level,
+            i=index,
+        )
+    ok, report = _verified(app)
+    assert not ok
+    assert report == [
+        "8 entries re-hashed and balanced",
+        "the recomputed root differs from the signed checkpoint",
+    ]
+
+
+def test_a_checkpoint_whose_signature_fails_is_refused(app):
+    _bulk(app, 4)
+    _tamper(
+        app,
+        "UPDATE ledger_checkpoints SET note = replace(note, "
+        "substr(note, length(note) - 10, 5), 'AAAAA')",
+    )
+    ok, report = _verified(app)
+    assert not ok
+    [problem] = report
+    assert problem.startswith("the latest checkpoint does not verify: ")
+
+
+def test_transactions_outside_the_log_and_a_log_shorter_than_its_checkpoint_fail(app):
+    _bulk(app, 4)
+    _tamper(
+        app,
+        "INSERT INTO ledger_transactions (kind, campaign_id, reference, counterparty, memo,"
+        " created_at) VALUES ('adjustment', NULL, 'smuggled', '', '', '2026-01-01')",
+    )
+    ok, report = _verified(app)
+    assert not ok
+    assert report == [
+        "4 entries re-hashed and balanced",
+        "1 ledger transactions are not in the log",
+    ]
+    _tamper(app, "DELETE FROM ledger_transactions WHERE reference = 'smuggled'")
+    # The last entry taken out whole: its postings, leaf, leaf node and transaction.
+    with app.app_context():
+        last = db.session.scalar(
+            sa.text("SELECT transaction_id FROM ledger_leaves WHERE leaf_index = 3")
+        )
+    for statement in (
+        "DELETE FROM ledger_postings WHERE transaction_id = :t",
+        "DELETE FROM ledger_leaves WHERE transaction_id = :t",
+        'DELETE FROM ledger_tree_nodes WHERE level = 0 AND "index" = 3',
+        "DELETE FROM ledger_transactions WHERE id = :t",
+    ):
+        _tamper(app, statement, t=last)
+    ok, report = _verified(app)
+    assert not ok, report
+    assert report[-1] == "the checkpoint covers 4 entries; the log has 3", report
+
+
+def test_a_log_without_a_checkpoint_passes_only_while_empty(app):
+    ok, report = _verified(app)
+    assert ok and report == ["0 entries re-hashed and balanced", "no checkpoint signed yet"]
+    with app.app_context():
+        _append([("unsigned", "", "x", 5)], 0)
+    ok, report = _verified(app)
+    assert not ok and report == ["1 entries re-hashed and balanced", "no checkpoint signed yet"]
