@@ -249,6 +249,14 @@ def test_a_history_rewritten_with_every_hash_recomputed_is_caught_by_the_signatu
     from ledger import merkle
 
     _bulk(app, 8)
+    origin = app.config["LEDGER_ORIGIN"]
+    assert _verified(app) == (
+        True,
+        [
+            "8 entries re-hashed and balanced",
+            f"checkpoint for 8 entries ({origin}): signature and root valid",
+        ],
+    )
     _tamper(
         app,
         "UPDATE ledger_transactions SET memo = 'rewritten' WHERE id = "
