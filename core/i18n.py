@@ -43,16 +43,16 @@ class LocalizedRequest(Request):
 
 
 def current_locale() -> str:
-    """The visitor's interface locale ("en" outside a request), for reading amounts."""
-    return str(get_locale()) if has_request_context() else "en"
+    """The locale its reader reads amounts in: the visitor's, an email's recipient's
+    (`force_locale`), the default language where there is neither."""
+    locale = get_locale()
+    return str(locale) if locale else "en"
 
 
 def format_money(money) -> str:
-    """An amount as its reader reads amounts: the visitor's locale, an email's
-    recipient's (`force_locale`), the default language where there is none. "€1.00" is
-    no number to a German reader, and "1.000" is a thousand to them."""
-    locale = get_locale()
-    return money.format(str(locale) if locale else "en")
+    """An amount as its reader reads amounts: "€1.00" is no number to a German reader,
+    and "1.000" is a thousand to them."""
+    return money.format(current_locale())
 
 
 def iso_datetime_filter(text: str) -> str:
