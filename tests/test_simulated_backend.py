@@ -141,3 +141,34 @@ def test_a_saved_card_has_its_own_brand(backend, number, brand):
     """Stripe's test cards of every brand (a Mastercard was shown as Visa)."""
     _customer, card = _saved(backend, number)
     assert (card.brand, card.last4) == (brand, number[-4:])
+
+
+def test_a_first_connection_waits_while_another_is_still_setting_the_file_up(tmp_path):
+    """Workers starting at once on a fresh provider file: one is switching it to WAL
+    (a write lock on a file still in rollback mode) when another asks for WAL too.
+    SQLite answers that one "database is locked" at once, without waiting (CI saw a
+    pledge fail with it); it must wait for the first instead."""
+    import threading
+    import time
+
+    path = tmp_path / "provider.db"
+    setting_up = sqlite3.connect(path, isolation_level=None)
+    setting_up.execute("BEGIN IMMEDIATE")
+    setting_up.execute("CREATE TABLE first_worker (a)")
+    provider = SimulatedProvider(str(path))
+    outcome: dict[str, str] = {}
+
+    def connect() -> None:
+        try:
+            provider._connection()
+            outcome["second"] = "connected"
+        except sqlite3.OperationalError as error:
+            outcome["second"] = repr(error)
+
+    second = threading.Thread(target=connect)
+    second.start()
+    time.sleep(0.3)
+    setting_up.execute("COMMIT")
+    second.join(10)
+    assert outcome == {"second": "connected"}
+    assert provider._connection().execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -105,6 +105,25 @@ def luhn_ok(number: str) -> bool:
     return total % 10 == 0
 
 
+CONNECT_TIMEOUT = 60  # seconds a connection waits for another's lock
+
+
+def _wait_for_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL, waiting for whoever holds it. SQLite answers "database
+    is locked" at once, without its busy timeout, to a connection asking for WAL while
+    another still writes to the file in rollback mode: workers starting together on a
+    fresh file."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SimulatedProvider:
     """The provider's own records, in their own SQLite file."""
 
@@ -124,8 +143,8 @@ class SimulatedProvider:
         if conn is None:
             # Opened lazily, one connection per thread (and so per forked process).
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = sqlite3.connect(self.path, timeout=CONNECT_TIMEOUT, isolation_level=None)
+            _wait_for_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
             conn.row_factory = sqlite3.Row
