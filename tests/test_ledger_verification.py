@@ -207,6 +207,23 @@ def test_of_an_unbalanced_and_a_missing_entry_the_first_is_named(
         assert report == [f"entry {named} is missing from the log"]
 
 
+@pytest.mark.parametrize(("signed", "size"), [(1, 2), (3, 5), (5, 8), (6, 7), (11, 21)])
+def test_a_log_signed_at_any_size_with_entries_after_it_verifies(app, monkeypatch, signed, size):
+    """The tree is rebuilt in blocks, split where the checkpoint falls (and, on SQLite,
+    where each step of composing ends): a checkpoint at an odd size with entries
+    appended one at a time after it must still give the log's own root."""
+    monkeypatch.setattr(verification, "CHUNK", 4)
+    with app.app_context():
+        _append([("signed", "", "x", 100 + n) for n in range(signed)], 0)
+        assert log.sequence() == signed
+        for n in range(signed, size):
+            _append([("after", "", "x", 100 + n)], n)
+    ok, report = _verified(app)
+    assert ok, report
+    assert report[0] == f"{size} entries re-hashed and balanced"
+    assert report[-1].startswith(f"checkpoint for {signed} entries (")
+
+
 def test_a_missing_entry_is_named(app):
     _bulk(app, 40)
     _tamper(app, "DELETE FROM ledger_leaves WHERE leaf_index = 17")
