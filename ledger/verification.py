@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from hashlib import sha256
-from operator import itemgetter
 from typing import NamedTuple
 
 from sqlalchemy import Connection, func, select
@@ -89,9 +88,10 @@ class _RootBuilder:
         level rather than a Python step per node)."""
         done = 0
         while done < len(hashes):
-            size = self.count & -self.count or 1 << 62  # the largest block aligned here
-            while size > len(hashes) - done:
-                size //= 2
+            size = 1 << (len(hashes) - done).bit_length() - 1  # the largest block left
+            alignment = self.count & -self.count  # the largest block aligned here; 0: any
+            if alignment:
+                size = min(size, alignment)
             self.add_subtree(size, _subtree(hashes[done : done + size]))
             done += size
 
@@ -116,7 +116,7 @@ class _RootBuilder:
 def _subtree(hashes: list[bytes]) -> bytes:
     """The root of a perfect tree over `hashes` (a power of two of them)."""
     while len(hashes) > 1:
-        hashes = [merkle.node_hash(a, b) for a, b in zip(hashes[::2], hashes[1::2], strict=True)]
+        hashes = [merkle.node_hash(hashes[n], hashes[n + 1]) for n in range(0, len(hashes), 2)]
     return hashes[0]
 
 
@@ -152,28 +152,31 @@ def _leaf_rows(conn: Connection, low: int, high: int) -> list:
         # Fetched whole: the driver loads a result in C, where reading a stream costs
         # a Python step per row (most of this process's time when it did).
         rows = cursor.execute(_LEAF_BYTES_SQL, {"low": low, "high": high}).fetchall()
-    rows.sort(key=itemgetter(0))
+    rows.sort()  # by position: positions are unique, so the leaves are never compared
     return rows
 
 
 class _Range(NamedTuple):
-    hashes: list[bytes]  # of the positions from the range's start up to the first missing
+    hashes: list[bytes]  # of the positions read (never used when one is missing)
     missing: int | None
     unbalanced: int | None  # the first position whose postings do not sum to zero
     mixed: list[int]  # positions with postings in several currencies
 
 
 def _read_range(conn: Connection, low: int, high: int) -> _Range:
+    """A range with a missing position ends verification, so its hashes are never
+    used; its balances still are: `_verify` names an entry that does not balance
+    if it comes before the missing one."""
     rows = _leaf_rows(conn, low, high)
     missing = _first_gap(rows, low)
-    if missing is not None:
-        rows = rows[: missing - low]
-    elif len(rows) != high - low:
+    if missing is None and len(rows) != high - low:
         missing = low + len(rows)  # the range came back short, without a gap
-    hashes = _hashed(rows, low)
-    unbalanced = next((row[0] for row in rows if row[2] is False), None)
-    mixed = [row[0] for row in rows if row[2] is None]
-    return _Range(hashes, missing, unbalanced, mixed)
+    return _Range(
+        [sha256(row[1]).digest() for row in rows],
+        missing,
+        next((row[0] for row in rows if row[2] is False), None),
+        [row[0] for row in rows if row[2] is None],
+    )
 
 
 def _composed_in_python() -> Iterator[list]:
@@ -204,9 +207,9 @@ class _Rehash:
         if self.unbalanced is None:
             self.unbalanced = found.unbalanced
             self.mixed += found.mixed
-        self.add(found.hashes)
         if found.missing is not None:
             raise _Missing(found.missing)
+        self.add(found.hashes)
 
     def add(self, hashes: list[bytes]) -> None:
         start = self.builder.count
@@ -326,9 +329,7 @@ def _first_altered(conn: Connection) -> int | None:
 
 def _named(conn: Connection, index: int, problem: str) -> str:
     reference = conn.scalar(
-        select(LedgerTransaction.reference)
-        .join(LedgerLeaf, LedgerLeaf.transaction_id == LedgerTransaction.id)
-        .where(LedgerLeaf.leaf_index == index)
+        select(LedgerTransaction.reference).join(LedgerLeaf).where(LedgerLeaf.leaf_index == index)
     )
     return f"entry {index} ({reference}) {problem}"
 
