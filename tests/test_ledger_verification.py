@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 
 from core.extensions import db
 from core.money import Money
-from ledger import log, verification
+from ledger import log, merkle, verification
 from ledger import services as ledger
 from ledger.models import EntryKind
+from verifier.counterfund_verify import VerificationError, verify_inclusion
 
 # Any text PostgreSQL stores: no NUL, no lone surrogates; control, bidi, quotes,
 # backslashes, non-BMP characters all in.
@@ -259,6 +260,35 @@ def test_stored_tree_nodes_that_disagree_with_the_entries_are_reported(app):
     assert not ok and report == ["the stored tree nodes no longer match the entries' leaves"]
 
 
+@pytest.mark.parametrize(("level", "index"), [(0, 5), (1, 3), (2, 9), (4, 1)])
+def test_a_damaged_tree_node_off_the_roots_path_is_reported(app, monkeypatch, level, index):
+    """Verification compared only the root that the stored nodes give, so a node
+    beneath it could be damaged and `ledger verify` still said OK, while the server
+    handed out inclusion proofs carrying it that no one's verifier accepts. Ranges
+    (PostgreSQL) and steps (SQLite) of 8: a node inside one, and (level 4) one over
+    two of them."""
+    monkeypatch.setattr(verification, "RANGE", 8)
+    monkeypatch.setattr(verification, "CHUNK", 8)
+    _bulk(app, 40)
+    _tamper(
+        app,
+        'UPDATE ledger_tree_nodes SET hash = :forged WHERE level = :level AND "index" = :index',
+        forged=b"\x01" * 32,
+        level=level,
+        index=index,
+    )
+    with app.app_context():
+        entry = (index ^ 1) << level  # the first entry whose proof carries the node
+        [(_, leaf, _doc)] = log.entries(entry, entry + 1)
+        proof = merkle.inclusion_proof(entry, 40, log.fetch_nodes)
+        signed = log.latest_checkpoint()
+        assert signed is not None and signed.tree_size == 40
+        with pytest.raises(VerificationError):
+            verify_inclusion(entry, 40, merkle.leaf_hash(leaf), proof, bytes(signed.root_hash))
+    ok, report = _verified(app)
+    assert not ok and report == ["the stored tree nodes no longer match the entries' leaves"]
+
+
 def test_a_history_rewritten_with_every_hash_recomputed_is_caught_by_the_signature(app):
     """An operator rewrites an entry and then every stored hash to match it: the leaf,
     the nodes above it, the whole tree. Only the signed checkpoint still holds the old
@@ -349,3 +379,29 @@ def test_a_log_without_a_checkpoint_passes_only_while_empty(app):
         _append([("unsigned", "", "x", 5)], 0)
     ok, report = _verified(app)
     assert not ok and report == ["1 entries re-hashed and balanced", "no checkpoint signed yet"]
+
+
+def test_a_new_deployments_empty_checkpoint_and_the_entries_after_it_verify(app):
+    """The checkpoint of size 0 a new deployment signs (served before any money moves)
+    is checked against the empty tree's root, and still once entries follow it."""
+    assert app.test_client().get("/api/v1/ledger/checkpoint").status_code == 200
+    ok, report = _verified(app)
+    assert ok, report
+    assert report[-1].startswith("checkpoint for 0 entries (")
+    with app.app_context():
+        _append([("after", "", "x", 5)], 0)
+    ok, report = _verified(app)
+    assert ok and report[0] == "1 entries re-hashed and balanced", report
+
+
+def test_the_last_entry_with_its_transaction_deleted_is_named(app, monkeypatch):
+    """Its leaf is still in the log, so the log's size counts it; the range (or step)
+    that should hold it comes back short."""
+    monkeypatch.setattr(verification, "RANGE", 8)
+    monkeypatch.setattr(verification, "CHUNK", 8)
+    _bulk(app, 20)
+    deleted = "(SELECT transaction_id FROM ledger_leaves WHERE leaf_index = 19)"
+    _tamper(app, f"DELETE FROM ledger_postings WHERE transaction_id = {deleted}")
+    _tamper(app, f"DELETE FROM ledger_transactions WHERE id = {deleted}")
+    ok, report = _verified(app)
+    assert not ok and report == ["entry 19 is missing from the log"]
