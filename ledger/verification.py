@@ -163,14 +163,14 @@ def _stored_levels(conn: Connection, low: int, high: int) -> dict[int, list[byte
     return stored
 
 
+# An index range scan per level, in key order (no sort): a third of the time that
+# array_agg over a lateral join took.
 _STORED_LEVELS_SQL = """
-SELECT k, array_agg(n.hash ORDER BY n."index")
-FROM generate_series(0, %(top)s) AS k
-JOIN LATERAL (
-  SELECT "index", hash FROM ledger_tree_nodes
+SELECT k, ARRAY(
+  SELECT hash FROM ledger_tree_nodes
   WHERE level = k AND "index" >= %(low)s::bigint >> k AND "index" < %(high)s::bigint >> k
-) n ON true
-GROUP BY k
+  ORDER BY "index")
+FROM generate_series(0, %(top)s) AS k
 """
 
 
@@ -353,9 +353,10 @@ def _snapshot() -> Iterator[list[Connection]]:
             # Compiling this one query's expressions costs more than it saves.
             conn.exec_driver_sql("SET LOCAL jit = off")
             # Each query composes one range of positions: a lookup by key per entry,
-            # where the planner would scan every transaction for each range. Both
-            # cores already work, one query each.
-            for setting in ("enable_hashjoin", "enable_mergejoin"):
+            # where the planner would scan every transaction for each range, and reads
+            # stored nodes by an index scan in key order, where a bitmap scan would
+            # sort them. Both cores already work, one query each.
+            for setting in ("enable_hashjoin", "enable_mergejoin", "enable_bitmapscan"):
                 conn.exec_driver_sql(f"SET LOCAL {setting} = off")
             conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
         yield conns
