@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 
-from sqlalchemy import and_, func, insert, select, text, tuple_
+from sqlalchemy import Connection, and_, func, insert, select, text, tuple_
 
 from campaigns.models import Campaign
 from core.extensions import db
@@ -63,16 +63,24 @@ def encode(doc: dict) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def fetch_nodes(keys: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
+def fetch_nodes(
+    keys: Iterable[merkle.Node], connection: Connection | None = None
+) -> dict[merkle.Node, bytes]:
+    """Stored tree nodes by key (through `connection`, else the session); raises
+    LookupError naming those missing."""
     keys = list(keys)
     found: dict[merkle.Node, bytes] = {}
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
-        rows = db.session.execute(
-            select(LedgerTreeNode.level, LedgerTreeNode.index, LedgerTreeNode.hash).where(
-                tuple_(LedgerTreeNode.level, LedgerTreeNode.index).in_(chunk)
+        rows = (
+            (connection or db.session)
+            .execute(
+                select(LedgerTreeNode.level, LedgerTreeNode.index, LedgerTreeNode.hash).where(
+                    tuple_(LedgerTreeNode.level, LedgerTreeNode.index).in_(chunk)
+                )
             )
-        ).all()
+            .all()
+        )
         found.update({(level, index): bytes(value) for level, index, value in rows})
     missing = set(keys) - set(found)
     if missing:

@@ -26,7 +26,7 @@ from contextlib import ExitStack, contextmanager
 from hashlib import sha256
 from typing import NamedTuple
 
-from sqlalchemy import Connection, and_, func, or_, select, tuple_
+from sqlalchemy import Connection, and_, func, or_, select
 
 from core.extensions import db
 from ledger import log, merkle, signing
@@ -271,12 +271,13 @@ class _Rehash:
     def add(self, hashes: list[bytes], stored: dict[int, list[bytes]]) -> None:
         """Hashes of the positions from `builder.count` on, and the stored nodes over
         them (by level, from the first stored over that position)."""
-        low = start = self.builder.count
+        start = self.builder.count
         if start < self.signed_size <= start + len(hashes):
-            self._compare(low, stored, self.builder.add_leaves(hashes[: self.signed_size - start]))
+            signed = self.builder.add_leaves(hashes[: self.signed_size - start])
+            self._compare(start, stored, signed)
             self.root_at_signed = self.builder.root()
             hashes = hashes[self.signed_size - start :]
-        self._compare(low, stored, self.builder.add_leaves(hashes))
+        self._compare(start, stored, self.builder.add_leaves(hashes))
 
     def _compare(self, low: int, stored: dict[int, list[bytes]], blocks: list) -> None:
         """Each node the server hands out in proofs must be the node recomputed here."""
@@ -288,16 +289,13 @@ class _Rehash:
 
     def compare_joined(self, conn: Connection) -> None:
         """The nodes over blocks added separately, compared with the stored ones."""
-        joined = self.builder.joined
-        for start in range(0, len(joined), 500):
-            chunk = dict(joined[start : start + 500])
-            rows = conn.execute(
-                select(LedgerTreeNode.level, LedgerTreeNode.index, LedgerTreeNode.hash).where(
-                    tuple_(LedgerTreeNode.level, LedgerTreeNode.index).in_(list(chunk))
-                )
-            )
-            if {(level, index): bytes(value) for level, index, value in rows} != chunk:
-                self.stored_nodes_differ = True
+        joined = dict(self.builder.joined)
+        try:
+            stored = log.fetch_nodes(joined, conn)
+        except LookupError:
+            stored = {}
+        if stored != joined:
+            self.stored_nodes_differ = True
 
 
 def _rehash(rehash: _Rehash, conns: list[Connection], size: int) -> None:
