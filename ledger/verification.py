@@ -231,7 +231,7 @@ def _read_range(conn: Connection, low: int, high: int) -> _Range:
         missing,
         next((row[0] for row in rows if row[2] is False), None),
         [row[0] for row in rows if row[2] is None],
-        _stored_levels(conn, low, high) if missing is None else {},
+        _stored_levels(conn, low, high),
     )
 
 
