@@ -70,17 +70,14 @@ def fetch_nodes(
     LookupError naming those missing."""
     keys = list(keys)
     found: dict[merkle.Node, bytes] = {}
+    reader = connection or db.session
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
-        rows = (
-            (connection or db.session)
-            .execute(
-                select(LedgerTreeNode.level, LedgerTreeNode.index, LedgerTreeNode.hash).where(
-                    tuple_(LedgerTreeNode.level, LedgerTreeNode.index).in_(chunk)
-                )
+        rows = reader.execute(
+            select(LedgerTreeNode.level, LedgerTreeNode.index, LedgerTreeNode.hash).where(
+                tuple_(LedgerTreeNode.level, LedgerTreeNode.index).in_(chunk)
             )
-            .all()
-        )
+        ).all()
         found.update({(level, index): bytes(value) for level, index, value in rows})
     missing = set(keys) - set(found)
     if missing:
