@@ -41,6 +41,7 @@ from verifier.counterfund_verify import VerificationError, verify_checkpoint
 
 CHUNK = 4096  # leaves composed in Python per step (SQLite)
 RANGE = 65536  # leaves a backend composes per query: about 21 MB of leaf bytes
+MIXED_BATCH = 1000  # entries in several currencies summed per query (the IN list's length)
 
 # The leaf bytes of the entries at positions [low, high), composed exactly as
 # `log.encode(log.leaf_document(...))` composes them: keys sorted, no spaces, strings
@@ -367,8 +368,8 @@ def _first_unbalanced(conn: Connection, rehash: _Rehash) -> int | None:
     if not rehash.balances_read:
         return _first_unbalanced_among(conn, None)
     before = [n for n in rehash.mixed if rehash.unbalanced is None or n < rehash.unbalanced]
-    for start in range(0, len(before), 1000):
-        found = _first_unbalanced_among(conn, before[start : start + 1000])
+    for start in range(0, len(before), MIXED_BATCH):
+        found = _first_unbalanced_among(conn, before[start : start + MIXED_BATCH])
         if found is not None:
             return found
     return rehash.unbalanced

@@ -187,6 +187,26 @@ def test_entries_in_several_currencies_are_summed_per_currency(app, monkeypatch)
     assert not ok and report == ["entry 26 (26-tail) does not balance"]
 
 
+@pytest.mark.parametrize("unbalanced", [4, 5, 7])
+def test_an_unbalanced_entry_in_several_currencies_is_found_in_any_batch(
+    app, monkeypatch, unbalanced
+):
+    """Entries in several currencies (positions 3-7) are summed two at a time; the one
+    that does not balance is found wherever it falls: second in the first batch, first
+    in the second, alone in the last."""
+    monkeypatch.setattr(verification, "RANGE", 8)
+    monkeypatch.setattr(verification, "MIXED_BATCH", 2)
+    _bulk(app, 3)
+    for n in range(3, 8):
+        _append_in_two_currencies(app, f"mixed-{n}")
+    ok, report = _verified(app)
+    assert ok, report
+    _shift(app, f"mixed-{unbalanced}", "EUR", 5)
+    _shift(app, f"mixed-{unbalanced}", "USD", -5)
+    ok, report = _verified(app)
+    assert not ok and report == [f"entry {unbalanced} (mixed-{unbalanced}) does not balance"]
+
+
 @pytest.mark.parametrize(("unbalanced", "missing", "named"), [(3, 20, 3), (20, 3, 3)])
 def test_of_an_unbalanced_and_a_missing_entry_the_first_is_named(
     app, monkeypatch, unbalanced, missing, named
