@@ -187,6 +187,42 @@ def test_entries_in_several_currencies_are_summed_per_currency(app, monkeypatch)
     assert not ok and report == ["entry 26 (26-tail) does not balance"]
 
 
+def test_postings_stored_out_of_their_written_order_leave_every_leaf_as_appended(app):
+    """A leaf lists postings in the order they were written (by id), not in the order
+    the database happens to keep them: here one entry's first posting is moved to the
+    end of the table (as a restore or a VACUUM FULL can move rows), and every leaf the
+    server composes, and verification, still match what was appended."""
+    _bulk(app, 6)
+    with app.app_context():
+        first = db.session.scalar(
+            sa.text(
+                "SELECT min(p.id) FROM ledger_postings p JOIN ledger_leaves l"
+                " ON l.transaction_id = p.transaction_id WHERE l.leaf_index = 2"
+            )
+        )
+        row = (
+            db.session.execute(
+                sa.text("SELECT * FROM ledger_postings WHERE id = :id"), {"id": first}
+            )
+            .mappings()
+            .one()
+        )
+    _tamper(app, "DELETE FROM ledger_postings WHERE id = :id", id=first)
+    columns = ", ".join(row)
+    values = ", ".join(f":{name}" for name in row)
+    _tamper(app, f"INSERT INTO ledger_postings ({columns}) VALUES ({values})", **row)
+    with app.app_context():
+        leaves = log.entries(0, 6)
+        stored = log.fetch_nodes((0, index) for index in range(6))
+        assert [merkle.leaf_hash(leaf) for _, leaf, _ in leaves] == [
+            stored[(0, index)] for index in range(6)
+        ]
+        accounts = [posting["account"] for posting in leaves[2][2]["postings"]]
+        assert accounts == ["x", "b"]
+    ok, report = _verified(app)
+    assert ok, report
+
+
 @pytest.mark.parametrize("unbalanced", [4, 5, 7])
 def test_an_unbalanced_entry_in_several_currencies_is_found_in_any_batch(
     app, monkeypatch, unbalanced
