@@ -103,14 +103,10 @@ def append(items: list, created_at) -> None:
     _lock()
     size = tree_size()
     campaign_ids = {entry.campaign_id for _, entry in items if entry.campaign_id is not None}
-    slugs = (
-        dict(
-            db.session.execute(
-                select(Campaign.id, Campaign.slug).where(Campaign.id.in_(campaign_ids))
-            ).all()
-        )
-        if campaign_ids
-        else {}
+    slugs = dict(
+        db.session.execute(
+            select(Campaign.id, Campaign.slug).where(Campaign.id.in_(campaign_ids))
+        ).all()
     )
     hashes = []
     for _, entry in items:
@@ -203,7 +199,7 @@ def _documents(low: int, high: int, campaign_id: int | None = None) -> list[tupl
             Campaign.slug,
         )
         .join(LedgerTransaction, LedgerTransaction.id == LedgerLeaf.transaction_id)
-        .outerjoin(Campaign, Campaign.id == LedgerTransaction.campaign_id)
+        .outerjoin(Campaign)
         .where(leaf_range)
         .order_by(LedgerLeaf.leaf_index)
     )
@@ -253,8 +249,6 @@ def _documents(low: int, high: int, campaign_id: int | None = None) -> list[tupl
 
 
 def entries(start: int, end: int) -> list[tuple[int, bytes, dict]]:
-    if end <= start:
-        return []
     return [(index, encode(doc), doc) for index, doc in _documents(start, end - 1)]
 
 
