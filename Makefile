@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 export FLASK_APP := app
 
-.PHONY: run test lint install install-dev migrate demo clean translations translations-update
+.PHONY: run test lint install install-dev migrate demo clean translations translations-update mutants
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,5 +67,14 @@ lint: install-dev
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
+# Mutation testing (pyproject: tool.mutmut): slow, by hand, not in CI. Surviving
+# mutants are code no test can tell apart from the original: `mutmut show NAME`.
+MUTANTS ?=
+mutants: install-dev
+	$(BIN)/pip install --quiet "mutmut==3.8.1"
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache *.egg-info mutants

@@ -10,6 +10,7 @@ are tested on both backends too.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,48 @@ from core import clock
 
 BACKENDS = ("sqlite", "postgresql")
 _prepared: set[str] = set()
+
+
+def _mutant_child_database(create: bool) -> None:
+    """Creates (or drops) this mutmut child's own PostgreSQL database."""
+    url = os.environ["TEST_DATABASE_URL"]
+    server, name = url.rsplit("/", 1)
+    engine = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if create:
+                child = f"mutant_{os.getpid()}"
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{child}" WITH (FORCE)'))
+                conn.execute(sa.text(f'CREATE DATABASE "{child}"'))
+                os.environ["TEST_DATABASE_URL"] = f"{server}/{child}"
+            else:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+def _is_mutant_child() -> bool:
+    return os.environ.get("MUTANT_UNDER_TEST") not in (None, "", "stats", "clean")
+
+
+def pytest_configure(config) -> None:
+    """Under `make mutants`, mutmut runs each mutant's tests in a forked child, two at
+    a time. Each child gets a PostgreSQL database and a temporary root of its own:
+    sharing them, children dropped each other's schema and pytest deleted each other's
+    numbered temporary folders, so tests failed whatever the mutant and every mutant
+    looked killed."""
+    if not _is_mutant_child():
+        return
+    if os.environ.get("TEST_DATABASE_URL"):
+        _mutant_child_database(create=True)
+    root = Path(tempfile.gettempdir()) / "counterfund-mutants" / str(os.getpid())
+    root.mkdir(parents=True, exist_ok=True)
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = str(root)
+
+
+def pytest_unconfigure(config) -> None:
+    if _is_mutant_child() and os.environ.get("TEST_DATABASE_URL"):
+        _mutant_child_database(create=False)
 
 
 def _database_url(backend: str, tmp_root: Path) -> str:
