@@ -292,10 +292,9 @@ class _Rehash:
         """The nodes over blocks added separately, compared with the stored ones."""
         joined = dict(self.builder.joined)
         try:
-            stored = log.fetch_nodes(joined, conn)
-        except LookupError:
-            stored = {}
-        if stored != joined:
+            if log.fetch_nodes(joined, conn) != joined:
+                self.stored_nodes_differ = True
+        except LookupError:  # one of them is not stored at all
             self.stored_nodes_differ = True
 
 

@@ -345,6 +345,23 @@ def test_a_damaged_tree_node_off_the_roots_path_is_reported(app, monkeypatch, le
     assert not ok and report == ["the stored tree nodes no longer match the entries' leaves"]
 
 
+@pytest.mark.parametrize(("level", "index"), [(0, 5), (1, 3), (4, 1)])
+def test_a_missing_tree_node_is_reported(app, monkeypatch, level, index):
+    """A stored node deleted (inside a range of 8, or at level 4 over two of them):
+    the server cannot give out the proofs that need it, and verification says so."""
+    monkeypatch.setattr(verification, "RANGE", 8)
+    monkeypatch.setattr(verification, "CHUNK", 8)
+    _bulk(app, 40)
+    _tamper(
+        app,
+        'DELETE FROM ledger_tree_nodes WHERE level = :level AND "index" = :index',
+        level=level,
+        index=index,
+    )
+    ok, report = _verified(app)
+    assert not ok and report == ["the stored tree nodes no longer match the entries' leaves"]
+
+
 def test_a_history_rewritten_with_every_hash_recomputed_is_caught_by_the_signature(app):
     """An operator rewrites an entry and then every stored hash to match it: the leaf,
     the nodes above it, the whole tree. Only the signed checkpoint still holds the old
