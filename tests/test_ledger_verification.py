@@ -345,10 +345,11 @@ def test_a_damaged_tree_node_off_the_roots_path_is_reported(app, monkeypatch, le
     assert not ok and report == ["the stored tree nodes no longer match the entries' leaves"]
 
 
-@pytest.mark.parametrize(("level", "index"), [(0, 5), (1, 3), (4, 1)])
+@pytest.mark.parametrize(("level", "index"), [(0, 5), (1, 3), (3, 1), (4, 1)])
 def test_a_missing_tree_node_is_reported(app, monkeypatch, level, index):
-    """A stored node deleted (inside a range of 8, or at level 4 over two of them):
-    the server cannot give out the proofs that need it, and verification says so."""
+    """A stored node deleted (inside a range of 8, the one at its top, or at level 4
+    over two ranges): the server cannot give out the proofs that need it, and
+    verification says so."""
     monkeypatch.setattr(verification, "RANGE", 8)
     monkeypatch.setattr(verification, "CHUNK", 8)
     _bulk(app, 40)
