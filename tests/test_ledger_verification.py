@@ -223,13 +223,13 @@ def test_postings_stored_out_of_their_written_order_leave_every_leaf_as_appended
     assert ok, report
 
 
-@pytest.mark.parametrize("unbalanced", [4, 5, 7])
+@pytest.mark.parametrize("unbalanced", [3, 4, 5, 7])
 def test_an_unbalanced_entry_in_several_currencies_is_found_in_any_batch(
     app, monkeypatch, unbalanced
 ):
     """Entries in several currencies (positions 3-7) are summed two at a time; the one
-    that does not balance is found wherever it falls: second in the first batch, first
-    in the second, alone in the last."""
+    that does not balance is found wherever it falls: first or second in the first
+    batch, first in the second, alone in the last."""
     monkeypatch.setattr(verification, "RANGE", 8)
     monkeypatch.setattr(verification, "MIXED_BATCH", 2)
     _bulk(app, 3)
@@ -408,6 +408,27 @@ def test_a_checkpoint_whose_signature_fails_is_refused(app):
         app,
         "UPDATE ledger_checkpoints SET note = replace(note, "
         "substr(note, length(note) - 10, 5), 'AAAAA')",
+    )
+    ok, report = _verified(app)
+    assert not ok
+    [problem] = report
+    assert problem.startswith("the latest checkpoint does not verify: ")
+
+
+def test_the_latest_checkpoint_is_the_one_verified(app):
+    """Of two checkpoints, verification goes by the latest: its size is the one
+    reported, and its signature failing fails verification although the earlier
+    checkpoint still verifies."""
+    _bulk(app, 4)
+    with app.app_context():
+        _append([("more", "", "x", 7) for _ in range(3)], 4)
+        log.sequence()
+    ok, report = _verified(app)
+    assert ok and report[-1].startswith("checkpoint for 7 entries ("), report
+    _tamper(
+        app,
+        "UPDATE ledger_checkpoints SET note = replace(note, "
+        "substr(note, length(note) - 10, 5), 'AAAAA') WHERE tree_size = 7",
     )
     ok, report = _verified(app)
     assert not ok
