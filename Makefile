@@ -69,11 +69,13 @@ lint: install-dev
 
 # Mutation testing (pyproject: tool.mutmut): slow, by hand, not in CI. Surviving
 # mutants are code no test can tell apart from the original: `mutmut show NAME`.
+# A mutant that loops forever building lists (a loop's step made constant) can fill
+# the machine's memory before mutmut's timeout: 8 GiB each, then it dies (killed).
 MUTANTS ?=
 mutants: install-dev
 	$(BIN)/pip install --quiet "mutmut==3.8.1"
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	ulimit -v 8388608 && $(BIN)/mutmut run --max-children 2 $(MUTANTS)
 	$(BIN)/mutmut results
 
 clean:
