@@ -22,26 +22,23 @@ BACKENDS = ("sqlite", "postgresql")
 _prepared: set[str] = set()
 
 
-def _mutant_child_database(create: bool) -> None:
-    """Creates (or drops) this mutmut child's own PostgreSQL database."""
-    url = os.environ["TEST_DATABASE_URL"]
-    server, name = url.rsplit("/", 1)
+def _is_mutant_child() -> bool:
+    return os.environ.get("MUTANT_UNDER_TEST") not in (None, "", "stats", "clean")
+
+
+def _mutant_database() -> str:
+    return f"mutant_{os.getpid()}"
+
+
+def _on_server(statement: str) -> None:
+    """One statement on the test PostgreSQL server, outside any test database."""
+    server = os.environ["TEST_DATABASE_URL"].rsplit("/", 1)[0]
     engine = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
-            if create:
-                child = f"mutant_{os.getpid()}"
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{child}" WITH (FORCE)'))
-                conn.execute(sa.text(f'CREATE DATABASE "{child}"'))
-                os.environ["TEST_DATABASE_URL"] = f"{server}/{child}"
-            else:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(statement))
     finally:
         engine.dispose()
-
-
-def _is_mutant_child() -> bool:
-    return os.environ.get("MUTANT_UNDER_TEST") not in (None, "", "stats", "clean")
 
 
 def pytest_configure(config) -> None:
@@ -53,7 +50,10 @@ def pytest_configure(config) -> None:
     if not _is_mutant_child():
         return
     if os.environ.get("TEST_DATABASE_URL"):
-        _mutant_child_database(create=True)
+        _on_server(f'DROP DATABASE IF EXISTS "{_mutant_database()}" WITH (FORCE)')
+        _on_server(f'CREATE DATABASE "{_mutant_database()}"')
+        server = os.environ["TEST_DATABASE_URL"].rsplit("/", 1)[0]
+        os.environ["TEST_DATABASE_URL"] = f"{server}/{_mutant_database()}"
     root = Path(tempfile.gettempdir()) / "counterfund-mutants" / str(os.getpid())
     root.mkdir(parents=True, exist_ok=True)
     os.environ["PYTEST_DEBUG_TEMPROOT"] = str(root)
@@ -61,7 +61,7 @@ def pytest_configure(config) -> None:
 
 def pytest_unconfigure(config) -> None:
     if _is_mutant_child() and os.environ.get("TEST_DATABASE_URL"):
-        _mutant_child_database(create=False)
+        _on_server(f'DROP DATABASE IF EXISTS "{_mutant_database()}" WITH (FORCE)')
 
 
 def _database_url(backend: str, tmp_root: Path) -> str:
