@@ -288,14 +288,19 @@ def test_a_missing_entry_is_named(app):
     assert not ok and report == ["entry 17 is missing from the log"]
 
 
+def _forty_entries_read_in_eights(app, monkeypatch) -> None:
+    """40 entries, verified in ranges (PostgreSQL) and steps (SQLite) of 8."""
+    monkeypatch.setattr(verification, "RANGE", 8)
+    monkeypatch.setattr(verification, "CHUNK", 8)
+    _bulk(app, 40)
+
+
 @pytest.mark.parametrize("position", [0, 15, 16, 23])
 def test_a_missing_entry_is_named_wherever_it_falls_in_a_range(app, monkeypatch, position):
     """Ranges of 8 read on two connections in turn (PostgreSQL), chunks of 8 composed
     in Python (SQLite): the first position of a range, the last (the range comes back
     short but without a gap) and one inside."""
-    monkeypatch.setattr(verification, "RANGE", 8)
-    monkeypatch.setattr(verification, "CHUNK", 8)
-    _bulk(app, 40)
+    _forty_entries_read_in_eights(app, monkeypatch)
     _tamper(app, f"DELETE FROM ledger_leaves WHERE leaf_index = {position}")
     ok, report = _verified(app)
     assert not ok and report == [f"entry {position} is missing from the log"]
@@ -323,9 +328,7 @@ def test_a_damaged_tree_node_off_the_roots_path_is_reported(app, monkeypatch, le
     handed out inclusion proofs carrying it that no one's verifier accepts. Ranges
     (PostgreSQL) and steps (SQLite) of 8: a node inside one, and (level 4) one over
     two of them."""
-    monkeypatch.setattr(verification, "RANGE", 8)
-    monkeypatch.setattr(verification, "CHUNK", 8)
-    _bulk(app, 40)
+    _forty_entries_read_in_eights(app, monkeypatch)
     _tamper(
         app,
         'UPDATE ledger_tree_nodes SET hash = :forged WHERE level = :level AND "index" = :index',
@@ -350,9 +353,7 @@ def test_a_missing_tree_node_is_reported(app, monkeypatch, level, index):
     """A stored node deleted (inside a range of 8, the one at its top, or at level 4
     over two ranges): the server cannot give out the proofs that need it, and
     verification says so."""
-    monkeypatch.setattr(verification, "RANGE", 8)
-    monkeypatch.setattr(verification, "CHUNK", 8)
-    _bulk(app, 40)
+    _forty_entries_read_in_eights(app, monkeypatch)
     _tamper(
         app,
         'DELETE FROM ledger_tree_nodes WHERE level = :level AND "index" = :index',
